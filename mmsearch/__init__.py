@@ -1,0 +1,47 @@
+"""mmsearch: local multimodal search. Index images and text documents; search by text or example.
+
+    >>> from mmsearch import Library
+    >>> lib = Library.open("my-index")
+    >>> lib.index(["~/Pictures"])
+    >>> lib.search("a cat on a sofa", k=5)
+
+Importing this package loads no model libraries (torch, faiss, onnxruntime): they load on first
+use.
+"""
+
+from mmsearch.errors import (
+    IndexBusyError,
+    IndexFormatError,
+    IndexNotFoundError,
+    MediaError,
+    MmsearchError,
+    ModelMismatchError,
+    ModelUnavailableError,
+    NotIndexedError,
+    QueryError,
+    UnknownModelError,
+)
+from mmsearch.library import Library
+from mmsearch.results import Hit, IndexReport, Progress, Skipped, Stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Hit",
+    "IndexBusyError",
+    "IndexFormatError",
+    "IndexNotFoundError",
+    "IndexReport",
+    "Library",
+    "MediaError",
+    "MmsearchError",
+    "ModelMismatchError",
+    "ModelUnavailableError",
+    "NotIndexedError",
+    "Progress",
+    "QueryError",
+    "Skipped",
+    "Stats",
+    "UnknownModelError",
+    "__version__",
+]

@@ -1,0 +1,83 @@
+"""The contract every encoder keeps, and the model spec stored in an index's manifest."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SEMANTIC = "semantic"
+"""Images and text documents mapped into the text encoder's space; answers text queries."""
+VISUAL = "visual"
+"""Image appearance vectors; answers "more like this image"."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model preset: what the manifest records and what `load_encoder` builds.
+
+    `name` is what the user typed (e.g. `offline-default`, `open_clip:ViT-B-32@/ckpt.pt`);
+    `family` picks the implementation module; `options` are that family's settings.
+    """
+
+    name: str
+    family: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "options": dict(self.options)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ModelSpec":
+        return cls(name=data["name"], family=data["family"], options=dict(data.get("options", {})))
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for two specs to produce comparable vectors."""
+        return {"family": self.family, "options": dict(self.options)}
+
+
+class Encoder(ABC):
+    """Turns images and text into L2-normalised float32 vectors, one set per space.
+
+    The ingest pipeline calls `prepare_image` from several reader threads (it must not touch
+    the model and must be thread-safe), then `embed_images` on whole batches from one thread.
+    """
+
+    spec: ModelSpec
+    input_size: int | None = None
+    """Shorter image side the model needs, so large JPEGs can be decoded already reduced."""
+
+    @property
+    @abstractmethod
+    def spaces(self) -> Mapping[str, int]:
+        """Space name -> dimension, e.g. `{"semantic": 384, "visual": 1280}`."""
+
+    @abstractmethod
+    def prepare_image(self, image: Image.Image) -> np.ndarray:
+        """Resize and normalise one RGB image into the model's input array (thread-safe)."""
+
+    @abstractmethod
+    def embed_images(self, batch: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Vectors for prepared images: `{space: (len(batch), dim) float32}`, rows unit-length.
+
+        Returns every image space the model fills (at least `semantic` and `visual`).
+        """
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Semantic-space vectors for texts (queries or document chunks), `(n, dim)`, unit rows."""
+
+    def max_text_words(self) -> int:
+        """How many words of a document fit one text embedding (documents are chunked to this)."""
+        return 180
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32; zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

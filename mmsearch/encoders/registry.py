@@ -1,0 +1,124 @@
+"""The model registry: presets are data (`presets.json`); families map to implementation modules.
+
+Besides the presets, two name patterns reach any OpenCLIP model:
+`open_clip:ARCH/TAG` (pretrained tag, Hugging Face cache) and `open_clip:ARCH@/path/to/weights`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mmsearch.encoders.base import Encoder, ModelSpec
+from mmsearch.errors import UnknownModelError
+
+# family -> "module:Class"; the module is imported only when a model of that family is loaded.
+_FAMILIES = {
+    "offline": "mmsearch.encoders.offline:OfflineEncoder",
+    "open_clip": "mmsearch.encoders.openclip:OpenClipEncoder",
+    "hash": "mmsearch.encoders.hashing:HashEncoder",
+}
+_OPEN_CLIP_PREFIX = "open_clip:"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    family: str
+    description: str
+    options: dict[str, Any]
+    cutoffs: dict[str, float]
+    """Per space, the cosine below which a match is not shown (the relevance cut-off)."""
+
+
+def _load_presets() -> dict[str, Preset]:
+    raw = json.loads(resources.files("mmsearch.encoders").joinpath("presets.json").read_text())
+    return {
+        name: Preset(
+            name,
+            entry["family"],
+            entry.get("description", ""),
+            entry.get("options", {}),
+            entry.get("cutoffs", {}),
+        )
+        for name, entry in raw.items()
+    }
+
+
+_PRESETS: dict[str, Preset] = _load_presets()
+
+
+def list_models() -> list[Preset]:
+    """Every named preset, in registry order."""
+    return list(_PRESETS.values())
+
+
+def add_model_preset(
+    name: str,
+    family: str,
+    options: dict[str, Any],
+    description: str = "",
+    cutoffs: dict[str, float] | None = None,
+) -> None:
+    """Register a preset at run time (plugins, tests). `family` must be a known family."""
+    if family not in _FAMILIES:
+        raise UnknownModelError(
+            f"Unknown model family {family!r}; known families: {', '.join(sorted(_FAMILIES))}."
+        )
+    _PRESETS[name] = Preset(name, family, description, dict(options), dict(cutoffs or {}))
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Turn a user's model name into a spec, or raise `UnknownModelError` listing valid names."""
+    preset = _PRESETS.get(name)
+    if preset is not None:
+        return ModelSpec(name=name, family=preset.family, options=dict(preset.options))
+    if name.startswith(_OPEN_CLIP_PREFIX):
+        rest = name[len(_OPEN_CLIP_PREFIX) :]
+        if "@" in rest:
+            arch, _, path = rest.partition("@")
+            if arch and path:
+                checkpoint = str(Path(path).expanduser().resolve())
+                return ModelSpec(
+                    name=name,
+                    family="open_clip",
+                    options={"architecture": arch, "pretrained": checkpoint},
+                )
+        elif "/" in rest:
+            arch, _, tag = rest.partition("/")
+            if arch and tag:
+                return ModelSpec(
+                    name=name, family="open_clip", options={"architecture": arch, "pretrained": tag}
+                )
+    valid = ", ".join(_PRESETS)
+    raise UnknownModelError(
+        f"Unknown model {name!r}. Valid names: {valid}; or any OpenCLIP model as "
+        "'open_clip:ARCH/PRETRAINED_TAG' or 'open_clip:ARCH@/path/to/checkpoint'. "
+        "`mmsearch models` lists them."
+    )
+
+
+def default_cutoffs(spec: ModelSpec) -> dict[str, float]:
+    """The relevance cut-offs of a spec's preset, else those of the first preset of its family."""
+    preset = _PRESETS.get(spec.name) or next(
+        (p for p in _PRESETS.values() if p.family == spec.family), None
+    )
+    return dict(preset.cutoffs) if preset else {}
+
+
+def load_encoder(spec: ModelSpec, *, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
+    """Build the encoder for `spec` (imports its family's heavy libraries now, not before)."""
+    target = _FAMILIES.get(spec.family)
+    if target is None:
+        raise UnknownModelError(
+            f"Model {spec.name!r} has unknown family {spec.family!r}; "
+            f"known families: {', '.join(sorted(_FAMILIES))}."
+        )
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    encoder: Encoder = cls(spec, device=device, cache_dir=cache_dir)
+    return encoder

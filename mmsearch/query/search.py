@@ -1,0 +1,211 @@
+"""Run a query: embed its parts into their spaces, search each, cut off, fuse, build hits.
+
+Inside one space the parts are combined as weighted vector arithmetic (negatives subtract);
+across spaces (text -> `semantic`, example images -> `visual`) the ranked lists are fused by
+weighted reciprocal-rank fusion, since cosines of different spaces are not comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmsearch.config import Settings
+from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
+from mmsearch.errors import MediaError, QueryError
+from mmsearch.media import decode_image
+from mmsearch.query.parse import parse_text
+from mmsearch.results import Hit
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.spaces import SpaceSet
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_WEIGHT = 0.5
+"""How hard a negative term pushes away, relative to a positive term of weight 1."""
+RRF_K = 60
+"""Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict a search to some items. Empty fields do not restrict."""
+
+    kinds: Sequence[str] = ()
+    folders: Sequence[str] = ()
+    extensions: Sequence[str] = ()
+
+    def sql(self) -> tuple[str, list[Any]] | None:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.kinds:
+            clauses.append(f"i.kind IN ({','.join('?' * len(self.kinds))})")
+            params += list(self.kinds)
+        if self.folders:
+            parts = []
+            for folder in self.folders:
+                folder = str(Path(folder).expanduser().absolute()).rstrip("/")
+                parts.append("(i.folder = ? OR substr(i.folder, 1, ?) = ?)")
+                params += [folder, len(folder) + 1, folder + "/"]
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if self.extensions:
+            exts = [e.lower().lstrip(".") for e in self.extensions]
+            clauses.append(f"i.ext IN ({','.join('?' * len(exts))})")
+            params += exts
+        return (" AND ".join(clauses), params) if clauses else None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search request. At least one of `text` and `images` must be given."""
+
+    text: str | None = None
+    images: Sequence[str] = ()
+    k: int = 10
+    min_score: float | None = None
+    """Cosine below which a space's matches are dropped; None uses the model's default."""
+    filters: Filters = field(default_factory=Filters)
+    image_weight: float = 1.0
+    """Weight of the example images against the text when both are given."""
+
+
+class Searcher:
+    """Answers queries against one index."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        spaces: SpaceSet,
+        encoder: Callable[[], Encoder],
+        settings: Settings,
+        default_cutoffs: dict[str, float],
+    ) -> None:
+        self.catalog = catalog
+        self.spaces = spaces
+        self._encoder = encoder
+        self.settings = settings
+        self.default_cutoffs = default_cutoffs
+
+    def search(self, query: Query) -> list[Hit]:
+        if query.k < 1:
+            raise QueryError(f"k must be at least 1, not {query.k}.")
+        wanted = self._query_vectors(query)
+        ranked: dict[str, list[tuple[int, float]]] = {}
+        for space, (vector, weight) in wanted.items():
+            ranked[space] = self._search_space(space, vector, query)
+        fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k]
+        rows = self.catalog.items_by_id([item for item, _, _ in fused])
+        hits = []
+        for item, score, per_space in fused:
+            row = rows.get(item)
+            if row is None or row["status"] != "ok":
+                continue
+            hits.append(
+                Hit(
+                    path=row["path"],
+                    score=round(float(score), 6),
+                    kind=row["kind"],
+                    scores={s: round(v, 6) for s, v in per_space.items()},
+                    size=row["size"],
+                    width=row["width"],
+                    height=row["height"],
+                    taken_at=row["taken_at"],
+                )
+            )
+        return hits
+
+    # -- embedding ----------------------------------------------------------------------------
+
+    def _query_vectors(self, query: Query) -> dict[str, tuple[np.ndarray, float]]:
+        """space -> (unit query vector, fusion weight)."""
+        text = (query.text or "").strip()
+        if not text and not query.images:
+            raise QueryError("Nothing to search for: give query text, an example image, or both.")
+        out: dict[str, tuple[np.ndarray, float]] = {}
+        if text:
+            terms = parse_text(text)
+            encoder = self._encoder()
+            vecs = encoder.embed_texts([t.text for t in terms])
+            signed = np.array(
+                [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
+            )
+            out[SEMANTIC] = (l2_normalise(signed @ vecs), 1.0)
+        if query.images:
+            visual = np.stack([self._example_image(p) for p in query.images])
+            out[VISUAL] = (l2_normalise(visual.sum(axis=0)), query.image_weight)
+        return out
+
+    def _example_image(self, path: str) -> np.ndarray:
+        """The example's visual vector: from the catalog when it is indexed and unchanged."""
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise QueryError(f"Example image {path} does not exist.")
+        absolute = str(file.absolute())
+        row = self.catalog.item_by_path(absolute)
+        stat = file.stat()
+        if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
+            stored = self.catalog.item_vectors(row.id, VISUAL)
+            if stored is not None:
+                return stored
+        try:
+            data = file.read_bytes()
+            encoder = self._encoder()
+            decoded = decode_image(
+                data, path=absolute, max_pixels=self.settings.max_image_pixels,
+                min_side=encoder.input_size,
+            )
+        except (MediaError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, MediaError) else str(exc)
+            raise QueryError(f"Example image {path} cannot be used: {reason}") from exc
+        vectors = encoder.embed_images([encoder.prepare_image(decoded.image)])
+        return np.asarray(vectors[VISUAL][0], dtype=np.float32)
+
+    # -- searching ----------------------------------------------------------------------------
+
+    def _search_space(self, space: str, vector: np.ndarray, query: Query) -> list[tuple[int, float]]:
+        """(item id, best cosine) pairs of one space, best first, above the cut-off."""
+        store = self.spaces.get(space)
+        if store is None or len(store) == 0:
+            return []
+        allowed = None
+        where = query.filters.sql()
+        if where is not None:
+            allowed = self.catalog.vector_ids_where(space, *where)
+            if len(allowed) == 0:
+                return []
+        cutoff = query.min_score if query.min_score is not None else self.default_cutoffs.get(space, 0.0)
+        # Documents have several chunk vectors: fetch more than k so k distinct items remain.
+        fetch = query.k * 4 + 16
+        scores, ids = store.search(vector[None, :], fetch, allowed)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and s >= cutoff]
+        owners = self.catalog.vector_owners([i for i, _ in pairs])
+        best: dict[int, float] = {}
+        for vid, score in pairs:
+            item = owners.get(vid)
+            if item is not None and score > best.get(item, -2.0):
+                best[item] = score
+        return sorted(best.items(), key=lambda kv: -kv[1])
+
+    @staticmethod
+    def _fuse(
+        ranked: dict[str, list[tuple[int, float]]], weights: dict[str, float]
+    ) -> list[tuple[int, float, dict[str, float]]]:
+        """(item, score, per-space cosines), best first. One space keeps its cosine as score."""
+        per_item: dict[int, dict[str, float]] = {}
+        for space, pairs in ranked.items():
+            for item, score in pairs:
+                per_item.setdefault(item, {})[space] = score
+        if len(ranked) == 1:
+            (pairs,) = ranked.values()
+            return [(item, score, per_item[item]) for item, score in pairs]
+        fused: dict[int, float] = {}
+        for space, pairs in ranked.items():
+            for rank, (item, _) in enumerate(pairs):
+                fused[item] = fused.get(item, 0.0) + weights[space] / (RRF_K + rank + 1)
+        order = sorted(fused.items(), key=lambda kv: -kv[1])
+        return [(item, score, per_item[item]) for item, score in order]

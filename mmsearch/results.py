@@ -1,0 +1,89 @@
+"""The typed values the public API returns: search hits, indexing reports, progress, stats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    `score` is the cosine similarity when one vector space answered the query, and a fused
+    rank score (higher is better) when several did; `scores` holds each space's cosine.
+    """
+
+    path: str
+    score: float
+    kind: str
+    scores: dict[str, float] = field(default_factory=dict)
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    snippet: str | None = None
+    """For text documents: the chunk that matched best."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What an indexing run is doing now; shells draw it (e.g. a rich progress bar).
+
+    `phase` is one of "scan", "hash", "encode", "save".
+    """
+
+    phase: str
+    done: int
+    total: int
+    path: str | None = None
+
+
+@dataclass
+class IndexReport:
+    """What one `Library.index` run did."""
+
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    encoded: int = 0
+    """Files that went through the model (added + updated, minus failures)."""
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be indexed, with the reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What an index holds (`mmsearch info`)."""
+
+    path: str
+    model: str
+    items: dict[str, int]
+    failed: int
+    roots: list[str]
+    spaces: dict[str, dict[str, Any]]
+    catalog_bytes: int
+    index_bytes: int
+    media_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

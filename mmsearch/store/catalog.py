@@ -1,0 +1,417 @@
+"""The SQLite catalog, source of truth of an index: items, their vectors, extracted text (FTS5).
+
+Vectors live here too (as float32 blobs) so every vector index can be rebuilt without
+re-encoding, and so one SQLite transaction commits an item together with its vectors: an
+interrupted run leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from mmsearch.errors import IndexFormatError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+OK = "ok"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """What the catalog knows of one file."""
+
+    id: int
+    path: str
+    kind: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """What ingest learned of a file, to be written with its vectors."""
+
+    path: str
+    root: str
+    kind: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    words: str = ""
+    content: str = ""
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["items"].create(
+        {
+            "id": int,
+            "path": str,
+            "root": str,
+            "folder": str,
+            "name": str,
+            "ext": str,
+            "kind": str,
+            "size": int,
+            "mtime_ns": int,
+            "hash": str,
+            "width": int,
+            "height": int,
+            "duration": float,
+            "taken_at": str,
+            "status": str,
+            "error": str,
+            "indexed_at": float,
+        },
+        pk="id",
+        not_null=["path", "kind", "status"],
+    )
+    db["items"].create_index(["path"], unique=True)
+    db["items"].create_index(["hash"])
+    db["items"].create_index(["folder"])
+    # AUTOINCREMENT so a vector id is never reused: FAISS indexes key on it.
+    db.execute(
+        """CREATE TABLE vectors (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+               space TEXT NOT NULL,
+               chunk INTEGER NOT NULL DEFAULT 0,
+               vector BLOB NOT NULL)"""
+    )
+    db["vectors"].create_index(["item_id"])
+    db["vectors"].create_index(["space", "id"])
+    db["texts"].create({"item_id": int, "words": str, "content": str}, pk="item_id")
+    db["texts"].enable_fts(["words", "content"], create_triggers=True, tokenize="porter")
+    db["roots"].create({"path": str, "added_at": float}, pk="path")
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+# MIGRATIONS[n] brings a catalog from schema version n to n + 1.
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1}
+
+
+class Catalog:
+    """Typed access to the catalog database. One instance per process; not thread-safe."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.db = sqlite_utils.Database(self.path)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise IndexFormatError(
+                f"{self.path} was written by a newer mmsearch (catalog schema {version}, this "
+                f"version reads up to {SCHEMA_VERSION}). Upgrade mmsearch to open it."
+            )
+        while version < SCHEMA_VERSION:
+            with self.db.atomic():
+                MIGRATIONS[version](self.db)
+                version += 1
+                self.set_meta("schema_version", str(version))
+            log.info("catalog %s migrated to schema %d", self.path, version)
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+
+    def generation(self) -> int:
+        """A counter bumped by every committed change to vectors; vector indexes record it."""
+        return int(self.get_meta("generation", "0") or 0)
+
+    def _bump_generation(self) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- roots --------------------------------------------------------------------------------
+
+    def add_roots(self, roots: Iterable[str]) -> None:
+        with self.db.atomic():
+            for root in roots:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", [root, time.time()]
+                )
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
+
+    def remove_root(self, root: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM roots WHERE path = ?", [root])
+
+    # -- items --------------------------------------------------------------------------------
+
+    def items_under(self, root: str) -> dict[str, ItemRow]:
+        """Every item whose path is `root` or lies below it, keyed by path."""
+        prefix = root.rstrip("/") + "/"
+        rows = self.db.execute(
+            "SELECT id, path, kind, size, mtime_ns, hash, status, error FROM items "
+            "WHERE path = ? OR substr(path, 1, ?) = ?",
+            [root, len(prefix), prefix],
+        )
+        return {r[1]: ItemRow(*r) for r in rows}
+
+    def item_by_path(self, path: str) -> ItemRow | None:
+        row = self.db.execute(
+            "SELECT id, path, kind, size, mtime_ns, hash, status, error FROM items WHERE path = ?",
+            [path],
+        ).fetchone()
+        return ItemRow(*row) if row else None
+
+    def items_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Full rows for the given item ids (for building search hits)."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for row in self.db.query(f"SELECT * FROM items WHERE id IN ({marks})", part):
+                out[row["id"]] = row
+        return out
+
+    def write_item(
+        self, facts: ItemFacts, vectors: dict[str, np.ndarray] | None
+    ) -> tuple[int, list[int], dict[str, list[int]]]:
+        """Insert or replace one successfully encoded item with its vectors, in one transaction.
+
+        `vectors` maps space -> (chunks, dim) array. Returns the item id, the ids of vectors it
+        replaced (to remove from vector indexes) and the new vector ids per space.
+        """
+        with self.db.atomic():
+            item_id, old = self._upsert_item(facts, status=OK, error=None)
+            added: dict[str, list[int]] = {}
+            for space, rows in (vectors or {}).items():
+                rows = np.ascontiguousarray(rows, dtype=np.float32)
+                ids = []
+                for chunk, row in enumerate(rows):
+                    cur = self.db.execute(
+                        "INSERT INTO vectors(item_id, space, chunk, vector) VALUES (?, ?, ?, ?)",
+                        [item_id, space, chunk, row.tobytes()],
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                added[space] = ids
+            self.db.execute(
+                "INSERT INTO texts(item_id, words, content) VALUES (?, ?, ?) "
+                "ON CONFLICT(item_id) DO UPDATE SET words = excluded.words, "
+                "content = excluded.content",
+                [item_id, facts.words, facts.content],
+            )
+            self._bump_generation()
+        return item_id, old, added
+
+    def write_error(self, facts: ItemFacts, reason: str) -> list[int]:
+        """Record a file that could not be indexed; drops vectors of an older good version."""
+        with self.db.atomic():
+            item_id, old = self._upsert_item(facts, status=ERROR, error=reason)
+            self.db.execute("DELETE FROM texts WHERE item_id = ?", [item_id])
+            if old:
+                self._bump_generation()
+        return old
+
+    def _upsert_item(self, facts: ItemFacts, *, status: str, error: str | None) -> tuple[int, list[int]]:
+        path = Path(facts.path)
+        values = {
+            "path": facts.path,
+            "root": facts.root,
+            "folder": str(path.parent),
+            "name": path.name,
+            "ext": path.suffix.lower().lstrip("."),
+            "kind": facts.kind,
+            "size": facts.size,
+            "mtime_ns": facts.mtime_ns,
+            "hash": facts.hash,
+            "width": facts.width,
+            "height": facts.height,
+            "taken_at": facts.taken_at,
+            "status": status,
+            "error": error,
+            "indexed_at": time.time(),
+        }
+        existing = self.db.execute("SELECT id FROM items WHERE path = ?", [facts.path]).fetchone()
+        if existing is None:
+            cols = ",".join(values)
+            cur = self.db.execute(
+                f"INSERT INTO items({cols}) VALUES ({','.join('?' * len(values))})",
+                list(values.values()),
+            )
+            return int(cur.lastrowid or 0), []
+        item_id = int(existing[0])
+        sets = ",".join(f"{c} = ?" for c in values)
+        self.db.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
+        old = [r[0] for r in self.db.execute("SELECT id FROM vectors WHERE item_id = ?", [item_id])]
+        self.db.execute("DELETE FROM vectors WHERE item_id = ?", [item_id])
+        return item_id, old
+
+    def touch(self, item_id: int, size: int, mtime_ns: int) -> None:
+        """A file whose content is unchanged but whose stat changed (e.g. `touch`, a copy back)."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", [size, mtime_ns, item_id]
+            )
+
+    def move(self, item_id: int, new_path: str, root: str, size: int, mtime_ns: int) -> None:
+        """A file renamed or moved: keep its vectors, change its path (and refresh name words)."""
+        path = Path(new_path)
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE items SET path = ?, root = ?, folder = ?, name = ?, ext = ?, size = ?, "
+                "mtime_ns = ? WHERE id = ?",
+                [new_path, root, str(path.parent), path.name, path.suffix.lower().lstrip("."),
+                 size, mtime_ns, item_id],
+            )
+
+    def set_words(self, item_id: int, words: str) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE texts SET words = ? WHERE item_id = ?", [words, item_id])
+
+    def delete_items(self, item_ids: Sequence[int]) -> list[int]:
+        """Delete items with their vectors and text; returns the deleted vector ids."""
+        removed: list[int] = []
+        if not item_ids:
+            return removed
+        with self.db.atomic():
+            for start in range(0, len(item_ids), 900):
+                part = list(item_ids[start : start + 900])
+                marks = ",".join("?" * len(part))
+                removed += [
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT id FROM vectors WHERE item_id IN ({marks})", part
+                    )
+                ]
+                self.db.execute(f"DELETE FROM vectors WHERE item_id IN ({marks})", part)
+                self.db.execute(f"DELETE FROM texts WHERE item_id IN ({marks})", part)
+                self.db.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
+            self._bump_generation()
+        return removed
+
+    # -- vectors ------------------------------------------------------------------------------
+
+    def iter_vectors(
+        self, space: str, dim: int, batch: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All vectors of a space in id order, as (ids int64, vectors float32) blocks."""
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "SELECT id, vector FROM vectors WHERE space = ? AND id > ? ORDER BY id LIMIT ?",
+                [space, last, batch],
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def item_vectors(self, item_id: int, space: str) -> np.ndarray | None:
+        """The mean of an item's vectors in a space (one vector for images), or None."""
+        rows = self.db.execute(
+            "SELECT vector FROM vectors WHERE item_id = ? AND space = ? ORDER BY chunk",
+            [item_id, space],
+        ).fetchall()
+        if not rows:
+            return None
+        return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows]).mean(axis=0)
+
+    def vector_count(self, space: str) -> int:
+        return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])
+
+    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, int]:
+        """vector id -> item id."""
+        out: dict[int, int] = {}
+        ids = [int(i) for i in vector_ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for vid, iid in self.db.execute(
+                f"SELECT id, item_id FROM vectors WHERE id IN ({marks})", part
+            ):
+                out[vid] = iid
+        return out
+
+    def vector_ids_where(self, space: str, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids of the vectors of `space` whose item matches an SQL condition on `items`."""
+        rows = self.db.execute(
+            f"SELECT v.id FROM vectors v JOIN items i ON i.id = v.item_id "
+            f"WHERE v.space = ? AND ({where})",
+            [space, *params],
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    # -- text search --------------------------------------------------------------------------
+
+    def keyword_search(self, text: str, limit: int) -> list[tuple[int, float]]:
+        """Items whose file-name words or extracted text match `text` (FTS5, best first)."""
+        query = self.db.quote_fts(text)
+        if not query.strip('"'):
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, rank FROM texts_fts WHERE texts_fts MATCH ? ORDER BY rank LIMIT ?",
+            [query.replace('" "', '" OR "'), limit],
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{status: {kind: count}}."""
+        out: dict[str, dict[str, int]] = {}
+        for status, kind, n in self.db.execute(
+            "SELECT status, kind, count(*) FROM items GROUP BY status, kind"
+        ):
+            out.setdefault(status, {})[kind] = n
+        return out
+
+    def total_bytes(self) -> int:
+        row = self.db.execute("SELECT coalesce(sum(size), 0) FROM items WHERE status = 'ok'").fetchone()
+        return int(row[0])
+
+    def errors(self) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT path, error FROM items WHERE status = 'error' ORDER BY path"
+            )
+        ]

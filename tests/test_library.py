@@ -1,0 +1,217 @@
+"""The public Python API end to end, on real SQLite and FAISS files, with the deterministic model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import COLOURS, make_image
+from mmsearch import (
+    IndexNotFoundError,
+    Library,
+    MediaError,
+    ModelMismatchError,
+    NotIndexedError,
+    QueryError,
+    UnknownModelError,
+)
+from mmsearch.config import Settings
+
+MODEL = "hash-test"
+
+
+def open_lib(tmp_path: Path, **settings: object) -> Library:
+    return Library.open(tmp_path / "index", model=MODEL, settings=Settings(**settings))
+
+
+def names(hits: list) -> list[str]:
+    return [Path(h.path).name for h in hits]
+
+
+def test_text_query_finds_the_matching_image_and_document_first(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        report = lib.index([media])
+        assert (report.added, report.failed, report.encoded) == (6, 1, 6)
+        assert names(lib.search("red"))[0] == "red.png"
+        assert names(lib.search("blue"))[0] == "blue.jpg"
+        hits = lib.search("bake bread with flour")
+        assert names(hits)[0] == "bread.md"
+        assert hits[0].kind == "text"
+        assert 0 < hits[0].score <= 1.0
+
+
+def test_example_image_finds_its_near_duplicate_first(tmp_path: Path, media: Path) -> None:
+    probe = make_image(tmp_path / "probe" / "copy.png", COLOURS["green"], size=(96, 72), stripe=45)
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        hits = lib.search(image=probe)
+        assert names(hits)[0] == "green.webp"
+        assert all(h.kind == "image" for h in hits)
+        # An indexed image is its own best match, with cosine 1.
+        own = lib.search(image=media / "red.png", k=1)
+        assert names(own) == ["red.png"] and own[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_text_and_image_together_are_fused(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        hits = lib.search("blue", image=media / "photos" / "blue.jpg")
+        assert names(hits)[0] == "blue.jpg"
+        assert set(hits[0].scores) == {"semantic", "visual"}
+
+
+def test_rerun_without_changes_encodes_nothing(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        again = lib.index([media])
+        assert again.encoded == 0
+        assert (again.added, again.updated, again.removed) == (0, 0, 0)
+        assert again.unchanged == 7  # the corrupt file is remembered too, not retried
+
+
+def test_changed_moved_and_deleted_files_are_detected(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        # changed: red becomes yellow-ish
+        make_image(media / "red.png", COLOURS["yellow"], size=(70, 50))
+        # moved and renamed: same bytes, new place
+        (media / "archive").mkdir()
+        shutil.move(media / "photos" / "blue.jpg", media / "archive" / "sky.jpg")
+        # deleted
+        (media / "notes" / "garden.txt").unlink()
+        report = lib.index([media])
+        assert (report.updated, report.moved, report.removed, report.encoded) == (1, 1, 1, 1)
+        assert names(lib.search("blue"))[0] == "sky.jpg"
+        assert "garden.txt" not in names(lib.search("plant tomatoes basil garden"))
+        assert "red.png" not in names(lib.search("red"))
+
+
+def test_a_second_folder_can_be_added_later_and_rescanned_without_arguments(
+    tmp_path: Path, media: Path
+) -> None:
+    other = tmp_path / "other"
+    make_image(other / "purple.png", (130, 40, 160))
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        lib.index([other])
+        assert names(lib.search("purple"))[0] == "purple.png"
+        assert names(lib.search("red"))[0] == "red.png"
+        (other / "purple.png").unlink()
+        report = lib.index()  # every known folder
+        assert report.removed == 1 and report.encoded == 0
+        assert set(lib.stats().roots) == {str(media), str(other)}
+
+
+def test_filters_restrict_kind_folder_and_extension(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        assert {h.kind for h in lib.search("bread red blue", kinds=["text"], min_score=-1)} == {"text"}
+        in_photos = lib.search("red blue green", folders=[media / "photos"], min_score=-1)
+        assert in_photos and all("/photos/" in h.path for h in in_photos)
+        assert names(lib.search("blue green", extensions=["webp"], min_score=-1)) == ["green.webp"]
+
+
+def test_cut_off_and_k_limit_results(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        assert lib.search("zebra crossing at midnight") == []  # nothing relevant: nothing shown
+        assert len(lib.search("red", k=2, min_score=-1)) == 2
+        assert len(lib.search("red", min_score=-1)) == 6  # every indexed item, no more
+
+
+def test_weighted_and_negative_terms_move_results(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        assert names(lib.search('2:red blue', min_score=-1))[0] == "red.png"
+        assert names(lib.search('red 2:blue', min_score=-1))[0] == "blue.jpg"
+        assert names(lib.search('red blue -red', min_score=-1))[0] == "blue.jpg"
+        with pytest.raises(QueryError, match="only negative"):
+            lib.search("-red")
+
+
+def test_bad_files_are_recorded_with_their_reason_and_lose_nothing(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        errors = {Path(e.path).name: e.reason for e in lib.errors()}
+        assert list(errors) == ["broken.jpg"]
+        # A good file that turns bad keeps nothing stale and is reported.
+        (media / "red.png").write_bytes(b"")
+        (media / "empty.txt").write_bytes(b"")
+        report = lib.index([media])
+        assert report.failed == 2
+        errors = {Path(e.path).name: e.reason for e in lib.errors()}
+        assert set(errors) == {"broken.jpg", "red.png", "empty.txt"}
+        assert "red.png" not in names(lib.search("red"))
+        assert names(lib.search("blue"))[0] == "blue.jpg"
+
+
+def test_remove_forgets_files_and_folders(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        assert lib.remove(media / "red.png") == 1
+        assert "red.png" not in names(lib.search("red", min_score=-1))
+        assert lib.remove(media / "notes") == 2
+        assert {h.kind for h in lib.search("bread garden", min_score=-1)} == {"image"}
+        with pytest.raises(NotIndexedError, match="not in the index"):
+            lib.remove(media / "nope.png")
+        assert (media / "red.png").exists()  # files themselves are untouched
+
+
+def test_stats_report_counts_model_and_spaces(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        stats = lib.stats()
+    assert stats.model == MODEL
+    assert stats.items == {"image": 4, "text": 2}
+    assert stats.failed == 1
+    assert stats.spaces["visual"]["count"] == 4
+    assert stats.spaces["semantic"]["count"] >= 6
+    assert stats.catalog_bytes > 0 and stats.index_bytes > 0
+
+
+def test_the_model_is_fixed_at_creation(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+    with pytest.raises(ModelMismatchError, match="hash-test"):
+        Library.open(tmp_path / "index", model="offline-default")
+    with Library.open(tmp_path / "index") as lib:  # no model named: use the recorded one
+        assert lib.spec.name == MODEL
+
+
+def test_unknown_model_lists_the_valid_names(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModelError, match="offline-default"):
+        Library.open(tmp_path / "index", model="no-such-model")
+
+
+def test_missing_index_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="mmsearch index"):
+        Library.open(tmp_path / "nothing", create=False)
+    with open_lib(tmp_path) as lib:
+        with pytest.raises(MediaError, match="no such file or folder"):
+            lib.index([tmp_path / "does-not-exist"])
+
+
+def test_vector_files_lost_or_damaged_are_rebuilt_from_the_catalog(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+    (tmp_path / "index" / "semantic.faiss").unlink()
+    (tmp_path / "index" / "visual.faiss").write_bytes(b"garbage")
+    with open_lib(tmp_path) as lib:
+        assert names(lib.search("red"))[0] == "red.png"
+        assert names(lib.search(image=media / "photos" / "blue.jpg"))[0] == "blue.jpg"
+
+
+def test_large_collections_switch_to_an_approximate_index_with_the_same_answers(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "many"
+    for i in range(60):
+        colour = list(COLOURS.values())[i % 4]
+        make_image(root / f"img{i:03d}.png", colour, stripe=i % 50)
+    with open_lib(tmp_path, exact_search_below=20) as lib:
+        lib.index([root])
+        assert lib.stats().spaces["visual"]["factory"].startswith("IVF")
+        for i in (0, 17, 42):
+            assert names(lib.search(image=root / f"img{i:03d}.png", k=1)) == [f"img{i:03d}.png"]
