@@ -282,6 +282,49 @@ def models(json_out: JsonOpt = False) -> None:
     )
 
 
+@app.command()
+def doctor(
+    prepare: Annotated[
+        bool, typer.Option("--prepare", help="Load the model now, converting and caching it.")
+    ] = False,
+    model: Annotated[Optional[str], typer.Option(help="Model to check (default: the configured one).")] = None,
+    index: IndexOpt = None,
+) -> None:
+    """Check the installation: libraries, compute device, where indexes and caches live.
+
+    Example:
+        mmsearch doctor --prepare
+    """
+    import importlib.metadata as md
+    import platform
+
+    from mmsearch.encoders.device import choose_device
+    from mmsearch.encoders.registry import load_encoder, resolve_model
+
+    with _errors():
+        settings = _settings(index)
+        spec = resolve_model(model or settings.model)
+        typer.echo(f"python      {platform.python_version()}")
+        for package in ("mmsearch", "faiss-cpu", "faiss-gpu", "torch", "onnxruntime", "open-clip-torch"):
+            try:
+                typer.echo(f"{package:<11} {md.version(package)}")
+            except md.PackageNotFoundError:
+                pass
+        import faiss
+
+        device = choose_device(settings.device)
+        typer.echo(f"device      {device.torch_device}{' (fp16)' if device.half else ''}")
+        typer.echo(f"faiss GPUs  {faiss.get_num_gpus()}")
+        typer.echo(f"index       {settings.index_path()}")
+        typer.echo(f"model cache {settings.model_cache()}")
+        typer.echo(f"model       {spec.name}")
+        if prepare:
+            encoder = load_encoder(spec, device=settings.device, cache_dir=settings.model_cache())
+            encoder.embed_texts(["ready"])
+            spaces = ", ".join(f"{s} {d}-d" for s, d in encoder.spaces.items())
+            typer.echo(f"model ready ({spaces})")
+
+
 def main() -> None:
     app()
 

