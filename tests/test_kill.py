@@ -1,4 +1,5 @@
-"""An indexing process killed with SIGKILL mid-run resumes without loss, duplicates or re-encoding."""
+"""An indexing process killed (SIGKILL) or interrupted (Ctrl-C) mid-run resumes without loss,
+duplicates or re-encoding."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import make_image
 from mmsearch import Library
@@ -26,7 +29,8 @@ def committed_items(catalog: Path) -> int:
         return 0
 
 
-def test_sigkill_during_indexing_then_rerun_is_consistent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_indexing_then_rerun_is_consistent(tmp_path: Path, sig: signal.Signals) -> None:
     media = tmp_path / "media"
     for i in range(N_FILES):
         make_image(media / f"d{i % 10}" / f"img{i:04d}.png", (i % 256, 40 * (i // 256), 90), size=(40, 30))
@@ -41,8 +45,10 @@ def test_sigkill_during_indexing_then_rerun_is_consistent(tmp_path: Path) -> Non
         assert proc.poll() is None, f"indexing ended before it could be killed: {proc.stderr.read()}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    code = proc.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert code == 130 and b"committed work is kept" in proc.stderr.read()
     before = committed_items(index / "catalog.db")
     assert 0 < before < N_FILES, "the kill must land in the middle of the run"
 
