@@ -42,5 +42,7 @@ def test_item_and_vectors_are_written_and_replaced_together(tmp_path: Path) -> N
 def test_keyword_search_finds_file_name_words(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "c.db")
     item, _, _ = catalog.write_item(facts("/r/a.jpg"), {})
-    assert [i for i, _ in catalog.keyword_search("car", 5)] == [item]
+    assert catalog.keyword_search("car", 5) == [item]
+    assert catalog.keyword_search("red car", 5) == [item]
+    assert catalog.keyword_search("red boat", 5) == []  # every word must match
     assert catalog.keyword_search("boat", 5) == []

@@ -59,7 +59,20 @@ def test_text_and_image_together_are_fused(tmp_path: Path, media: Path) -> None:
         lib.index([media])
         hits = lib.search("blue", image=media / "photos" / "blue.jpg")
         assert names(hits)[0] == "blue.jpg"
-        assert set(hits[0].scores) == {"semantic", "visual"}
+        assert {"semantic", "visual"} <= set(hits[0].scores)
+
+
+def test_file_name_words_raise_a_match(tmp_path: Path, media: Path) -> None:
+    make_image(media / "zebra-crossing.png", COLOURS["red"])
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        hits = {Path(h.path).name: h for h in lib.search("zebra", min_score=-1)}
+        named = hits["zebra-crossing.png"]
+        assert named.scores["keyword"] == 1.0
+        cosine = named.scores["semantic"]
+        assert named.score == pytest.approx(cosine + 0.1 * (1 - cosine), abs=1e-5)
+        # same colour, same cosine, but no name match: ranks below
+        assert hits["red.png"].score < named.score and "keyword" not in hits["red.png"].scores
 
 
 def test_rerun_without_changes_encodes_nothing(tmp_path: Path, media: Path) -> None:

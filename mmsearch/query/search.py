@@ -19,7 +19,7 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
 from mmsearch.media import decode_image
-from mmsearch.query.parse import parse_text
+from mmsearch.query.parse import Term, parse_text
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
@@ -30,6 +30,11 @@ NEGATIVE_WEIGHT = 0.5
 """How hard a negative term pushes away, relative to a positive term of weight 1."""
 RRF_K = 60
 """Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
+KEYWORD_BONUS = 0.1
+"""Items whose file name or text holds every query word move this fraction of the way from their
+cosine to 1: a literal match is evidence the embedding can miss (names, places, rare words), yet
+too weak to beat a much closer meaning. Scores stay within [-1, 1]."""
+KEYWORD = "keyword"
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,17 @@ class Searcher:
     def search(self, query: Query) -> list[Hit]:
         if query.k < 1:
             raise QueryError(f"k must be at least 1, not {query.k}.")
-        wanted = self._query_vectors(query)
+        terms = parse_text(query.text) if query.text and query.text.strip() else []
+        wanted = self._query_vectors(query, terms)
         ranked: dict[str, list[tuple[int, float]]] = {}
+        keyword_cosines: dict[int, float] = {}
         for space, (vector, weight) in wanted.items():
             ranked[space] = self._search_space(space, vector, query)
+        if SEMANTIC in wanted:
+            words = " ".join(t.text for t in terms if not t.negative)
+            ranked[SEMANTIC], keyword_cosines = self._add_keyword_matches(
+                ranked[SEMANTIC], wanted[SEMANTIC][0], words, query
+            )
         fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         hits = []
@@ -105,6 +117,8 @@ class Searcher:
             row = rows.get(item)
             if row is None or row["status"] != "ok":
                 continue
+            if item in keyword_cosines:
+                per_space = {**per_space, SEMANTIC: keyword_cosines[item], KEYWORD: 1.0}
             hits.append(
                 Hit(
                     path=row["path"],
@@ -121,14 +135,14 @@ class Searcher:
 
     # -- embedding ----------------------------------------------------------------------------
 
-    def _query_vectors(self, query: Query) -> dict[str, tuple[np.ndarray, float]]:
+    def _query_vectors(
+        self, query: Query, terms: list[Term]
+    ) -> dict[str, tuple[np.ndarray, float]]:
         """space -> (unit query vector, fusion weight)."""
-        text = (query.text or "").strip()
-        if not text and not query.images:
+        if not terms and not query.images:
             raise QueryError("Nothing to search for: give query text, an example image, or both.")
         out: dict[str, tuple[np.ndarray, float]] = {}
-        if text:
-            terms = parse_text(text)
+        if terms:
             encoder = self._encoder()
             vecs = encoder.embed_texts([t.text for t in terms])
             signed = np.array(
@@ -149,9 +163,9 @@ class Searcher:
         row = self.catalog.item_by_path(absolute)
         stat = file.stat()
         if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
-            stored = self.catalog.item_vectors(row.id, VISUAL)
+            stored = self.catalog.item_vectors([row.id], VISUAL).get(row.id)
             if stored is not None:
-                return stored
+                return stored.mean(axis=0)
         try:
             data = file.read_bytes()
             encoder = self._encoder()
@@ -178,7 +192,7 @@ class Searcher:
             allowed = self.catalog.vector_ids_where(space, *where)
             if len(allowed) == 0:
                 return []
-        cutoff = query.min_score if query.min_score is not None else self.default_cutoffs.get(space, 0.0)
+        cutoff = self._cutoff(space, query)
         # Documents have several chunk vectors: fetch more than k so k distinct items remain.
         fetch = query.k * 4 + 16
         scores, ids = store.search(vector[None, :], fetch, allowed)
@@ -190,6 +204,33 @@ class Searcher:
             if item is not None and score > best.get(item, -2.0):
                 best[item] = score
         return sorted(best.items(), key=lambda kv: -kv[1])
+
+    def _add_keyword_matches(
+        self, pairs: list[tuple[int, float]], vector: np.ndarray, words: str, query: Query
+    ) -> tuple[list[tuple[int, float]], dict[int, float]]:
+        """Raise the items whose name or text holds every query word (see `KEYWORD_BONUS`);
+        matches the vector search missed join, if their raised score passes the cut-off.
+
+        Returns the new ranking and the plain cosines of the raised items.
+        """
+        matched = self.catalog.keyword_search(words, query.k * 4 + 16, query.filters.sql())
+        if not matched:
+            return pairs, {}
+        scores = dict(pairs)
+        unseen = [item for item in matched if item not in scores]
+        for item, rows in self.catalog.item_vectors(unseen, SEMANTIC).items():
+            scores[item] = float((rows @ vector).max())
+        cosines = {item: scores[item] for item in matched if item in scores}
+        cutoff = self._cutoff(SEMANTIC, query)
+        for item, cosine in cosines.items():
+            scores[item] = cosine + KEYWORD_BONUS * (1.0 - cosine)
+        ranked = [(i, s) for i, s in scores.items() if s >= cutoff]
+        return sorted(ranked, key=lambda kv: -kv[1]), cosines
+
+    def _cutoff(self, space: str, query: Query) -> float:
+        if query.min_score is not None:
+            return query.min_score
+        return self.default_cutoffs.get(space, 0.0)
 
     @staticmethod
     def _fuse(

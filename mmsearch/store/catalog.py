@@ -345,15 +345,20 @@ class Catalog:
             yield ids, vecs
             last = int(ids[-1])
 
-    def item_vectors(self, item_id: int, space: str) -> np.ndarray | None:
-        """The mean of an item's vectors in a space (one vector for images), or None."""
-        rows = self.db.execute(
-            "SELECT vector FROM vectors WHERE item_id = ? AND space = ? ORDER BY chunk",
-            [item_id, space],
-        ).fetchall()
-        if not rows:
-            return None
-        return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows]).mean(axis=0)
+    def item_vectors(self, item_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
+        """item id -> its vectors in a space, (chunks, dim); items without any are left out."""
+        out: dict[int, list[np.ndarray]] = {}
+        ids = [int(i) for i in item_ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for item, blob in self.db.execute(
+                f"SELECT item_id, vector FROM vectors WHERE space = ? AND item_id IN ({marks}) "
+                "ORDER BY item_id, chunk",
+                [space, *part],
+            ):
+                out.setdefault(item, []).append(np.frombuffer(blob, dtype=np.float32))
+        return {item: np.stack(rows) for item, rows in out.items()}
 
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])
@@ -382,16 +387,22 @@ class Catalog:
 
     # -- text search --------------------------------------------------------------------------
 
-    def keyword_search(self, text: str, limit: int) -> list[tuple[int, float]]:
-        """Items whose file-name words or extracted text match `text` (FTS5, best first)."""
-        query = self.db.quote_fts(text)
-        if not query.strip('"'):
+    def keyword_search(
+        self, text: str, limit: int, where: tuple[str, Sequence[Any]] | None = None
+    ) -> list[int]:
+        """Items whose file-name words or extracted text contain every word of `text` (FTS5,
+        best first), optionally restricted by an SQL condition on `items i`."""
+        query = self.db.quote_fts(text)  # every word quoted: no FTS syntax from users
+        if not query.strip('" '):
             return []
+        condition, params = where or ("1", [])
         rows = self.db.execute(
-            "SELECT rowid, rank FROM texts_fts WHERE texts_fts MATCH ? ORDER BY rank LIMIT ?",
-            [query.replace('" "', '" OR "'), limit],
+            "SELECT f.rowid FROM texts_fts f JOIN items i ON i.id = f.rowid "
+            f"WHERE texts_fts MATCH ? AND i.status = 'ok' AND ({condition}) "
+            "ORDER BY f.rank LIMIT ?",
+            [query, *params, limit],
         )
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return [int(r[0]) for r in rows]
 
     # -- reporting ----------------------------------------------------------------------------
 
