@@ -23,8 +23,7 @@ from mmsearch.errors import (
 )
 from mmsearch.library import Library
 from mmsearch.results import Hit, IndexReport, Progress, Skipped, Stats
-
-__version__ = "0.1.0"
+from mmsearch.version import __version__
 
 __all__ = [
     "Hit",

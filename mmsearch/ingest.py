@@ -132,7 +132,7 @@ class Ingest:
                 self._encode_all(plan, pool)
         t = time.perf_counter()
         self._progress(Progress("save", 0, 1))
-        self.spaces.save({})
+        self.spaces.save()
         self._progress(Progress("save", 1, 1))
         self._stage("save", t)
         self.report.seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from mmsearch.query.search import Filters, Query, Searcher
 from mmsearch.results import Hit, IndexReport, Skipped, Stats
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet, read_manifest
+from mmsearch.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class Library:
         self.settings = settings
         self.spec = spec
         self._catalog = catalog
-        self._spaces = SpaceSet(path, catalog, settings.exact_search_below)
+        about = {"model": spec.to_json(), "mmsearch_version": __version__}
+        self._spaces = SpaceSet(path, catalog, settings.exact_search_below, about)
         self._encoder: Encoder | None = None
 
     @classmethod
@@ -192,7 +194,7 @@ class Library:
             self._spaces.remove(self._catalog.delete_items(ids))
             for target in targets:
                 self._catalog.remove_root(target)
-            self._spaces.save({})
+            self._spaces.save()
         return len(ids)
 
     # -- reading ------------------------------------------------------------------------------

@@ -47,9 +47,14 @@ def test_prepare_image_is_chw_float32(encoder) -> None:
     prepared = encoder.prepare_image(_photos()[0])
     assert prepared.dtype == np.float32
     assert prepared.shape == (3, 224, 224)
-    # Greyscale and RGBA inputs go through the model's own RGB conversion.
-    assert encoder.prepare_image(_photos()[1].convert("L")).shape == (3, 224, 224)
-    assert encoder.prepare_image(_photos()[1].convert("RGBA")).shape == (3, 224, 224)
+    # The numpy fast path matches open_clip's own torch transform.
+    assert encoder._pil_steps is not None
+    for photo in _photos():
+        expected = encoder._preprocess(photo).numpy()
+        np.testing.assert_allclose(encoder.prepare_image(photo), expected, atol=1e-5)
+    # Greyscale, palette and RGBA inputs become RGB first.
+    for mode in ("L", "P", "RGBA"):
+        assert encoder.prepare_image(_photos()[1].convert(mode)).shape == (3, 224, 224)
 
 
 def test_embed_images_unit_rows_and_deterministic(encoder) -> None:

@@ -55,10 +55,14 @@ def file_sha256(path: Path) -> str:
 class SpaceSet:
     """The vector stores of an index, loaded on first use and saved with the manifest."""
 
-    def __init__(self, folder: Path, catalog: Catalog, exact_below: int) -> None:
+    def __init__(
+        self, folder: Path, catalog: Catalog, exact_below: int, about: dict[str, Any]
+    ) -> None:
+        """`about` goes into every manifest written (the model spec, the writer's version)."""
         self.folder = folder
         self.catalog = catalog
         self.exact_below = exact_below
+        self.about = about
         self._stores: dict[str, FaissStore] | None = None
         self.rebuilt: list[str] = []  # spaces rebuilt from the catalog at load (for `info`)
 
@@ -142,7 +146,7 @@ class SpaceSet:
         for store in self._loaded().values():
             store.remove(arr)
 
-    def save(self, extra: dict[str, Any]) -> None:
+    def save(self) -> None:
         """Re-pick each index type for its size (rebuilding if it changed), save, write manifest."""
         entries = {}
         for space, store in self.stores().items():
@@ -161,11 +165,14 @@ class SpaceSet:
                 "sha256": file_sha256(path),
                 "exact": store.factory == EXACT,
             }
+        import faiss
+
         manifest = {
+            **self.about,
             "format": MANIFEST_FORMAT,
             "generation": self.catalog.generation(),
             "saved_at": time.time(),
+            "faiss_version": faiss.__version__,
             "spaces": entries,
-            **extra,
         }
         write_json_atomic(self.folder / MANIFEST, manifest)

@@ -1,0 +1,49 @@
+"""The OpenCLIP path through the public API: index and search with `open_clip:ARCH@checkpoint`,
+exactly as a user with downloaded weights would (here an architecture-true model with random
+weights, since no pretrained CLIP can be fetched on these machines)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch import Library, ModelMismatchError
+from openclip_helpers import SMALL_ARCH, SMALL_ARCH_DIM, make_random_checkpoint
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_random_checkpoint(SMALL_ARCH, tmp_path_factory.mktemp("ckpt") / "clip.pt")
+
+
+def test_index_and_search_with_a_local_openclip_checkpoint(tmp_path: Path, checkpoint: str) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        Image.fromarray(getattr(skimage_data, name)()).save(media / f"{name}.jpg")
+    (media / "note.md").write_text("A short note about rockets and space travel.")
+    model = f"open_clip:{SMALL_ARCH}@{checkpoint}"
+    with Library.open(tmp_path / "index", model=model) as lib:
+        report = lib.index([media])
+        assert (report.added, report.failed) == (5, 0)
+        stats = lib.stats()
+        assert stats.spaces["visual"] == {"dim": SMALL_ARCH_DIM, "count": 4, "factory": "IDMap2,Flat"}
+        # A copy outside the index goes through the model itself, and finds its original.
+        probe = tmp_path / "probe.png"
+        shutil.copy(media / "rocket.jpg", probe)
+        hits = lib.search(image=probe, k=2)
+        assert Path(hits[0].path).name == "rocket.jpg" and hits[0].score > 0.99
+        # Random weights mean nothing semantically, but text search runs end to end.
+        hits = lib.search("a rocket launch", k=3, min_score=-1)
+        assert len(hits) == 3 and all(-1 <= h.score <= 1 for h in hits)
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["spaces"]["semantic"]["dim"] == SMALL_ARCH_DIM
+    assert manifest["model"]["options"] == {"architecture": SMALL_ARCH, "pretrained": checkpoint}
+    with pytest.raises(ModelMismatchError):
+        Library.open(tmp_path / "index", model="offline-default")
