@@ -56,7 +56,7 @@ def fill(lib: Library, n: int, dim: int) -> None:
                 _, _, ids = catalog.write_item(facts, {SEMANTIC: vectors[i : i + 1]})
                 added.append(ids[SEMANTIC][0])
         lib._spaces.add(SEMANTIC, added, vectors[start : start + len(added)])
-    lib._spaces.save({})
+    lib._spaces.save()
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
