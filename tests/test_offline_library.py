@@ -1,0 +1,71 @@
+"""The offline default model through the public API: the right file comes back first.
+
+Loads the real models (MiniLM, EfficientNet-Lite2 via onnxruntime); photos are scikit-image's
+bundled samples, the documents are written here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch import Library
+
+skimage_data = pytest.importorskip("skimage.data")
+pytestmark = pytest.mark.models
+
+PHOTOS = {"chelsea": "cat.jpg", "coffee": "coffee.png", "rocket": "launch.webp", "astronaut": "portrait.jpg"}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("offline")
+    media = root / "media"
+    media.mkdir()
+    for name, file in PHOTOS.items():
+        Image.fromarray(getattr(skimage_data, name)()).save(media / file)
+    (media / "bread.md").write_text(
+        "Sourdough: mix flour, water and salt with the starter, let the dough rise, bake the loaf."
+    )
+    (media / "astronomy.txt").write_text(
+        "Through the telescope we saw the craters of the moon and faint galaxies in deep space."
+    )
+    with Library.open(root / "index", model="offline-default") as lib:
+        report = lib.index([media])
+        assert (report.added, report.failed) == (6, 0)
+        yield lib, media
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("a cat", "cat.jpg"),
+        ("a cup of coffee", "coffee.png"),
+        ("a rocket launch", "launch.webp"),
+        ("how do I bake bread", "bread.md"),
+        ("looking at stars and planets", "astronomy.txt"),
+    ],
+)
+def test_text_query_ranks_the_right_file_first(library, query: str, expected: str) -> None:
+    lib, _ = library
+    hits = lib.search(query, k=3)
+    assert Path(hits[0].path).name == expected
+    assert hits[0].score > 0.3
+
+
+def test_a_cropped_resized_copy_finds_its_original(library, tmp_path: Path) -> None:
+    lib, media = library
+    original = Image.open(media / "cat.jpg")
+    w, h = original.size
+    probe = tmp_path / "crop.jpg"
+    original.crop((w // 10, h // 10, w, h)).resize((w // 2, h // 2)).save(probe, quality=70)
+    hits = lib.search(image=probe, k=2)
+    assert Path(hits[0].path).name == "cat.jpg"
+
+
+def test_the_cut_off_hides_unrelated_matches(library) -> None:
+    lib, _ = library
+    hits = lib.search("an invoice for plumbing repairs")
+    assert len(hits) < 6  # never "everything"
