@@ -191,20 +191,26 @@ class Ingest:
             except MediaError:
                 return None  # the decode stage records the reason
 
+        # Only a file that replaces a known one can be a touch, and only while some known file
+        # vanished can a new path be a move: a fresh index hashes nothing here.
+        worth = [job for job in plan.to_encode if job[2] or missing_by_hash]
+        digests = dict(zip((job[0].path for job in worth), ordered_map(pool, hash_one, worth, 64)))
         still: list[tuple[FoundFile, str, bool]] = []
         total = len(plan.to_encode)
-        for done, (job, digest) in enumerate(
-            zip(plan.to_encode, ordered_map(pool, hash_one, plan.to_encode, 64)), 1
-        ):
+        for done, job in enumerate(plan.to_encode, 1):
             entry, root, replaces = job
+            digest = digests.get(entry.path)
+            if digest is None:
+                still.append(job)
+                continue
             if done % 200 == 0 or done == total:
                 self._progress(Progress("hash", done, total, entry.path))
             existing = self.catalog.item_by_path(entry.path) if replaces else None
-            if existing and digest and existing.hash == digest and existing.status == "ok":
+            if existing and existing.hash == digest and existing.status == "ok":
                 self.catalog.touch(existing.id, entry.size, entry.mtime_ns)
                 self.report.unchanged += 1
                 continue
-            moved = missing_by_hash.pop((digest, entry.kind), None) if digest else None
+            moved = missing_by_hash.pop((digest, entry.kind), None)
             if moved is not None and existing is None:
                 self.catalog.move(moved.id, entry.path, root, entry.size, entry.mtime_ns)
                 self.catalog.set_words(moved.id, name_words(entry.path))

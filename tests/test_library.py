@@ -82,6 +82,10 @@ def test_rerun_without_changes_encodes_nothing(tmp_path: Path, media: Path) -> N
         assert again.encoded == 0
         assert (again.added, again.updated, again.removed) == (0, 0, 0)
         assert again.unchanged == 7  # the corrupt file is remembered too, not retried
+        files = sorted((tmp_path / "index").glob("*.faiss")) + [tmp_path / "index" / "manifest.json"]
+        stamps = [f.stat().st_mtime_ns for f in files]
+        lib.index([media])
+        assert [f.stat().st_mtime_ns for f in files] == stamps  # nothing rewritten
 
 
 def test_changed_moved_and_deleted_files_are_detected(tmp_path: Path, media: Path) -> None:

@@ -28,3 +28,10 @@ def test_words_with_inner_hyphens_are_not_negatives() -> None:
 def test_only_negatives_is_an_error() -> None:
     with pytest.raises(QueryError):
         parse_text("-cat -dog")
+
+
+def test_times_and_ratios_are_text_not_weights() -> None:
+    assert parse_text("A clock on a building that says 8:25.") == [
+        Term("A clock on a building that says 8:25.")
+    ]
+    assert parse_text("3:2 aspect 2:sunset") == [Term("3:2 aspect"), Term("sunset", 2.0)]

@@ -179,6 +179,9 @@ def _session(path: Path, device: Device) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: its warnings are about fused-node placement
+    # Ingest decodes in reader threads beside the model: workers spinning at each barrier
+    # would burn the cores those threads need, so idle workers sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         str(path),
         sess_options=options,

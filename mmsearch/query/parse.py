@@ -5,7 +5,7 @@
     dog -"on a leash" -cat     results like "dog", pushed away from the negatives
 
 Bare words join into one phrase (the model reads them together); quoted or weighted terms
-stand alone. A term that is only a weight or only a minus sign is kept as literal text.
+stand alone. `N:` is a weight only when a letter or a quote follows it, so "at 8:25" stays text.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 from mmsearch.errors import QueryError
 
-_TOKEN = re.compile(r'(?P<neg>-)?(?:(?P<weight>\d+(?:\.\d+)?):)?(?:"(?P<quoted>[^"]*)"|(?P<bare>\S+))')
+_TOKEN = re.compile(
+    r'(?P<neg>-)?(?:(?P<weight>\d+(?:\.\d+)?):(?=["\w])(?![\d_]))?'
+    r'(?:"(?P<quoted>[^"]*)"|(?P<bare>\S+))'
+)
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,8 @@ class Catalog:
                 "content = excluded.content",
                 [item_id, facts.words, facts.content],
             )
-            self._bump_generation()
+            if old or any(added.values()):
+                self._bump_generation()
         return item_id, old, added
 
     def write_error(self, facts: ItemFacts, reason: str) -> list[int]:
@@ -323,7 +324,8 @@ class Catalog:
                 self.db.execute(f"DELETE FROM vectors WHERE item_id IN ({marks})", part)
                 self.db.execute(f"DELETE FROM texts WHERE item_id IN ({marks})", part)
                 self.db.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
-            self._bump_generation()
+            if removed:
+                self._bump_generation()
         return removed
 
     # -- vectors ------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class SpaceSet:
         self.exact_below = exact_below
         self.about = about
         self._stores: dict[str, FaissStore] | None = None
+        self._dirty = False  # stores differ from their files: save() has work to do
         self.rebuilt: list[str] = []  # spaces rebuilt from the catalog at load (for `info`)
 
     @property
@@ -104,6 +105,7 @@ class SpaceSet:
                 log.warning("rebuilding the %s vector index from the catalog", space)
                 self.rebuilt.append(space)
                 store = self._rebuild(space, dim)
+                self._dirty = True
             stores[space] = store
         return stores
 
@@ -135,9 +137,11 @@ class SpaceSet:
             stores = self._loaded()
             for space, dim in dims.items():
                 stores.setdefault(space, FaissStore.empty(dim))
+            self._dirty = True
 
     def add(self, space: str, ids: list[int], vectors: np.ndarray) -> None:
         self._loaded()[space].add(np.asarray(ids, dtype=np.int64), vectors)
+        self._dirty = True
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
@@ -145,9 +149,15 @@ class SpaceSet:
         arr = np.asarray(ids, dtype=np.int64)
         for store in self._loaded().values():
             store.remove(arr)
+        self._dirty = True
 
     def save(self) -> None:
-        """Re-pick each index type for its size (rebuilding if it changed), save, write manifest."""
+        """Re-pick each index type for its size (rebuilding if it changed), save, write manifest.
+
+        Does nothing when no store changed since it was loaded or saved (a re-run with no changes).
+        """
+        if not self._dirty:
+            return
         entries = {}
         for space, store in self.stores().items():
             factory = choose_factory(len(store), store.dim, self.exact_below)
@@ -176,3 +186,4 @@ class SpaceSet:
             "spaces": entries,
         }
         write_json_atomic(self.folder / MANIFEST, manifest)
+        self._dirty = False
