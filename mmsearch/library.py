@@ -17,6 +17,7 @@ from mmsearch.encoders.registry import default_cutoffs, load_encoder, resolve_mo
 from mmsearch.errors import (
     IndexBusyError,
     IndexNotFoundError,
+    MmsearchError,
     ModelMismatchError,
     NotIndexedError,
 )
@@ -167,6 +168,10 @@ class Library:
             roots = normalise_roots([folders])
         else:
             roots = normalise_roots(folders)
+        if not roots:
+            raise MmsearchError(
+                f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
+            )
         with self._writing():
             run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress)
             return run.run(roots)

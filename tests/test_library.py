@@ -12,6 +12,7 @@ from mmsearch import (
     IndexNotFoundError,
     Library,
     MediaError,
+    MmsearchError,
     ModelMismatchError,
     NotIndexedError,
     QueryError,
@@ -203,6 +204,8 @@ def test_unknown_model_lists_the_valid_names(tmp_path: Path) -> None:
 
 
 def test_missing_index_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    with open_lib(tmp_path) as lib, pytest.raises(MmsearchError, match="No folders to index"):
+        lib.index()
     with pytest.raises(IndexNotFoundError, match="mmsearch index"):
         Library.open(tmp_path / "nothing", create=False)
     with open_lib(tmp_path) as lib:
