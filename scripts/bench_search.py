@@ -26,6 +26,7 @@ from mmsearch.encoders.base import SEMANTIC, l2_normalise
 from mmsearch.query.search import Query, Searcher
 from mmsearch.encoders.registry import default_cutoffs
 from mmsearch.store.catalog import ItemFacts
+from mmsearch.store.vectors import EXACT, NPROBE
 
 QUERIES = [
     "a cat sleeping on a sofa", "a red car in the street", "people on the beach at sunset",
@@ -101,7 +102,12 @@ def bench(size: int, args: argparse.Namespace, workdir: Path) -> None:
 
         # Raw FAISS gets its best single-query setting too: one OpenMP thread (MEASURED.md).
         faiss.omp_set_num_threads(1)
-        raw_same = timed(lambda i: store.index.search(query_vecs[i % len(QUERIES)][None], 10), args.queries)
+        # ... and the same IVF probe count as mmsearch uses.
+        raw_params = None if store.factory == EXACT else faiss.SearchParametersIVF(nprobe=NPROBE)
+        raw_same = timed(
+            lambda i: store.index.search(query_vecs[i % len(QUERIES)][None], 10, params=raw_params),
+            args.queries,
+        )
         flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         for ids, vecs in lib._catalog.iter_vectors(SEMANTIC, dim):
             flat.add_with_ids(vecs, ids)
