@@ -224,7 +224,7 @@ def finish(
 
 
 def reinterpreted(texts: Iterable[str]) -> list[str]:
-    """Texts that the query syntax does not read as one plain phrase (e.g. "8:25" is weight 8)."""
+    """Texts that the query syntax does not read as one plain phrase (e.g. inner quotes)."""
     return [t for t in texts if [(x.text, x.weight, x.negative) for x in parse_text(t)]
             != [(" ".join(t.split()), 1.0, False)]]
 
