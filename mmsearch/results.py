@@ -22,8 +22,6 @@ class Hit:
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
-    snippet: str | None = None
-    """For text documents: the chunk that matched best."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
