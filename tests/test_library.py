@@ -235,3 +235,17 @@ def test_large_collections_switch_to_an_approximate_index_with_the_same_answers(
         assert lib.stats().spaces["visual"]["factory"].startswith("IVF")
         for i in (0, 17, 42):
             assert names(lib.search(image=root / f"img{i:03d}.png", k=1)) == [f"img{i:03d}.png"]
+
+
+def test_a_vector_file_changed_behind_the_index_is_caught_by_its_checksum(
+    tmp_path: Path, media: Path
+) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+    visual = tmp_path / "index" / "visual.faiss"
+    data = bytearray(visual.read_bytes())
+    data[-100] ^= 0xFF  # same size, different content, newer mtime
+    visual.write_bytes(bytes(data))
+    with open_lib(tmp_path) as lib:
+        assert names(lib.search(image=media / "photos" / "blue.jpg", k=1)) == ["blue.jpg"]
+        assert lib._spaces.rebuilt == ["visual"]

@@ -115,7 +115,11 @@ class SpaceSet:
         path = self.folder / f"{space}.faiss"
         if not entry or saved_generation != generation or not path.is_file():
             return None
-        if file_sha256(path) != entry.get("sha256"):
+        stat = path.stat()
+        # Hashing a large index on every open would dominate a command-line search; a file whose
+        # size and mtime are as saved is trusted, any other is checked against its checksum.
+        unchanged = (stat.st_size, stat.st_mtime_ns) == (entry.get("size"), entry.get("mtime_ns"))
+        if not unchanged and file_sha256(path) != entry.get("sha256"):
             log.warning("%s does not match its checksum in %s", path, MANIFEST)
             return None
         store = FaissStore.load(path, entry["factory"])
@@ -167,7 +171,10 @@ class SpaceSet:
                 self.stores()[space] = store
             path = self.folder / f"{space}.faiss"
             store.save(path)
+            stat = path.stat()
             entries[space] = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
                 "dim": store.dim,
                 "factory": store.factory,
                 "count": len(store),
