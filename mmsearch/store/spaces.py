@@ -65,7 +65,7 @@ class SpaceSet:
         self.about = about
         self._stores: dict[str, FaissStore] | None = None
         self._dirty = False  # stores differ from their files: save() has work to do
-        self.rebuilt: list[str] = []  # spaces rebuilt from the catalog at load (for `info`)
+        self.rebuilt: list[str] = []  # spaces the last load had to rebuild from the catalog
 
     @property
     def dims(self) -> dict[str, int]:
