@@ -49,3 +49,19 @@ class NotIndexedError(MmsearchError, KeyError):
 
 class IndexBusyError(MmsearchError):
     """Another process is writing to the same index."""
+
+
+class ConfigError(MmsearchError, ValueError):
+    """A setting (option, environment variable, config file) with a value outside its range."""
+
+
+class IndexDamagedError(IndexFormatError):
+    """A file of the index is damaged; the message says which and how to recover."""
+
+
+class ReadOnlyIndexError(MmsearchError):
+    """A change was asked of an index opened read-only (or stored on read-only media)."""
+
+
+class DiskFullError(MmsearchError, OSError):
+    """The disk filled up while writing; what was committed before is kept."""

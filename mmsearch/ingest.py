@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
+import shlex
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -34,6 +36,8 @@ from mmsearch.media import (
     discover,
     name_words,
 )
+from mmsearch.media.ignore import Ignore
+from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.results import IndexReport, Progress
 from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
@@ -42,7 +46,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 UNKNOWN_KIND = "unknown"
-_MAX_FTS_CHARS = 200_000  # extracted text kept for keyword search, per document
+_MAX_FTS_CHARS = 1_000_000  # extracted text kept for keyword search, per document
+_WORD = re.compile(r"\S+")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,11 +62,22 @@ class _Prepared:
     chunks: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A file to hash and maybe encode: where it was found, and the catalog's row for its path."""
+
+    file: FoundFile
+    root: str
+    row: ItemRow | None
+
+
 @dataclass
 class _Plan:
-    to_encode: list[tuple[FoundFile, str, bool]] = field(default_factory=list)
-    """(file, root, replaces an existing item)"""
+    to_encode: list[_Job] = field(default_factory=list)
     missing: dict[str, ItemRow] = field(default_factory=dict)
+    """Known items of the scanned roots whose files are gone."""
+    offline: dict[str, ItemRow] = field(default_factory=dict)
+    """Items of offline roots: kept, but a new file with the same content is that item moved."""
 
 
 def file_hash(data: bytes) -> str:
@@ -90,6 +106,13 @@ def ordered_map(
         yield pending.popleft().result()
 
 
+def offline_note(root: str, items: int, why: str) -> str:
+    return (
+        f"{root} {why}: its {items} item(s) are kept (still searchable) until it comes back. "
+        f"If it is gone for good, `mmsearch remove {shlex.quote(root)}` forgets it."
+    )
+
+
 class Ingest:
     """One indexing run over some roots of one index."""
 
@@ -114,22 +137,35 @@ class Ingest:
         with self._stage_lock:
             self.report.stage_seconds[name] = self.report.stage_seconds.get(name, 0.0) + elapsed
 
-    def run(self, roots: list[str]) -> IndexReport:
+    def run(self, roots: list[str], *, verify: bool = False) -> IndexReport:
+        """Bring `roots` up to date; with `verify`, re-hash unchanged-looking files too (content
+        changed behind the same size and mtime is otherwise invisible)."""
         started = time.perf_counter()
+        self.spaces.clean_temp_files()
         self.spaces.load()
         self.catalog.add_roots(roots)
         t = time.perf_counter()
-        found, unreadable = self._scan(roots)
-        plan = self._diff(roots, found, unreadable)
+        present = [root for root in roots if os.path.exists(root)]
+        for root in roots:
+            if root not in present:
+                self._mark_offline(root, "is missing (an unmounted drive, or renamed?)")
+        found, unreadable, online = self._scan(present)
+        for root in present:
+            if root not in online:
+                self._mark_offline(root, "is empty although it held indexed files (an empty mount point?)")
+        for root in online:
+            self.catalog.set_root_missing(root, False)
+        plan = self._diff(online, found, unreadable, verify)
         self._stage("scan", t)
         with ThreadPoolExecutor(self.settings.workers(), thread_name_prefix="mmsearch-read") as pool:
             t = time.perf_counter()
             self._hash_candidates(plan, pool)
             self._stage("hash", t)
             self._remove_missing(plan)
-            self._record_unreadable(unreadable, roots)
+            self._record_unreadable(unreadable, online)
             if plan.to_encode:
                 self._encode_all(plan, pool)
+        self._forget_emptied_offline_roots()
         t = time.perf_counter()
         self._progress(Progress("save", 0, 1))
         self.spaces.save()
@@ -138,28 +174,68 @@ class Ingest:
         self.report.seconds = time.perf_counter() - started
         return self.report
 
+    # -- roots that are not there -------------------------------------------------------------
+
+    def _mark_offline(self, root: str, why: str) -> None:
+        self.catalog.set_root_missing(root, True)
+        self.report.offline.append(root)
+        self.report.notes.append(offline_note(root, self.catalog.count_under(root), why))
+
+    def _offline_roots(self) -> list[str]:
+        """Every known root that is offline now (marked so, or not there), not only this run's."""
+        return [
+            r.path
+            for r in self.catalog.root_rows()
+            if r.path in self.report.offline or r.missing_since is not None or not os.path.exists(r.path)
+        ]
+
+    def _forget_emptied_offline_roots(self) -> None:
+        """An offline root whose every item turned up elsewhere was moved: forget the old name."""
+        for root in self._offline_roots():
+            if self.report.moved and self.catalog.count_under(root) == 0:
+                self.catalog.remove_root(root)
+                self.report.notes.append(f"{root} was moved or renamed; its files were found elsewhere.")
+
     # -- scan and diff ------------------------------------------------------------------------
 
-    def _scan(self, roots: list[str]) -> tuple[dict[str, tuple[FoundFile, str]], list[Unreadable]]:
+    def _scan(
+        self, roots: list[str]
+    ) -> tuple[dict[str, tuple[FoundFile, str]], list[Unreadable], list[str]]:
+        """Walk the roots; returns what was found, what could not be read, and the roots that
+        are online (an existing root that turned up nothing while the index holds files from it
+        is taken for an empty mount point, not for everything deleted)."""
         found: dict[str, tuple[FoundFile, str]] = {}
         unreadable: list[Unreadable] = []
+        online = []
+        ignore = Ignore(self.catalog.exclusions())
         for root in roots:
-            for entry in discover([root]):
-                if isinstance(entry, Unreadable):
-                    unreadable.append(entry)
-                else:
-                    found.setdefault(entry.path, (entry, root))
-                    if len(found) % 1000 == 0:
-                        self._progress(Progress("scan", len(found), 0, entry.path))
+            seen = 0
+            try:
+                entries = discover([root], ignore)
+                for entry in entries:
+                    seen += 1
+                    if isinstance(entry, Unreadable):
+                        unreadable.append(entry)
+                    else:
+                        found.setdefault(entry.path, (entry, root))
+                        if len(found) % 1000 == 0:
+                            self._progress(Progress("scan", len(found), 0, entry.path))
+            except MediaError:  # vanished between the check and the walk
+                self._mark_offline(root, "vanished during the scan")
+                continue
+            if seen == 0 and self.catalog.count_under(root) > 0:
+                continue
+            online.append(root)
         self.report.scanned = len(found)
         self._progress(Progress("scan", len(found), len(found)))
-        return found, unreadable
+        return found, unreadable, online
 
     def _diff(
         self,
         roots: list[str],
         found: dict[str, tuple[FoundFile, str]],
         unreadable: list[Unreadable],
+        verify: bool,
     ) -> _Plan:
         known: dict[str, ItemRow] = {}
         for root in roots:
@@ -167,57 +243,65 @@ class Ingest:
         plan = _Plan()
         for path, (entry, root) in found.items():
             row = known.get(path)
-            if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            same_stat = row is not None and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns)
+            if same_stat and not verify:
                 self.report.unchanged += 1
             else:
-                plan.to_encode.append((entry, root, row is not None))
+                plan.to_encode.append(_Job(entry, root, row))
         skipped = {u.path for u in unreadable}
         plan.missing = {p: r for p, r in known.items() if p not in found and p not in skipped}
+        for root in self._offline_roots():
+            plan.offline.update(self.catalog.items_under(root))
         return plan
 
     def _hash_candidates(self, plan: _Plan, pool: ThreadPoolExecutor) -> None:
         """Recognise touched and moved files by content so they are not encoded again."""
-        missing_by_hash: dict[tuple[str, str], ItemRow] = {
-            (row.hash, row.kind): row
-            for row in plan.missing.values()
-            if row.hash and row.status == "ok"
+        vanished = [*plan.missing.values(), *plan.offline.values()]
+        moved_from: dict[tuple[str, str], ItemRow] = {
+            (row.hash, row.kind): row for row in vanished if row.hash and row.status == "ok"
         }
         if not plan.to_encode:
             return
 
-        def hash_one(job: tuple[FoundFile, str, bool]) -> str | None:
+        def hash_one(job: _Job) -> str | None:
             try:
-                return file_hash(_read(job[0].path))
+                return file_hash(_read(job.file.path))
             except MediaError:
                 return None  # the decode stage records the reason
 
         # Only a file that replaces a known one can be a touch, and only while some known file
         # vanished can a new path be a move: a fresh index hashes nothing here.
-        worth = [job for job in plan.to_encode if job[2] or missing_by_hash]
-        digests = dict(zip((job[0].path for job in worth), ordered_map(pool, hash_one, worth, 64)))
-        still: list[tuple[FoundFile, str, bool]] = []
+        worth = [job for job in plan.to_encode if job.row is not None or moved_from]
+        digests = dict(zip((job.file.path for job in worth), ordered_map(pool, hash_one, worth, 64)))
+        still: list[_Job] = []
+        touches: list[tuple[int, int, int]] = []
+        moves: list[tuple[int, str, str, int, int, str]] = []
         total = len(plan.to_encode)
         for done, job in enumerate(plan.to_encode, 1):
-            entry, root, replaces = job
+            entry, row = job.file, job.row
+            if done % 200 == 0 or done == total:
+                self._progress(Progress("hash", done, total, entry.path))
             digest = digests.get(entry.path)
             if digest is None:
                 still.append(job)
                 continue
-            if done % 200 == 0 or done == total:
-                self._progress(Progress("hash", done, total, entry.path))
-            existing = self.catalog.item_by_path(entry.path) if replaces else None
-            if existing and existing.hash == digest and existing.status == "ok":
-                self.catalog.touch(existing.id, entry.size, entry.mtime_ns)
+            if row is not None and row.hash == digest and row.status == "ok":
+                if (row.size, row.mtime_ns) != (entry.size, entry.mtime_ns):
+                    touches.append((row.id, entry.size, entry.mtime_ns))
                 self.report.unchanged += 1
                 continue
-            moved = missing_by_hash.pop((digest, entry.kind), None)
-            if moved is not None and existing is None:
-                self.catalog.move(moved.id, entry.path, root, entry.size, entry.mtime_ns)
-                self.catalog.set_words(moved.id, name_words(entry.path))
-                del plan.missing[moved.path]
+            moved = moved_from.pop((digest, entry.kind), None)
+            if moved is not None and row is None:
+                words = name_words(entry.path)
+                moves.append((moved.id, entry.path, job.root, entry.size, entry.mtime_ns, words))
+                plan.missing.pop(moved.path, None)
+                plan.offline.pop(moved.path, None)
                 self.report.moved += 1
                 continue
             still.append(job)
+        # Re-stamping 20,000 touched files one transaction each took longer than indexing them.
+        self.catalog.touch_many(touches)
+        self.catalog.move_many(moves)
         plan.to_encode = still
 
     def _remove_missing(self, plan: _Plan) -> None:
@@ -229,7 +313,7 @@ class Ingest:
 
     def _record_unreadable(self, unreadable: list[Unreadable], roots: list[str]) -> None:
         for entry in unreadable:
-            root = next((r for r in roots if entry.path.startswith(r)), roots[0])
+            root = next((r for r in roots if is_within(entry.path, r)), roots[0])
             facts = ItemFacts(entry.path, root, UNKNOWN_KIND, 0, 0, None)
             self.spaces.remove(self.catalog.write_error(facts, entry.reason))
             self.report.failed += 1
@@ -246,10 +330,10 @@ class Ingest:
         total = len(plan.to_encode)
         images: list[_Prepared] = []
         texts: list[_Prepared] = []
-        replaced = {job[0].path for job in plan.to_encode if job[2]}
+        replaced = {job.file.path for job in plan.to_encode if job.row is not None}
 
-        def prepare(job: tuple[FoundFile, str, bool]) -> _Prepared | tuple[ItemFacts, str]:
-            return self._prepare(encoder, job[0], job[1])
+        def prepare(job: _Job) -> _Prepared | tuple[ItemFacts, str]:
+            return self._prepare(encoder, job.file, job.root)
 
         done = 0
         for result in ordered_map(pool, prepare, plan.to_encode, window=4 * batch_size):
@@ -267,13 +351,13 @@ class Ingest:
                 self._write(encoder.embed_images, images, replaced)
                 images = []
             if sum(len(p.chunks) for p in texts) >= batch_size:
-                self._write_texts(encoder, texts, replaced)
+                self._write_texts(encoder, texts, replaced, (done, total))
                 texts = []
-            self._progress(Progress("encode", done, total, plan.to_encode[done - 1][0].path))
+            self._progress(Progress("encode", done, total, plan.to_encode[done - 1].file.path))
         if images:
             self._write(encoder.embed_images, images, replaced)
         if texts:
-            self._write_texts(encoder, texts, replaced)
+            self._write_texts(encoder, texts, replaced, (done, total))
 
     def _prepare(
         self, encoder: Encoder, entry: FoundFile, root: str
@@ -302,7 +386,11 @@ class Ingest:
                 entry.path, root, TEXT, entry.size, entry.mtime_ns, digest,
                 words=name_words(entry.path), content=text[:_MAX_FTS_CHARS],
             )
-            return _Prepared(facts, chunks=chunk_text(text, encoder.max_text_words()))
+            max_words = encoder.max_text_words()
+            # Bound the work per document: a 19 MB log would be ~22,000 chunks (most of an hour).
+            budget = first_words(text, self.settings.max_text_chunks * max_words)
+            chunks = chunk_text(budget, max_words)[: self.settings.max_text_chunks]
+            return _Prepared(facts, chunks=chunks)
         except MediaError as exc:
             facts = ItemFacts(entry.path, root, entry.kind, entry.size, entry.mtime_ns, digest)
             return facts, exc.reason
@@ -325,9 +413,25 @@ class Ingest:
         per_item = [{space: rows[i : i + 1] for space, rows in vectors.items()} for i in range(len(batch))]
         self._commit(batch, per_item, replaced)
 
-    def _write_texts(self, encoder: Encoder, batch: list[_Prepared], replaced: set[str]) -> None:
+    def _write_texts(
+        self,
+        encoder: Encoder,
+        batch: list[_Prepared],
+        replaced: set[str],
+        files: tuple[int, int],
+    ) -> None:
         t = time.perf_counter()
-        rows = encoder.embed_texts([c for p in batch for c in p.chunks])
+        chunks = [c for p in batch for c in p.chunks]
+        step = self.settings.batch_size
+        parts = []
+        for start in range(0, len(chunks), step):
+            parts.append(encoder.embed_texts(chunks[start : start + step]))
+            if len(chunks) > step:  # a large document: show progress inside it
+                done = min(start + step, len(chunks))
+                self._progress(
+                    Progress("encode", *files, batch[-1].facts.path, part_done=done, part_total=len(chunks))
+                )
+        rows = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         self._stage("encode", t)
         per_item, start = [], 0
         for p in batch:
@@ -340,30 +444,30 @@ class Ingest:
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
-        added: list[tuple[str, list[int], np.ndarray]] = []
-        with self.catalog.db.atomic():
+        with self.catalog.write():
             for prepared, vectors in zip(batch, per_item):
-                _, old, new_ids = self.catalog.write_item(prepared.facts, vectors)
+                _, old, _ = self.catalog.write_item(prepared.facts, vectors)
                 old_ids += old
-                added += [(space, new_ids[space], vectors[space]) for space in vectors]
                 if prepared.facts.path in replaced:
                     self.report.updated += 1
                 else:
                     self.report.added += 1
                 self.report.encoded += 1
         # Only after the commit: the in-memory indexes never hold what the catalog does not.
+        # The new vectors come back from the catalog (ids above those already held).
         self.spaces.remove(old_ids)
-        for space, ids, rows in added:
-            self.spaces.add(space, ids, rows)
+        self.spaces.refresh()
         self._stage("write", t)
 
 
-def normalise_roots(folders: Iterable[str | Path]) -> list[str]:
-    """Absolute, normalised root paths, with a clear error for one that does not exist."""
-    roots = []
-    for folder in folders:
-        path = Path(folder).expanduser()
-        if not path.exists():
-            raise MediaError(str(folder), "no such file or folder")
-        roots.append(str(path.absolute()).rstrip("/") or "/")
-    return roots
+def first_words(text: str, limit: int) -> str:
+    """`text` up to its `limit`-th word (the whole text when it is shorter)."""
+    for count, match in enumerate(_WORD.finditer(text), 1):
+        if count == limit:
+            return text[: match.end()]
+    return text
+
+
+def normalise_roots(folders: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Canonical root paths (see `canonical_path`), each once, in the order given."""
+    return list(dict.fromkeys(canonical_path(folder) for folder in folders))

@@ -6,32 +6,63 @@ import fcntl
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from mmsearch.config import Settings
+from mmsearch.config import Settings, load_settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.encoders.registry import default_cutoffs, load_encoder, resolve_model
 from mmsearch.errors import (
+    DiskFullError,
     IndexBusyError,
+    IndexDamagedError,
     IndexNotFoundError,
+    MediaError,
     MmsearchError,
     ModelMismatchError,
     NotIndexedError,
+    QueryError,
+    ReadOnlyIndexError,
 )
 from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
+from mmsearch.media.ignore import Ignore, is_path_pattern
+from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.search import Filters, Query, Searcher
 from mmsearch.results import Hit, IndexReport, Skipped, Stats
-from mmsearch.store.catalog import Catalog
-from mmsearch.store.spaces import SpaceSet, read_manifest
+from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
+from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
 from mmsearch.version import __version__
 
 log = logging.getLogger(__name__)
 
 CATALOG = "catalog.db"
 _MODEL_KEY = "model"
+
+PathArg = str | os.PathLike[str]
+
+
+def _paths(value: Iterable[PathArg] | PathArg) -> list[PathArg]:
+    return [value] if isinstance(value, (str, os.PathLike)) else list(value)
+
+
+def _on_readonly_media(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
+def _dir_excluded(rules: Ignore, path: str, root: str) -> bool:
+    """True when a folder between `root` and `path` is excluded (a pattern like `cache/`)."""
+    folder = os.path.dirname(path)
+    while is_within(folder, root) and folder != root:
+        if rules.excludes(folder, is_dir=True):
+            return True
+        folder = os.path.dirname(folder)
+    return False
 
 
 class Library:
@@ -46,25 +77,42 @@ class Library:
         ...     similar = lib.search(image="~/Pictures/dog.jpg")
 
     The model that builds an index is recorded in it at creation; later opens use it.
+
+    One `Library` may be shared by many threads: searches run side by side, and see what any
+    thread or process has committed since (checked per search, at the cost of one tiny query).
+    One process at a time indexes or removes (the others get `IndexBusyError`).
     """
 
-    def __init__(self, path: Path, catalog: Catalog, spec: ModelSpec, settings: Settings) -> None:
+    def __init__(
+        self,
+        path: Path,
+        catalog: Catalog,
+        spec: ModelSpec,
+        settings: Settings,
+        *,
+        readonly: bool = False,
+    ) -> None:
         self.path = path
         self.settings = settings
         self.spec = spec
+        self.readonly = readonly
         self._catalog = catalog
         about = {"model": spec.to_json(), "mmsearch_version": __version__}
-        self._spaces = SpaceSet(path, catalog, settings.exact_search_below, about)
+        self._spaces = SpaceSet(
+            path, catalog, settings.exact_search_below, about, readonly=readonly
+        )
         self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
 
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str] | None = None,
+        path: PathArg | None = None,
         *,
         model: str | None = None,
         create: bool = True,
         settings: Settings | None = None,
+        readonly: bool = False,
     ) -> "Library":
         """Open the index at `path` (default: the configured one), creating it if allowed.
 
@@ -74,33 +122,73 @@ class Library:
                 model that built it (None accepts whatever that was).
             create: create a missing index (otherwise raise `IndexNotFoundError`).
             settings: settings to use instead of those read from the environment and config.
+            readonly: never write anything (no lock, no new files): for searching, for indexes
+                on read-only media, for services. An index on read-only media opens so anyway.
 
         Raises:
-            IndexNotFoundError, ModelMismatchError, UnknownModelError, IndexFormatError.
+            IndexNotFoundError, IndexDamagedError, ModelMismatchError, UnknownModelError,
+            IndexFormatError, ConfigError.
         """
-        settings = settings or Settings()
-        folder = Path(path).expanduser() if path is not None else settings.index_path()
-        if not (folder / CATALOG).is_file():
+        settings = settings or load_settings()
+        folder = Path(canonical_path(path)) if path is not None else settings.index_path()
+        if folder.exists() and not folder.is_dir():
+            raise IndexNotFoundError(
+                f"{folder} is a file, not an index folder; give the folder that holds catalog.db."
+            )
+        catalog_path = folder / CATALOG
+        readonly = readonly or (folder.is_dir() and _on_readonly_media(folder))
+        if readonly:
+            create = False
+        leftovers = [p.name for p in (folder / MANIFEST, *folder.glob("*.faiss")) if p.exists()]
+        if catalog_path.is_file() and catalog_path.stat().st_size == 0:
+            if leftovers or not create:
+                raise IndexDamagedError(
+                    f"{catalog_path} is empty (0 bytes) although the index was used before; "
+                    "restore the folder from a backup, or move it away and index again."
+                )
+            catalog_path.unlink()  # a creation killed before SQLite wrote its first page
+        if not catalog_path.is_file():
             if not create:
+                hint = " (it holds vector files but no catalog: damaged?)" if leftovers else ""
                 raise IndexNotFoundError(
-                    f"No index at {folder}. Create one with `mmsearch index DIR --index {folder}`."
+                    f"No index at {folder}{hint}. Create one with `mmsearch index DIR --index {folder}`."
                 )
             folder.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(folder / CATALOG)
+        catalog = Catalog(catalog_path, readonly=readonly)
+        try:
+            with translate_errors(catalog_path):
+                spec = cls._model_spec(catalog, folder, model, settings, readonly)
+        except BaseException:
+            catalog.close()
+            raise
+        return cls(folder, catalog, spec, settings, readonly=readonly)
+
+    @staticmethod
+    def _model_spec(
+        catalog: Catalog, folder: Path, model: str | None, settings: Settings, readonly: bool
+    ) -> ModelSpec:
         stored = catalog.get_meta(_MODEL_KEY)
         if stored is None:
-            spec = resolve_model(model or settings.model)
-            catalog.set_meta(_MODEL_KEY, json.dumps(spec.to_json()))
-        else:
-            spec = ModelSpec.from_json(json.loads(stored))
-            if model is not None and resolve_model(model).identity() != spec.identity():
-                catalog.close()
-                raise ModelMismatchError(
-                    f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
-                    "Open it without naming a model, or build a new index for the other model "
-                    "(--index NEW_FOLDER)."
+            if readonly:
+                raise IndexDamagedError(
+                    f"{folder / CATALOG} records no model: it is not a finished mmsearch index."
                 )
-        return cls(folder, catalog, spec, settings)
+            wanted = resolve_model(model or settings.model)
+            # Atomic: two runs creating the same index agree on one model.
+            stored = catalog.claim_meta(_MODEL_KEY, json.dumps(wanted.to_json()))
+        try:
+            spec = ModelSpec.from_json(json.loads(stored))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IndexDamagedError(
+                f"{folder / CATALOG} records an unreadable model ({exc}); the index is damaged."
+            ) from exc
+        if model is not None and resolve_model(model).identity() != spec.identity():
+            raise ModelMismatchError(
+                f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
+                "Open it without naming a model, or build a new index for the other model "
+                "(--index NEW_FOLDER)."
+            )
+        return spec
 
     def close(self) -> None:
         self._catalog.close()
@@ -113,31 +201,61 @@ class Library:
     ) -> None:
         self.close()
 
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Storage failures as typed errors that name the index and say what to do."""
+        try:
+            with translate_errors(self.path / CATALOG):
+                yield
+        except MmsearchError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            if not is_disk_full(exc):
+                raise
+            self._spaces.clean_temp_files()
+            raise DiskFullError(
+                f"The disk holding {self.path} is full; nothing committed was lost. Free some "
+                "space and run the same command again to resume."
+            ) from exc
+
     # -- the model ----------------------------------------------------------------------------
 
     def encoder(self) -> Encoder:
         """The index's encoder, loaded on first use (searching or indexing new files)."""
-        if self._encoder is None:
-            encoder = load_encoder(
-                self.spec, device=self.settings.device, cache_dir=self.settings.model_cache()
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = self._load_encoder()
+            return self._encoder
+
+    def _load_encoder(self) -> Encoder:
+        encoder = load_encoder(
+            self.spec, device=self.settings.device, cache_dir=self.settings.model_cache()
+        )
+        known = self._spaces.dims
+        clash = {s: d for s, d in encoder.spaces.items() if s in known and known[s] != d}
+        if clash:
+            raise ModelMismatchError(
+                f"Model {self.spec.name!r} now gives vectors of {clash} dimensions, but the "
+                f"index at {self.path} holds {known}. Were its weights replaced? Rebuild the "
+                "index in a new folder."
             )
-            known = self._spaces.dims
-            clash = {s: d for s, d in encoder.spaces.items() if s in known and known[s] != d}
-            if clash:
-                raise ModelMismatchError(
-                    f"Model {self.spec.name!r} now gives vectors of {clash} dimensions, but the "
-                    f"index at {self.path} holds {known}. Were its weights replaced? Rebuild the "
-                    "index in a new folder."
-                )
-            self._encoder = encoder
-        return self._encoder
+        return encoder
 
     # -- writing ------------------------------------------------------------------------------
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Only one process writes to an index at a time."""
-        with open(self.path / "write.lock", "w") as lock:
+        if self.readonly:
+            raise ReadOnlyIndexError(
+                f"The index at {self.path} is open read-only (or on read-only media): it can be "
+                "searched but not changed."
+            )
+        try:
+            lock = open(self.path / "write.lock", "w")
+        except OSError as exc:
+            raise ReadOnlyIndexError(f"Cannot write to the index at {self.path}: {exc.strerror}.") from exc
+        with lock, self._guard():
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -148,49 +266,79 @@ class Library:
 
     def index(
         self,
-        folders: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+        folders: Iterable[PathArg] | PathArg | None = None,
         *,
         progress: ProgressCallback | None = None,
+        verify: bool = False,
     ) -> IndexReport:
         """Index (or bring up to date) folder trees; None re-scans every folder indexed before.
 
         New and changed files are encoded; unchanged ones are not; deleted ones are removed;
         moved or renamed ones keep their vectors. Files that cannot be read are recorded with
-        the reason (see `errors()`) and never stop the run.
+        the reason (see `errors()`) and never stop the run. A known folder that is missing or
+        empty (an unmounted drive) is reported in `IndexReport.offline` and its items are kept.
+
+        Args:
+            folders: folders or files; naming an excluded path (or one below it) includes it again.
+            progress: called as the run goes (`Progress`).
+            verify: re-hash files whose size and mtime look unchanged, and re-encode those whose
+                content changed anyway (a tool that restores mtimes, a file system with coarse
+                times). Slower: every file is read.
 
         Raises:
-            MediaError: a folder does not exist (before anything is changed).
+            MediaError: a new folder does not exist (before anything is changed).
             IndexBusyError: another process is indexing the same index.
+            DiskFullError: the disk filled up (what was committed is kept; run again to resume).
         """
-        if folders is None:
-            roots = self._catalog.roots()
-        elif isinstance(folders, (str, os.PathLike)):
-            roots = normalise_roots([folders])
-        else:
-            roots = normalise_roots(folders)
-        if not roots:
-            raise MmsearchError(
-                f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
-            )
         with self._writing():
+            known = self._catalog.roots()
+            if folders is None:
+                roots = known
+            else:
+                roots = normalise_roots(_paths(folders))
+                for root in roots:
+                    if not os.path.exists(root) and root not in known:
+                        raise MediaError(root, "no such file or folder")
+                self._include_named(roots)
+            if not roots:
+                raise MmsearchError(
+                    f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
+                )
             run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress)
-            return run.run(roots)
+            return run.run(roots, verify=verify)
 
-    def remove(self, paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> int:
+    def _include_named(self, roots: list[str]) -> None:
+        """A folder the user names again is wanted: drop exclusions of it or below it."""
+        for excluded in filter(is_path_pattern, self._catalog.exclusions()):
+            for root in roots:
+                if is_within(excluded, root):
+                    self._catalog.remove_exclusions([excluded])
+                elif is_within(root, excluded):
+                    raise MmsearchError(
+                        f"{root} lies inside {excluded}, which is excluded from the index; "
+                        f"`mmsearch include {excluded}` first."
+                    )
+
+    def remove(self, paths: Iterable[PathArg] | PathArg) -> int:
         """Forget files or whole folders (the files themselves are untouched). Returns the count.
+
+        A folder indexed on its own is forgotten with everything under it. A file or folder inside
+        an indexed folder is also excluded, so later runs do not bring it back (`include` undoes).
 
         Raises:
             NotIndexedError: a path the index does not hold.
         """
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        targets = [str(Path(p).expanduser().absolute()).rstrip("/") or "/" for p in paths]
+        targets = [canonical_path(p) for p in _paths(paths)]
         with self._writing():
             self._spaces.load()
+            roots = self._catalog.roots()
             ids: list[int] = []
             for target in targets:
                 rows = self._catalog.items_under(target)
-                if not rows and target not in self._catalog.roots():
+                # A path inside an indexed folder that exists but holds nothing indexed (yet) can
+                # still be excluded; one that exists nowhere is a typo.
+                inside = os.path.exists(target) and any(is_within(target, r) for r in roots)
+                if not rows and target not in roots and not inside:
                     raise NotIndexedError(
                         f"{target} is not in the index at {self.path}; `mmsearch info` lists "
                         "the indexed folders."
@@ -198,9 +346,101 @@ class Library:
                 ids += [row.id for row in rows.values()]
             self._spaces.remove(self._catalog.delete_items(ids))
             for target in targets:
-                self._catalog.remove_root(target)
+                if target in roots:
+                    self._catalog.remove_root(target)
+                    below = [e for e in self._catalog.exclusions() if is_path_pattern(e) and is_within(e, target)]
+                    self._catalog.remove_exclusions(below)
+                elif any(is_within(target, r) for r in roots):
+                    self._catalog.add_exclusions([target])
             self._spaces.save()
         return len(ids)
+
+    def exclude(self, patterns: Iterable[str] | str) -> int:
+        """Never index these paths or gitignore-style patterns (`*.tmp`, `**/cache/`); items
+        already indexed that match are forgotten now. Returns how many were forgotten.
+
+        Raises:
+            QueryError: a pattern that is empty or not valid gitignore syntax.
+        """
+        clean = [self._exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
+        with self._writing():
+            self._spaces.load()
+            self._catalog.add_exclusions(clean)
+            ignore = Ignore(clean)
+            ids = []
+            for root in self._catalog.roots():
+                rules = ignore.for_root(root)
+                ids += [row.id for path, row in self._catalog.items_under(root).items()
+                        if rules.excludes(path, is_dir=False) or _dir_excluded(rules, path, root)]
+            self._spaces.remove(self._catalog.delete_items(ids))
+            self._spaces.save()
+        return len(ids)
+
+    def include(self, patterns: Iterable[str] | str) -> None:
+        """Undo `exclude` (or the exclusion `remove` left); the next `index` run finds them again.
+
+        Raises:
+            NotIndexedError: a pattern that is not excluded.
+        """
+        clean = [self._exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
+        with self._writing():
+            known = set(self._catalog.exclusions())
+            unknown = [p for p in clean if p not in known]
+            if unknown:
+                raise NotIndexedError(
+                    f"{unknown[0]} is not excluded; `mmsearch info` lists the exclusions."
+                )
+            self._catalog.remove_exclusions(clean)
+
+    def exclusions(self) -> list[str]:
+        """The excluded paths and patterns."""
+        with self._guard():
+            return self._catalog.exclusions()
+
+    @staticmethod
+    def _exclusion(pattern: str) -> str:
+        text = str(pattern).strip()
+        if not text:
+            raise QueryError("An exclusion pattern is empty; give a path or a glob like '*.tmp'.")
+        if is_path_pattern(text):
+            return canonical_path(text)
+        try:
+            Ignore([text])
+        except ValueError as exc:
+            raise QueryError(f"{text!r} is not a valid gitignore-style pattern: {exc}") from exc
+        return text
+
+    # -- checking and repairing ---------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Everything wrong with the index, checked in full (slow on large indexes): catalog
+        integrity, vector-file checksums, damaged vectors, counts. Empty when all is well."""
+        with self._guard():
+            problems = [f"{CATALOG}: {p}" for p in self._catalog.integrity_problems()]
+            return problems + self._spaces.problems()
+
+    def repair(self) -> list[str]:
+        """Rebuild what can be rebuilt from the catalog (vector files, full-text index, temp
+        files). Returns what was done. A damaged catalog itself cannot be repaired here.
+
+        Raises:
+            IndexDamagedError: the catalog is damaged (restore the folder from a backup).
+        """
+        with self._writing():
+            damaged = self._catalog.integrity_problems()
+            if any(not p.startswith("full-text") for p in damaged):
+                raise IndexDamagedError(
+                    f"{self.path / CATALOG} is damaged ({damaged[0]}); it cannot be rebuilt from "
+                    "anything else: restore the index folder from a backup, or index again into "
+                    "a new folder."
+                )
+            done = [f"removed {p.name}" for p in self.path.glob("*.tmp")]
+            self._spaces.clean_temp_files()
+            self._spaces.rebuild_all()
+            done += [f"rebuilt {space}.faiss from the catalog" for space in self._spaces.dims]
+            self._catalog.rebuild_fts()
+            done.append("rebuilt the full-text index")
+            return done
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -244,14 +484,20 @@ class Library:
         searcher = Searcher(
             self._catalog, self._spaces, self.encoder, self.settings, default_cutoffs(self.spec)
         )
-        return searcher.search(query)
+        with self._guard():
+            return searcher.search(query)
 
     def errors(self) -> list[Skipped]:
         """Files that could not be indexed, with the reason."""
-        return [Skipped(path, reason) for path, reason in self._catalog.errors()]
+        with self._guard():
+            return [Skipped(path, reason) for path, reason in self._catalog.errors()]
 
     def stats(self) -> Stats:
         """What the index holds: counts per kind, model, folders, sizes on disk."""
+        with self._guard():
+            return self._stats()
+
+    def _stats(self) -> Stats:
         counts = self._catalog.counts()
         manifest = read_manifest(self.path)
         spaces = {
@@ -269,6 +515,8 @@ class Library:
             failed=sum(counts.get("error", {}).values()),
             roots=self._catalog.roots(),
             spaces=spaces,
+            offline_roots=[r.path for r in self._catalog.root_rows() if r.missing_since is not None],
+            exclusions=self._catalog.exclusions(),
             catalog_bytes=catalog_bytes,
             index_bytes=index_bytes,
             media_bytes=self._catalog.total_bytes(),

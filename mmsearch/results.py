@@ -38,6 +38,9 @@ class Progress:
     done: int
     total: int
     path: str | None = None
+    part_done: int = 0
+    """Inside a large file (`path`): chunks encoded so far, of `part_total` (0 when not shown)."""
+    part_total: int = 0
 
 
 @dataclass
@@ -56,6 +59,10 @@ class IndexReport:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    offline: list[str] = field(default_factory=list)
+    """Indexed folders found missing or empty (unmounted?): skipped, their items kept."""
+    notes: list[str] = field(default_factory=list)
+    """Sentences for the user: folders offline or moved, and what to do about them."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +86,10 @@ class Stats:
     failed: int
     roots: list[str]
     spaces: dict[str, dict[str, Any]]
+    offline_roots: list[str]
+    """Indexed folders that were missing or empty at the last run (their items are kept)."""
+    exclusions: list[str]
+    """Paths and glob patterns that are never indexed (`mmsearch remove`, `mmsearch exclude`)."""
     catalog_bytes: int
     index_bytes: int
     media_bytes: int

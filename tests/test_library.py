@@ -111,6 +111,7 @@ def test_a_second_folder_can_be_added_later_and_rescanned_without_arguments(
 ) -> None:
     other = tmp_path / "other"
     make_image(other / "purple.png", (130, 40, 160))
+    make_image(other / "orange.png", (245, 140, 20))
     with open_lib(tmp_path) as lib:
         lib.index([media])
         lib.index([other])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from mmsearch.errors import MediaError
+from mmsearch.media.ignore import Ignore
 from mmsearch.media.kinds import kind_of
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,9 @@ Found = FoundFile | Unreadable
 _Key = tuple[int, int]  # (st_dev, st_ino): the identity of a real file or folder
 
 
-def discover(roots: Iterable[str | os.PathLike[str]]) -> Iterator[FoundFile | Unreadable]:
+def discover(
+    roots: Iterable[str | os.PathLike[str]], ignore: Ignore | None = None
+) -> Iterator[FoundFile | Unreadable]:
     """Walk `roots` and yield every supported file, and every problem, in a stable order.
 
     Hidden entries (names starting with '.') and `SKIPPED_FOLDERS` are skipped. Symlinks are
@@ -61,6 +64,7 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Iterator[FoundFile | Un
 
     Args:
         roots: Folders or files to walk, relative paths taken from the current directory.
+        ignore: Exclusions of the index; `.mmsearchignore` files found while walking add theirs.
 
     Returns:
         An iterator of `FoundFile` and `Unreadable` in a stable order: depth first, each
@@ -71,7 +75,7 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Iterator[FoundFile | Un
             when `discover` is called, before anything is walked.
     """
     starts = [_stat_root(root) for root in roots]
-    return _Walker().run(starts)
+    return _Walker(ignore or Ignore()).run(starts)
 
 
 def _stat_root(root: str | os.PathLike[str]) -> tuple[str, os.stat_result]:
@@ -93,12 +97,13 @@ def _stat_root(root: str | os.PathLike[str]) -> tuple[str, os.stat_result]:
 class _Walker:
     """The state of one `discover` run: what was seen, and the symlinks still to follow."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignore: Ignore) -> None:
+        self.ignore = ignore
         self.visited_dirs: set[_Key] = set()
         # st_ino sets per st_dev: ints are much smaller than (dev, ino) tuples for huge trees.
         self.yielded_files: dict[int, set[int]] = {}
         # Symlinks met during the walk, with the folder identities above them (for loop checks).
-        self.links: deque[tuple[str, frozenset[_Key]]] = deque()
+        self.links: deque[tuple[str, frozenset[_Key], Ignore]] = deque()
 
     def run(self, starts: list[tuple[str, os.stat_result]]) -> Iterator[Found]:
         for path, st in starts:
@@ -106,7 +111,10 @@ class _Walker:
             if not _is_utf8(path):
                 yield Unreadable(printable_path(path), BAD_FOLDER_NAME if is_dir else BAD_FILE_NAME)
             elif is_dir:
-                yield from self._walk_tree(path, st, frozenset(), via_link=os.path.islink(path))
+                rules = self.ignore.for_root(path)
+                yield from self._walk_tree(
+                    path, st, frozenset(), rules, via_link=os.path.islink(path)
+                )
             elif (kind := kind_of(path)) is None:
                 yield Unreadable(path, "not a supported image or text file")
             else:
@@ -115,7 +123,13 @@ class _Walker:
             yield from self._follow_link(*self.links.popleft())
 
     def _walk_tree(
-        self, top: str, top_stat: os.stat_result, above: frozenset[_Key], *, via_link: bool
+        self,
+        top: str,
+        top_stat: os.stat_result,
+        above: frozenset[_Key],
+        ignore: Ignore,
+        *,
+        via_link: bool,
     ) -> Iterator[Found]:
         key = (top_stat.st_dev, top_stat.st_ino)
         if key in above:
@@ -126,15 +140,16 @@ class _Walker:
             return
         self.visited_dirs.add(key)
         # Iterative depth-first walk: deep trees must not hit Python's recursion limit.
-        stack = [(top, above | {key})]
+        stack = [(top, above | {key}, ignore)]
         while stack:
-            folder, ancestors = stack.pop()
+            folder, ancestors, rules = stack.pop()
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=attrgetter("name"))
             except OSError as exc:
                 yield Unreadable(folder, f"cannot list this folder: {_os_reason(exc)}")
                 continue
+            rules = rules.entering(folder, [e.name for e in entries])
             subfolders = []
             for entry in entries:
                 name = entry.name
@@ -142,9 +157,9 @@ class _Walker:
                     continue
                 try:
                     if entry.is_symlink():
-                        self.links.append((entry.path, ancestors))
+                        self.links.append((entry.path, ancestors, rules))
                     elif entry.is_dir(follow_symlinks=False):
-                        if name in SKIPPED_FOLDERS:
+                        if name in SKIPPED_FOLDERS or rules.excludes(entry.path, is_dir=True):
                             continue
                         if not _is_utf8(name):
                             yield Unreadable(printable_path(entry.path), BAD_FOLDER_NAME)
@@ -155,8 +170,10 @@ class _Walker:
                             yield Unreadable(entry.path, "folder loop (a bind mount?)")
                         elif sub_key not in self.visited_dirs:
                             self.visited_dirs.add(sub_key)
-                            subfolders.append((entry.path, ancestors | {sub_key}))
+                            subfolders.append((entry.path, ancestors | {sub_key}, rules))
                     elif (kind := kind_of(name)) is not None:
+                        if rules.excludes(entry.path, is_dir=False):
+                            continue
                         if not _is_utf8(name):
                             yield Unreadable(printable_path(entry.path), BAD_FILE_NAME)
                         else:
@@ -168,9 +185,11 @@ class _Walker:
                     yield Unreadable(printable_path(entry.path), _os_reason(exc))
             stack.extend(reversed(subfolders))
 
-    def _follow_link(self, path: str, above: frozenset[_Key]) -> Iterator[Found]:
+    def _follow_link(self, path: str, above: frozenset[_Key], rules: Ignore) -> Iterator[Found]:
         name = os.path.basename(path)
         kind = kind_of(name)
+        if rules.excludes(path, is_dir=os.path.isdir(path)):
+            return
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -191,7 +210,7 @@ class _Walker:
             if not _is_utf8(name):
                 yield Unreadable(printable_path(path), BAD_FOLDER_NAME)
                 return
-            yield from self._walk_tree(path, st, above, via_link=True)
+            yield from self._walk_tree(path, st, above, rules, via_link=True)
         elif kind is not None:
             if not _is_utf8(name):
                 yield Unreadable(printable_path(path), BAD_FILE_NAME)

@@ -8,6 +8,7 @@ weighted reciprocal-rank fusion, since cosines of different spaces are not compa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ import numpy as np
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
-from mmsearch.media import decode_image
+from mmsearch.media import IMAGE, TEXT, decode_image
+from mmsearch.media.paths import canonical_path
 from mmsearch.query.parse import Term, parse_text
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
@@ -35,6 +37,9 @@ KEYWORD_BONUS = 0.1
 cosine to 1: a literal match is evidence the embedding can miss (names, places, rare words), yet
 too weak to beat a much closer meaning. Scores stay within [-1, 1]."""
 KEYWORD = "keyword"
+MAX_K = 10_000
+"""The most hits one search returns (beyond it, page through narrower queries)."""
+KINDS = (IMAGE, TEXT)
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Filters:
         if self.folders:
             parts = []
             for folder in self.folders:
-                folder = str(Path(folder).expanduser().absolute()).rstrip("/")
+                folder = canonical_path(folder).rstrip("/")
                 parts.append("(i.folder = ? OR substr(i.folder, 1, ?) = ?)")
                 params += [folder, len(folder) + 1, folder + "/"]
             clauses.append("(" + " OR ".join(parts) + ")")
@@ -77,6 +82,25 @@ class Query:
     filters: Filters = field(default_factory=Filters)
     image_weight: float = 1.0
     """Weight of the example images against the text when both are given."""
+
+    def __post_init__(self) -> None:
+        """Values from programs get the same checks as the command line's."""
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise QueryError(f"k={self.k!r} is out of range: give a whole number from 1 to {MAX_K}.")
+        if self.min_score is not None and not (
+            isinstance(self.min_score, (int, float)) and -1.0 <= self.min_score <= 1.0
+        ):
+            raise QueryError(
+                f"min_score={self.min_score!r} is out of range: give a number from -1 to 1 "
+                "(scores are cosines), or leave it out for the model's cut-off."
+            )
+        unknown = [k for k in self.filters.kinds if k not in KINDS]
+        if unknown:
+            raise QueryError(
+                f"Unknown kind {unknown[0]!r}: kinds are {', '.join(KINDS)}."
+            )
+        if not (math.isfinite(self.image_weight) and 0 < self.image_weight <= 100):
+            raise QueryError(f"image_weight={self.image_weight!r} must be above 0 and at most 100.")
 
 
 class Searcher:
@@ -110,13 +134,16 @@ class Searcher:
             ranked[SEMANTIC], keyword_cosines = self._add_keyword_matches(
                 ranked[SEMANTIC], wanted[SEMANTIC][0], words, query
             )
-        fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k]
+        # A few spare candidates: items deleted since the vector index was saved drop out here.
+        fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
-        hits = []
+        hits: list[Hit] = []
         for item, score, per_space in fused:
             row = rows.get(item)
             if row is None or row["status"] != "ok":
                 continue
+            if len(hits) == query.k:
+                break
             if item in keyword_cosines:
                 per_space = {**per_space, SEMANTIC: keyword_cosines[item], KEYWORD: 1.0}
             hits.append(
@@ -156,10 +183,10 @@ class Searcher:
 
     def _example_image(self, path: str) -> np.ndarray:
         """The example's visual vector: from the catalog when it is indexed and unchanged."""
-        file = Path(path).expanduser()
+        absolute = canonical_path(path)
+        file = Path(absolute)
         if not file.is_file():
             raise QueryError(f"Example image {path} does not exist.")
-        absolute = str(file.absolute())
         row = self.catalog.item_by_path(absolute)
         stat = file.stat()
         if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
@@ -183,9 +210,6 @@ class Searcher:
 
     def _search_space(self, space: str, vector: np.ndarray, query: Query) -> list[tuple[int, float]]:
         """(item id, best cosine) pairs of one space, best first, above the cut-off."""
-        store = self.spaces.get(space)
-        if store is None or len(store) == 0:
-            return []
         allowed = None
         where = query.filters.sql()
         if where is not None:
@@ -195,8 +219,17 @@ class Searcher:
         cutoff = self._cutoff(space, query)
         # Documents have several chunk vectors: fetch more than k so k distinct items remain.
         fetch = query.k * 4 + 16
-        scores, ids = store.search(vector[None, :], fetch, allowed)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and s >= cutoff]
+        with self.spaces.reading() as stores:  # held still while a writer thread commits
+            store = stores.get(space)
+            if store is None or len(store) == 0:
+                return []
+            scores, ids = store.search(vector[None, :], fetch, allowed)
+        # Cosines of unit vectors lie in [-1, 1]; anything else (rounding aside) is damage.
+        pairs = [
+            (int(i), min(1.0, max(-1.0, float(s))))
+            for i, s in zip(ids[0], scores[0])
+            if i >= 0 and math.isfinite(s) and s >= cutoff
+        ]
         owners = self.catalog.vector_owners([i for i, _ in pairs])
         best: dict[int, float] = {}
         for vid, score in pairs:

@@ -7,21 +7,34 @@ interrupted run leaves either both or neither.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
 
-from mmsearch.errors import IndexFormatError
+from mmsearch.errors import (
+    DiskFullError,
+    IndexBusyError,
+    IndexDamagedError,
+    IndexFormatError,
+    ReadOnlyIndexError,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
 ERROR = "error"
@@ -102,20 +115,169 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
+def _v1_to_v2(db: sqlite_utils.Database) -> None:
+    """Roots can be offline (a drive unmounted), exclusions stick, and roots are normalised
+    (older versions stored `/a/b/../c` as typed, which made every run re-add its files)."""
+    db.execute("ALTER TABLE roots ADD COLUMN missing_since REAL")
+    db["excludes"].create({"pattern": str, "added_at": float}, pk="pattern")
+    for (root,) in db.execute("SELECT path FROM roots").fetchall():
+        clean = os.path.normpath(root)
+        if clean != root:
+            db.execute("DELETE FROM roots WHERE path = ?", [root])
+            db.execute(
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", [clean, time.time()]
+            )
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1, 1: _v1_to_v2}
+
+
+@dataclass(frozen=True)
+class RootRow:
+    """An indexed folder; `missing_since` is set while it is offline (unmounted, renamed)."""
+
+    path: str
+    missing_since: float | None
+
+
+def _sqlite_message(exc: sqlite3.Error) -> str:
+    return str(exc).lower()
+
+
+@contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors as mmsearch's typed ones, each naming the catalog and what to do."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        message = _sqlite_message(exc)
+        if "locked" in message or "busy" in message:
+            raise IndexBusyError(
+                f"The index at {path.parent} is busy (another process holds the catalog); "
+                "try again when it has finished."
+            ) from exc
+        if "disk is full" in message or "disk i/o" in message and _disk_full(path):
+            raise DiskFullError(
+                f"The disk holding {path.parent} is full; nothing committed was lost. Free some "
+                "space and run the same command again to resume."
+            ) from exc
+        if "readonly" in message or "read-only" in message:
+            raise ReadOnlyIndexError(
+                f"The index at {path.parent} is read-only (read-only media, or opened for "
+                "searching only); it can be searched but not changed."
+            ) from exc
+        if "unable to open" in message:
+            raise IndexDamagedError(
+                f"The catalog {path} cannot be opened ({exc}); check the folder's permissions "
+                "and that its drive is mounted."
+            ) from exc
+        raise IndexDamagedError(f"The catalog {path} failed: {exc}. {_RECOVER}") from exc
+    except sqlite3.DatabaseError as exc:  # malformed pages, "file is not a database"
+        raise IndexDamagedError(f"The catalog {path} is damaged ({exc}). {_RECOVER}") from exc
+
+
+_RECOVER = (
+    "Run `mmsearch doctor` for details; restore the index folder from a backup, or move it away "
+    "and index again."
+)
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk raises (OS writes, SQLite, FAISS's C++ writer)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "disk is full" in text or "quota exceeded" in text
 
 
 class Catalog:
-    """Typed access to the catalog database. One instance per process; not thread-safe."""
+    """Typed access to the catalog database.
 
-    def __init__(self, path: Path | str) -> None:
+    Safe to share between threads: each thread gets its own SQLite connection (WAL lets readers
+    run beside the one writer), and writes take SQLite's write lock up front (`BEGIN IMMEDIATE`)
+    so two writers wait for each other instead of failing with "database is locked".
+    A read-only catalog (`readonly=True`) never writes, not even a journal file.
+    """
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.db = sqlite_utils.Database(self.path)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA busy_timeout = 10000")
-        self.db.enable_wal()
-        self._migrate()
+        self.readonly = readonly
+        self._local = threading.local()
+        self._connections: list[sqlite_utils.Database] = []
+        self._connections_lock = threading.Lock()
+        self._immutable = False
+        with translate_errors(self.path):
+            db = self.db
+            if readonly:
+                try:
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError:
+                    # On read-only media SQLite cannot create the WAL index (-shm) it needs to
+                    # read; nothing can write there either, so the file is immutable.
+                    self.close()
+                    self._immutable = True
+                    self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self._check_version()
+            else:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.enable_wal()
+                self._migrate()
+
+    # -- connections --------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self._connect())
+            with self._connections_lock:
+                self._connections.append(db)
+            self._local.db = db
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            mode = "immutable=1" if self._immutable else "mode=ro"
+            uri = f"file:{quote(str(self.path.absolute()))}?{mode}"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction (nested calls join the outer one), holding SQLite's write lock
+        from the start so it never has to upgrade a read lock (which cannot wait, only fail)."""
+        if self.readonly:
+            raise ReadOnlyIndexError(f"The catalog {self.path} is open read-only.")
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.rollback()
+            raise
+        else:
+            try:
+                db.conn.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -125,26 +287,45 @@ class Catalog:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> None:
         version = self.schema_version()
         if version > SCHEMA_VERSION:
             raise IndexFormatError(
                 f"{self.path} was written by a newer mmsearch (catalog schema {version}, this "
                 f"version reads up to {SCHEMA_VERSION}). Upgrade mmsearch to open it."
             )
-        while version < SCHEMA_VERSION:
-            with self.db.atomic():
+        if self.readonly and version < SCHEMA_VERSION:
+            raise IndexFormatError(
+                f"{self.path} was written by an older mmsearch (catalog schema {version}) and "
+                "must be upgraded before it can be read; run `mmsearch index` once on it."
+            )
+
+    def _migrate(self) -> None:
+        self._check_version()
+        while self.schema_version() < SCHEMA_VERSION:
+            with self.write():
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                version = self.schema_version()
+                if version >= SCHEMA_VERSION:
+                    break
                 MIGRATIONS[version](self.db)
-                version += 1
-                self.set_meta("schema_version", str(version))
-            log.info("catalog %s migrated to schema %d", self.path, version)
+                self.set_meta("schema_version", str(version + 1))
+            log.info("catalog %s migrated to schema %d", self.path, version + 1)
+
+    def claim_meta(self, key: str, value: str) -> str:
+        """Store `value` under `key` unless a value is there already; return the stored one.
+        Atomic across processes, so two runs creating one index agree on what it is."""
+        with self.write():
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", [key, value])
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0])
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.db.atomic():
+        with self.write():
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -162,12 +343,31 @@ class Catalog:
         )
 
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
 
-    # -- roots --------------------------------------------------------------------------------
+    def integrity_problems(self) -> list[str]:
+        """SQLite's full `PRAGMA integrity_check`, plus the FTS index's own check."""
+        rows = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+        problems = [r for r in rows if r != "ok"]
+        try:
+            self.db.execute("INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            if not self.readonly:
+                problems.append(f"full-text index: {exc}")
+        return problems
+
+    def rebuild_fts(self) -> None:
+        with self.write():
+            self.db.execute("INSERT INTO texts_fts(texts_fts) VALUES ('rebuild')")
+
+    # -- roots and exclusions -----------------------------------------------------------------
 
     def add_roots(self, roots: Iterable[str]) -> None:
-        with self.db.atomic():
+        with self.write():
             for root in roots:
                 self.db.execute(
                     "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", [root, time.time()]
@@ -176,9 +376,53 @@ class Catalog:
     def roots(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
 
+    def root_rows(self) -> list[RootRow]:
+        return [
+            RootRow(r[0], r[1])
+            for r in self.db.execute("SELECT path, missing_since FROM roots ORDER BY path")
+        ]
+
+    def set_root_missing(self, root: str, missing: bool) -> None:
+        """Mark a root offline (keeping its items) or back online."""
+        with self.write():
+            if missing:
+                self.db.execute(
+                    "UPDATE roots SET missing_since = coalesce(missing_since, ?) WHERE path = ?",
+                    [time.time(), root],
+                )
+            else:
+                self.db.execute("UPDATE roots SET missing_since = NULL WHERE path = ?", [root])
+
     def remove_root(self, root: str) -> None:
-        with self.db.atomic():
+        with self.write():
             self.db.execute("DELETE FROM roots WHERE path = ?", [root])
+
+    def exclusions(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT pattern FROM excludes ORDER BY pattern")]
+
+    def add_exclusions(self, patterns: Iterable[str]) -> None:
+        with self.write():
+            for pattern in patterns:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO excludes(pattern, added_at) VALUES (?, ?)",
+                    [pattern, time.time()],
+                )
+
+    def remove_exclusions(self, patterns: Iterable[str]) -> int:
+        removed = 0
+        with self.write():
+            for pattern in patterns:
+                cur = self.db.execute("DELETE FROM excludes WHERE pattern = ?", [pattern])
+                removed += cur.rowcount
+        return removed
+
+    def count_under(self, root: str) -> int:
+        prefix = root.rstrip("/") + "/"
+        row = self.db.execute(
+            "SELECT count(*) FROM items WHERE path = ? OR substr(path, 1, ?) = ?",
+            [root, len(prefix), prefix],
+        ).fetchone()
+        return int(row[0])
 
     # -- items --------------------------------------------------------------------------------
 
@@ -218,7 +462,7 @@ class Catalog:
         `vectors` maps space -> (chunks, dim) array. Returns the item id, the ids of vectors it
         replaced (to remove from vector indexes) and the new vector ids per space.
         """
-        with self.db.atomic():
+        with self.write():
             item_id, old = self._upsert_item(facts, status=OK, error=None)
             added: dict[str, list[int]] = {}
             for space, rows in (vectors or {}).items():
@@ -243,7 +487,7 @@ class Catalog:
 
     def write_error(self, facts: ItemFacts, reason: str) -> list[int]:
         """Record a file that could not be indexed; drops vectors of an older good version."""
-        with self.db.atomic():
+        with self.write():
             item_id, old = self._upsert_item(facts, status=ERROR, error=reason)
             self.db.execute("DELETE FROM texts WHERE item_id = ?", [item_id])
             if old:
@@ -284,34 +528,39 @@ class Catalog:
         self.db.execute("DELETE FROM vectors WHERE item_id = ?", [item_id])
         return item_id, old
 
-    def touch(self, item_id: int, size: int, mtime_ns: int) -> None:
-        """A file whose content is unchanged but whose stat changed (e.g. `touch`, a copy back)."""
-        with self.db.atomic():
-            self.db.execute(
-                "UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", [size, mtime_ns, item_id]
+    def touch_many(self, stamps: Sequence[tuple[int, int, int]]) -> None:
+        """Files whose content is unchanged but whose stat changed (`touch`, a copy back):
+        (item id, size, mtime_ns) rows, re-stamped in one transaction."""
+        if not stamps:
+            return
+        with self.write():
+            self.db.conn.executemany(
+                "UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?",
+                [(size, mtime, item) for item, size, mtime in stamps],
             )
 
-    def move(self, item_id: int, new_path: str, root: str, size: int, mtime_ns: int) -> None:
-        """A file renamed or moved: keep its vectors, change its path (and refresh name words)."""
-        path = Path(new_path)
-        with self.db.atomic():
-            self.db.execute(
-                "UPDATE items SET path = ?, root = ?, folder = ?, name = ?, ext = ?, size = ?, "
-                "mtime_ns = ? WHERE id = ?",
-                [new_path, root, str(path.parent), path.name, path.suffix.lower().lstrip("."),
-                 size, mtime_ns, item_id],
-            )
-
-    def set_words(self, item_id: int, words: str) -> None:
-        with self.db.atomic():
-            self.db.execute("UPDATE texts SET words = ? WHERE item_id = ?", [words, item_id])
+    def move_many(self, moves: Sequence[tuple[int, str, str, int, int, str]]) -> None:
+        """Files renamed or moved: keep their vectors, change their paths and file-name words.
+        Rows of (item id, new path, root, size, mtime_ns, name words), in one transaction."""
+        if not moves:
+            return
+        with self.write():
+            for item_id, new_path, root, size, mtime_ns, words in moves:
+                path = Path(new_path)
+                self.db.execute(
+                    "UPDATE items SET path = ?, root = ?, folder = ?, name = ?, ext = ?, size = ?, "
+                    "mtime_ns = ? WHERE id = ?",
+                    [new_path, root, str(path.parent), path.name, path.suffix.lower().lstrip("."),
+                     size, mtime_ns, item_id],
+                )
+                self.db.execute("UPDATE texts SET words = ? WHERE item_id = ?", [words, item_id])
 
     def delete_items(self, item_ids: Sequence[int]) -> list[int]:
         """Delete items with their vectors and text; returns the deleted vector ids."""
         removed: list[int] = []
         if not item_ids:
             return removed
-        with self.db.atomic():
+        with self.write():
             for start in range(0, len(item_ids), 900):
                 part = list(item_ids[start : start + 900])
                 marks = ",".join("?" * len(part))
@@ -331,10 +580,11 @@ class Catalog:
     # -- vectors ------------------------------------------------------------------------------
 
     def iter_vectors(
-        self, space: str, dim: int, batch: int = 50_000
+        self, space: str, dim: int, batch: int = 50_000, start_after: int = -1
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All vectors of a space in id order, as (ids int64, vectors float32) blocks."""
-        last = -1
+        """The vectors of a space in id order, as (ids int64, vectors float32) blocks; with
+        `start_after`, only those committed after that vector id (ids only grow)."""
+        last = start_after
         while True:
             rows = self.db.execute(
                 "SELECT id, vector FROM vectors WHERE space = ? AND id > ? ORDER BY id LIMIT ?",
@@ -361,6 +611,14 @@ class Catalog:
             ):
                 out.setdefault(item, []).append(np.frombuffer(blob, dtype=np.float32))
         return {item: np.stack(rows) for item, rows in out.items()}
+
+    def max_vector_id(self, space: str) -> int:
+        row = self.db.execute("SELECT max(id) FROM vectors WHERE space = ?", [space]).fetchone()
+        return int(row[0] or 0)
+
+    def vector_ids(self, space: str) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM vectors WHERE space = ? ORDER BY id", [space])
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])

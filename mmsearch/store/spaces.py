@@ -1,9 +1,13 @@
 """The vector spaces of one index folder: their FAISS files, kept in step with the catalog.
 
-`manifest.json` records, for every space, the index type, count, checksum and the catalog
-generation it reflects. A space whose file is missing, damaged or behind the catalog (say the
-run that wrote the catalog was killed before saving it) is rebuilt from the catalog's vectors,
-so the catalog stays the single source of truth and nothing is re-encoded.
+`manifest.json` records, for every space, the index type, count, checksum and the highest
+catalog vector id the file holds. Vector ids only grow, so whatever was committed after a file
+was saved is exactly the catalog's vectors with larger ids: a reader loads the file and adds
+those ("catches up") instead of rebuilding, which is what lets searches run while another
+process indexes. Vectors deleted since the save stay in memory until the next save, and searches
+drop them when they map them back to items. A file that is missing, damaged or unreadable is
+rebuilt from the catalog's vectors, so the catalog stays the single source of truth and nothing
+is re-encoded.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +31,64 @@ from mmsearch.store.vectors import EXACT, FaissStore, choose_factory, fsync_path
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+"""2: each space records `max_id`, the highest catalog vector id its file holds."""
+_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "factory": str,
+    "dim": int,
+    "count": int,
+    "sha256": str,
+    "size": int,
+    "mtime_ns": int,
+}
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest, or {} when it is missing, unreadable or not shaped like one (the vector
+    files are then rebuilt from the catalog: the manifest only ever describes a cache)."""
     path = folder / MANIFEST
-    if not path.is_file():
-        return {}
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, ValueError):
-        log.warning("%s is unreadable; vector indexes will be rebuilt from the catalog", path)
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s); vector indexes will be rebuilt from the catalog", path, exc)
+        return {}
+    spaces = data.get("spaces") if isinstance(data, dict) else None
+    if not isinstance(spaces, dict) or not all(_entry_ok(e) for e in spaces.values()):
+        log.warning("%s is not a valid manifest; vector indexes will be rebuilt from the catalog", path)
+        return {}
+    return data
+
+
+def _entry_ok(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    for key, kind in _ENTRY_TYPES.items():
+        value = entry.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return False
+    max_id = entry.get("max_id")
+    return max_id is None or (isinstance(max_id, int) and not isinstance(max_id, bool))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    fsync_path(tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_path(path.parent)
 
 
@@ -53,35 +98,60 @@ def file_sha256(path: Path) -> str:
 
 
 class SpaceSet:
-    """The vector stores of an index, loaded on first use and saved with the manifest."""
+    """The vector stores of an index, loaded on first use, refreshed when the catalog moved on.
+
+    Thread-safe: one lock guards the stores, so searches in several threads and a writer in
+    another can share it.
+    """
 
     def __init__(
-        self, folder: Path, catalog: Catalog, exact_below: int, about: dict[str, Any]
+        self,
+        folder: Path,
+        catalog: Catalog,
+        exact_below: int,
+        about: dict[str, Any],
+        *,
+        readonly: bool = False,
     ) -> None:
         """`about` goes into every manifest written (the model spec, the writer's version)."""
         self.folder = folder
         self.catalog = catalog
         self.exact_below = exact_below
         self.about = about
+        self.readonly = readonly
+        self._lock = threading.RLock()
         self._stores: dict[str, FaissStore] | None = None
+        self._max_id: dict[str, int] = {}  # the highest catalog vector id held, per space
+        self._generation: int | None = None  # the catalog generation the stores reflect
+        self._manifest_stamp: tuple[int, int] | None = None  # the manifest they were loaded from
         self._dirty = False  # stores differ from their files: save() has work to do
-        self.rebuilt: list[str] = []  # spaces the last load had to rebuild from the catalog
+        self.rebuilt: list[str] = []  # spaces that had to be rebuilt from the catalog
 
     @property
     def dims(self) -> dict[str, int]:
         raw = self.catalog.get_meta("spaces")
         return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
-    def stores(self) -> dict[str, FaissStore]:
-        """The loaded stores; loads them on first use (read-only callers)."""
-        if self._stores is None:
-            self._stores = self._load()
-        return self._stores
+    @contextmanager
+    def reading(self) -> Iterator[dict[str, FaissStore]]:
+        """The stores, up to date with the last commit and held still while in use."""
+        with self._lock:
+            self.refresh()
+            assert self._stores is not None
+            yield self._stores
+
+    def refresh(self) -> None:
+        """Catch up with the catalog; cheap (one small query and a stat) when nothing changed."""
+        with self._lock:
+            if self._stores is None or _stamp(self.folder / MANIFEST) != self._manifest_stamp:
+                # First use, or another process saved new files (which also drop what it deleted).
+                self._stores = self._load()
+            elif self.catalog.generation() != self._generation:
+                self._catch_up(self._stores)
 
     def load(self) -> None:
-        """Load (or rebuild) every store now. Writers call this before changing the catalog:
-        a store rebuilt lazily after a commit would already hold what the writer then adds."""
-        self.stores()
+        """Load (or rebuild) every store now. Writers call this before changing the catalog."""
+        self.refresh()
 
     def _loaded(self) -> dict[str, FaissStore]:
         if self._stores is None:
@@ -89,108 +159,220 @@ class SpaceSet:
         return self._stores
 
     def get(self, space: str) -> FaissStore | None:
-        return self.stores().get(space)
+        with self._lock:
+            self.refresh()
+            return self._loaded().get(space)
+
+    # -- loading ------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, FaissStore]:
+        self._manifest_stamp = _stamp(self.folder / MANIFEST)
         manifest = read_manifest(self.folder)
         entries = manifest.get("spaces", {})
         generation = self.catalog.generation()
+        saved_generation = manifest.get("generation")
         stores = {}
         for space, dim in self.dims.items():
             entry = entries.get(space, {})
-            store = self._load_one(space, entry, manifest.get("generation"), generation)
-            if store is None and not entry and self.catalog.vector_count(space) == 0:
-                store = FaissStore.empty(dim)  # a new space: nothing to rebuild
+            store, why = self._load_one(space, dim, entry)
+            max_id = entry.get("max_id")
+            if store is not None and max_id is None:
+                # Format 1 recorded no max_id: usable only if nothing was committed since.
+                if saved_generation == generation:
+                    max_id = self.catalog.max_vector_id(space)
+                else:
+                    store, why = None, "it predates the last commit"
             if store is None:
-                log.warning("rebuilding the %s vector index from the catalog", space)
-                self.rebuilt.append(space)
-                store = self._rebuild(space, dim)
+                if entry or self.catalog.vector_count(space):
+                    log.warning(
+                        "rebuilding the %s vector index from the catalog: %s%s", space, why,
+                        "" if self.readonly else " (saved at the end of this run)",
+                    )
+                    self.rebuilt.append(space)
+                store, max_id = self._rebuild(space, dim), self.catalog.max_vector_id(space)
                 self._dirty = True
             stores[space] = store
+            self._max_id[space] = int(max_id or 0)
+        self._generation = None
+        self._catch_up(stores)
         return stores
 
-    def _load_one(
-        self, space: str, entry: dict[str, Any], saved_generation: Any, generation: int
-    ) -> FaissStore | None:
+    def _load_one(self, space: str, dim: int, entry: dict[str, Any]) -> tuple[FaissStore | None, str]:
+        """The saved store of a space, or None and why it cannot be used."""
         path = self.folder / f"{space}.faiss"
-        if not entry or saved_generation != generation or not path.is_file():
-            return None
+        if not entry:
+            return None, "the manifest does not list it"
+        if not path.is_file():
+            return None, f"{path.name} is missing"
         stat = path.stat()
         # Hashing a large index on every open would dominate a command-line search; a file whose
-        # size and mtime are as saved is trusted, any other is checked against its checksum.
+        # size and mtime are as saved is trusted (`mmsearch doctor` hashes everything), any other
+        # is checked against its checksum.
         unchanged = (stat.st_size, stat.st_mtime_ns) == (entry.get("size"), entry.get("mtime_ns"))
         if not unchanged and file_sha256(path) != entry.get("sha256"):
-            log.warning("%s does not match its checksum in %s", path, MANIFEST)
-            return None
-        store = FaissStore.load(path, entry["factory"])
-        if len(store) != self.catalog.vector_count(space):
-            return None
-        return store
+            return None, f"{path.name} does not match its checksum"
+        try:
+            store = FaissStore.load(path, entry["factory"])
+        except (RuntimeError, OSError, MemoryError) as exc:
+            return None, f"{path.name} cannot be read ({str(exc).splitlines()[0][:120]})"
+        if store.dim != dim or store.dim != entry.get("dim"):
+            return None, f"{path.name} holds {store.dim}-d vectors, not {dim}-d"
+        damage = store.damage()
+        if damage:
+            return None, f"{path.name} is damaged: {damage}"
+        return store, ""
+
+    def _catch_up(self, stores: dict[str, FaissStore]) -> None:
+        """Add what was committed since the stores were saved or last caught up."""
+        generation = self.catalog.generation()
+        for space, dim in self.dims.items():
+            store = stores.setdefault(space, FaissStore.empty(dim))
+            last = self._max_id.get(space, 0)
+            for ids, vectors in self.catalog.iter_vectors(space, dim, start_after=last):
+                store.add(ids, vectors)
+                last = int(ids[-1])
+                self._dirty = True
+            self._max_id[space] = last
+        self._generation = generation
 
     def _rebuild(self, space: str, dim: int) -> FaissStore:
         count = self.catalog.vector_count(space)
         factory = choose_factory(count, dim, self.exact_below)
         return FaissStore.build(dim, factory, self.catalog.iter_vectors(space, dim))
 
+    def _reconcile(self, space: str, store: FaissStore) -> FaissStore:
+        """Drop vectors the catalog no longer has (left by a run that stopped before saving)."""
+        if len(store) == self.catalog.vector_count(space):
+            return store
+        held = store.ids()
+        if held is None:  # IVF keeps no id list to compare: rebuild from the catalog
+            return self._rebuild(space, store.dim)
+        store.remove(np.setdiff1d(held, self.catalog.vector_ids(space), assume_unique=True))
+        return store
+
+    # -- writing ------------------------------------------------------------------------------
+
     def ensure(self, dims: dict[str, int]) -> None:
         """Declare the model's spaces (first indexing run); existing ones must agree."""
-        known = self.dims
-        merged = {**known, **dims}
-        if merged != known:
-            self.catalog.set_meta("spaces", json.dumps(merged))
-            stores = self._loaded()
-            for space, dim in dims.items():
-                stores.setdefault(space, FaissStore.empty(dim))
-            self._dirty = True
-
-    def add(self, space: str, ids: list[int], vectors: np.ndarray) -> None:
-        self._loaded()[space].add(np.asarray(ids, dtype=np.int64), vectors)
-        self._dirty = True
+        with self._lock:
+            known = self.dims
+            merged = {**known, **dims}
+            if merged != known:
+                self.catalog.set_meta("spaces", json.dumps(merged))
+                stores = self._loaded()
+                for space, dim in dims.items():
+                    stores.setdefault(space, FaissStore.empty(dim))
+                self._dirty = True
 
     def remove(self, ids: list[int]) -> None:
+        """Drop vectors that a commit deleted from the catalog."""
         if not ids:
             return
         arr = np.asarray(ids, dtype=np.int64)
-        for store in self._loaded().values():
-            store.remove(arr)
-        self._dirty = True
+        with self._lock:
+            for store in self._loaded().values():
+                store.remove(arr)
+            self._dirty = True
+
+    def clean_temp_files(self) -> None:
+        """Remove temp files a run left when it was killed or the disk filled up."""
+        for tmp in self.folder.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def save(self) -> None:
         """Re-pick each index type for its size (rebuilding if it changed), save, write manifest.
 
         Does nothing when no store changed since it was loaded or saved (a re-run with no changes).
         """
-        if not self._dirty:
+        if self.readonly:
             return
-        entries = {}
-        for space, store in self.stores().items():
-            factory = choose_factory(len(store), store.dim, self.exact_below)
-            if factory != store.factory:
-                log.info("%s: %s -> %s for %d vectors", space, store.factory, factory, len(store))
-                store = self._rebuild(space, store.dim)
-                self.stores()[space] = store
-            path = self.folder / f"{space}.faiss"
-            store.save(path)
-            stat = path.stat()
-            entries[space] = {
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "dim": store.dim,
-                "factory": store.factory,
-                "count": len(store),
-                "file": path.name,
-                "sha256": file_sha256(path),
-                "exact": store.factory == EXACT,
-            }
-        import faiss
+        with self._lock:
+            self.refresh()
+            if not self._dirty:
+                return
+            stores = self._loaded()
+            entries = {}
+            for space in list(stores):
+                store = self._reconcile(space, stores[space])
+                factory = choose_factory(len(store), store.dim, self.exact_below)
+                if factory != store.factory:
+                    log.info("%s: %s -> %s for %d vectors", space, store.factory, factory, len(store))
+                    store = self._rebuild(space, store.dim)
+                stores[space] = store
+                path = self.folder / f"{space}.faiss"
+                store.save(path)
+                stat = path.stat()
+                entries[space] = {
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "dim": store.dim,
+                    "factory": store.factory,
+                    "count": len(store),
+                    "max_id": self._max_id.get(space, 0),
+                    "file": path.name,
+                    "sha256": file_sha256(path),
+                    "exact": store.factory == EXACT,
+                }
+            import faiss
 
-        manifest = {
-            **self.about,
-            "format": MANIFEST_FORMAT,
-            "generation": self.catalog.generation(),
-            "saved_at": time.time(),
-            "faiss_version": faiss.__version__,
-            "spaces": entries,
-        }
-        write_json_atomic(self.folder / MANIFEST, manifest)
-        self._dirty = False
+            manifest = {
+                **self.about,
+                "format": MANIFEST_FORMAT,
+                "generation": self._generation,
+                "saved_at": time.time(),
+                "faiss_version": faiss.__version__,
+                "spaces": entries,
+            }
+            write_json_atomic(self.folder / MANIFEST, manifest)
+            self._manifest_stamp = _stamp(self.folder / MANIFEST)
+            self._dirty = False
+
+    def rebuild_all(self) -> None:
+        """Rebuild every store from the catalog and save (`mmsearch doctor --repair`)."""
+        with self._lock:
+            self._stores = {space: self._rebuild(space, dim) for space, dim in self.dims.items()}
+            self._max_id = {space: self.catalog.max_vector_id(space) for space in self._stores}
+            self._generation = self.catalog.generation()
+            self._dirty = True
+            self.save()
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Everything wrong with the saved vector files, checked in full (`mmsearch doctor`):
+        checksums, readability, damaged vectors, and counts against the catalog."""
+        out: list[str] = []
+        manifest_path = self.folder / MANIFEST
+        manifest = read_manifest(self.folder)
+        if manifest_path.exists() and not manifest:
+            out.append(f"{MANIFEST} is unreadable or not a valid manifest")
+        entries = manifest.get("spaces", {})
+        for space, dim in self.dims.items():
+            path = self.folder / f"{space}.faiss"
+            entry = entries.get(space)
+            expected = self.catalog.vector_count(space)
+            if not entry:
+                if expected:
+                    out.append(f"{path.name}: not listed in {MANIFEST}")
+                continue
+            if not path.is_file():
+                out.append(f"{path.name}: missing")
+                continue
+            if file_sha256(path) != entry["sha256"]:
+                out.append(f"{path.name}: checksum does not match {MANIFEST} (damaged or replaced)")
+            try:
+                store = FaissStore.load(path, entry["factory"])
+            except (RuntimeError, OSError, MemoryError) as exc:
+                out.append(f"{path.name}: cannot be read ({str(exc).splitlines()[0][:120]})")
+                continue
+            damage = store.damage()
+            if damage:
+                out.append(f"{path.name}: {damage}")
+            if store.dim != dim:
+                out.append(f"{path.name}: {store.dim}-d vectors, the catalog says {dim}-d")
+            behind = self.catalog.max_vector_id(space) > int(entry.get("max_id") or 0)
+            if len(store) != expected and not behind:
+                out.append(f"{path.name}: {len(store)} vectors, the catalog has {expected}")
+        for tmp in self.folder.glob("*.tmp"):
+            out.append(f"{tmp.name}: a temp file left by an interrupted run")
+        return out

@@ -169,17 +169,48 @@ class FaissStore(VectorStore):
 
     # -- persistence --------------------------------------------------------------------------
 
+    def ids(self) -> np.ndarray | None:
+        """Every id held, for an exact index (None for IVF, whose ids are spread over lists)."""
+        if self.factory != EXACT:
+            return None
+        return _faiss().vector_to_array(self.index.id_map).astype(np.int64)
+
+    def damage(self) -> str | None:
+        """Why the vectors cannot be trusted (not unit length, not finite), or None.
+
+        Checks every vector of an exact index (~20 ms at 50k x 384): damage inside the vectors
+        leaves a file loadable but returns wrong neighbours and impossible scores.
+        """
+        if self.factory != EXACT or len(self) == 0:
+            return None
+        faiss = _faiss()
+        flat = faiss.downcast_index(self.index.index)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(-1, self.dim)
+        norms = np.einsum("ij,ij->i", vectors, vectors)
+        bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)
+        if bad.any():
+            return f"{int(bad.sum())} of {len(self)} vectors are not unit length"
+        return None
+
     def save(self, path: Path) -> None:
-        """Write atomically: a temp file in the same folder, fsync, then rename over `path`."""
+        """Write atomically: a temp file in the same folder, fsync, then rename over `path`.
+
+        On failure (a full disk) the temp file is removed and the old file is left as it was.
+        """
         faiss = _faiss()
         tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        fsync_path(tmp)
-        os.replace(tmp, path)
+        try:
+            faiss.write_index(self.index, str(tmp))
+            fsync_path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_path(path.parent)
 
     @classmethod
     def load(cls, path: Path, factory: str) -> "FaissStore":
+        """Raises RuntimeError (FAISS's) for a file that is not a readable index."""
         return cls(_faiss().read_index(str(path)), factory)
 
 
