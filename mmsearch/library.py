@@ -146,7 +146,8 @@ class Library:
                     f"{catalog_path} is empty (0 bytes) although the index was used before; "
                     "restore the folder from a backup, or move it away and index again."
                 )
-            catalog_path.unlink()  # a creation killed before SQLite wrote its first page
+            # Otherwise it is a catalog being created right now (SQLite writes its first page
+            # lazily) or one whose creation was killed: SQLite takes an empty file as a new one.
         if not catalog_path.is_file():
             if not create:
                 hint = " (it holds vector files but no catalog: damaged?)" if leftovers else ""
