@@ -4,18 +4,182 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import sys
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
-from mmsearch.errors import MmsearchError
+from mmsearch.errors import ConfigError, MmsearchError
+from mmsearch.media import kinds as _media_kinds
+from mmsearch.media.kinds import IMAGE, TEXT
+from mmsearch.query.parse import QuerySyntaxError
+
+try:  # typer >= 0.2x bundles its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+PROG = "mmsearch"
+MAX_K = 10_000
+KINDS: tuple[str, ...] = (IMAGE, TEXT) + (
+    (_media_kinds.AUDIO,) if getattr(_media_kinds, "AUDIO", None) else ()
+)
+"""The kinds `--kind` accepts: what `mmsearch.media.kinds` defines."""
+
+_state = {"verbose": False}
+
+
+def escape(text: str, *, backslash: bool = True) -> str:
+    r"""`text` on one line: backslash, tab, newline, carriage return and other control characters
+    become `\\`, `\t`, `\n`, `\r`, `\xNN` (undecodable file-name bytes too), so each line of
+    plain output is one record whatever a file name holds. `backslash=False` leaves backslashes
+    alone (for messages meant for people, where the round trip does not matter)."""
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\" if backslash else ch)
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _error_line(message: str) -> str:
+    return "Error: " + escape(message, backslash=False)
+
+
+class _Group(typer.core.TyperGroup):
+    """The `mmsearch` group: every failure ends as `Error: ...` on stderr, never a traceback.
+
+    Usage errors (unknown option, bad value, missing argument) are one line and exit 2;
+    `MmsearchError` one line and exit 1 (a bad setting, `ConfigError`, exits 2); anything
+    unexpected one line naming it and exit 1 (`-v` logs the traceback). `typer.testing.CliRunner`
+    calls `main` too, so tests see exactly what a user sees.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        _state["verbose"] = False
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or PROG,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) and not isinstance(result, bool) else 0
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("Error: aborted.", err=True)
+            code = 1
+        except _click_errors.ClickException as exc:
+            code = _show_click_error(exc)
+        except MmsearchError as exc:  # raised outside a command's own handling
+            typer.echo(_error_line(str(exc)), err=True)
+            code = 2 if isinstance(exc, ConfigError) else 1
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            code = 130
+        except Exception as exc:  # the last line of defence: one line, not a traceback
+            if _state["verbose"]:
+                logger.error("Internal error", exc_info=exc)
+            typer.echo(
+                _error_line(
+                    f"internal error ({type(exc).__name__}: {str(exc)[:300]}); "
+                    "run with -v for the traceback and please report it."
+                ),
+                err=True,
+            )
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+_ALLOWED = {"k": f"a whole number from 1 to {MAX_K}", "min_score": "a number from -1 to 1"}
+"""What an option takes, for the message when a value is not even of the right type (options
+that are settings, like --batch-size, are described by `mmsearch.config.allowed_values`)."""
+
+
+def _explain_bad_type(exc: Exception) -> None:
+    """Name the value and what is allowed when typer could not convert it (`-k abc`)."""
+    cause = exc.__cause__
+    if not isinstance(exc, _click_errors.BadParameter) or not hasattr(cause, "errors"):
+        return
+    try:
+        error = cause.errors()[0]
+    except (AttributeError, IndexError, TypeError):  # not a pydantic error after all
+        return
+    reason = str(error.get("msg", "")).split(", unable to")[0]
+    name = getattr(exc.param, "name", None)
+    allowed = _ALLOWED.get(name or "")
+    if allowed is None and name:
+        from mmsearch.config import Settings, allowed_values
+
+        allowed = allowed_values(name) if name in Settings.model_fields else None
+    exc.message = f"{escape(repr(error.get('input')))} is not valid ({reason})" + (
+        f"; use {allowed}" if allowed else ""
+    )
+
+
+def _show_click_error(exc: Exception) -> int:
+    """Print a click error as one line (`mmsearch` alone prints the help); return the exit code."""
+    no_args = getattr(_click_errors, "NoArgsIsHelpError", None)
+    ctx = getattr(exc, "ctx", None)
+    if no_args is not None and isinstance(exc, no_args) and ctx is not None:
+        typer.echo(ctx.get_help())
+        return 0
+    _explain_bad_type(exc)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split("\n")).strip()
+    if isinstance(exc, _click_errors.UsageError):
+        where = ctx.command_path if ctx is not None else PROG
+        hint = f" (see {where} --help)."
+        if (
+            isinstance(exc, _click_errors.NoSuchOption)
+            and ctx is not None
+            and ctx.command.name == "search"
+            and not exc.option_name.startswith("--")
+        ):
+            hint = (
+                " (a query that starts with - goes after --, e.g. "
+                f"mmsearch search -- '-night street'; see {where} --help)."
+            )
+        message = message.rstrip(".") + hint
+    typer.echo(_error_line(message), err=True)
+    return int(getattr(exc, "exit_code", 1))
+
 
 app = typer.Typer(
-    name="mmsearch",
+    name=PROG,
+    cls=_Group,
     help="Local multimodal search: index images and text documents, search by text or example.",
     no_args_is_help=True,
     add_completion=False,
@@ -23,7 +187,7 @@ app = typer.Typer(
 )
 
 IndexOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--index",
         help="Index folder (default: $MMSEARCH_INDEX, the config file, or <home>/default).",
@@ -38,40 +202,105 @@ PlainOpt = Annotated[
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(_error_line(message), err=True)
     raise typer.Exit(code)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Library errors become one line on stderr and exit code 1; Ctrl-C exits 130."""
+    """Library errors become `Error: ...` on stderr and exit code 1 (a bad setting: 2).
+
+    A query mistake (`QuerySyntaxError`) keeps its lines: the query, a caret under the
+    mistake, the fix. Every other message is one line. Ctrl-C exits 130.
+    """
     try:
         yield
+    except QuerySyntaxError as exc:  # deliberate lines: the query, a caret, the fix
+        typer.echo(
+            "Error: " + "\n".join(escape(line, backslash=False) for line in str(exc).split("\n")),
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
+        _fail(str(exc), 2)
     except MmsearchError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        typer.echo("Interrupted; committed work is kept (run the same command to resume).", err=True)
+        typer.echo(
+            "Interrupted; committed work is kept (run the same command to resume).", err=True
+        )
         raise typer.Exit(130) from None
 
 
 def _settings(index: Path | None, **overrides: Any) -> Any:
-    from mmsearch.config import Settings
+    """Settings from the config file and environment with the command's options on top, every
+    value validated (a bad one raises `ConfigError` naming the option or variable)."""
+    from mmsearch.config import load_settings
 
-    return Settings().with_overrides(index=index, **overrides)
+    return load_settings(from_cli=True, index=index, **overrides)
 
 
 def _plain(plain: bool) -> bool:
     return plain or not sys.stdout.isatty()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    # File names that are not UTF-8 carry lone surrogates; JSON can spell them as escapes.
+    typer.echo(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def _bad(value: object, problem: str) -> typer.BadParameter:
+    return typer.BadParameter(f"{escape(str(value))} {problem}")
+
+
+def _check_k(value: int) -> int:
+    if not 1 <= value <= MAX_K:
+        raise _bad(value, f"is out of range; use a whole number from 1 to {MAX_K}")
+    return value
+
+
+def _check_min_score(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and -1.0 <= value <= 1.0):
+        raise _bad(value, "is not a cosine; use a number from -1 to 1, e.g. 0.3")
+    return value
+
+
+def _check_kinds(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return values
+    out = []
+    for value in values:
+        kind = value.strip().lower()
+        if kind not in KINDS:
+            raise _bad(repr(value), f"is not a kind; use {' or '.join(KINDS)}")
+        out.append(kind)
+    return out
+
+
+_EXT = re.compile(r"[\w+-]+")
+
+
+def _check_exts(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return values
+    out = []
+    for value in values:
+        ext = value.strip().lstrip(".").lower()
+        if not _EXT.fullmatch(ext):
+            raise _bad(repr(value), "is not a file extension; use a word like jpg or md")
+        out.append(ext)
+    return out
 
 
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
+    _state["verbose"] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -81,15 +310,17 @@ def _main(
 @app.command()
 def index(
     folders: Annotated[
-        Optional[list[Path]],
+        list[Path] | None,
         typer.Argument(help="Folders (or files) to index; none re-scans the indexed folders."),
     ] = None,
     index: IndexOpt = None,
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Model for a new index (`mmsearch models` lists them)."),
     ] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Files per model batch.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Files per model batch (1 to 4096; default 32).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Index folder trees: new and changed files are encoded, deleted ones dropped.
@@ -98,13 +329,21 @@ def index(
         mmsearch index ~/Pictures ~/Notes
         mmsearch index            # bring every indexed folder up to date
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from mmsearch.library import Library
 
     with _errors():
-        settings = _settings(index, batch_size=batch_size)
-        with Library.open(settings.index_path(), model=model, settings=settings) as lib:
+        settings = _settings(index, batch_size=batch_size, model=model)
+        with Library.open(
+            settings.index_path(), model=model and settings.model, settings=settings
+        ) as lib:
             columns = (
                 TextColumn("{task.description:<8}"),
                 BarColumn(),
@@ -134,22 +373,49 @@ def index(
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="What to look for.")] = None,
-    image: Annotated[
-        Optional[list[Path]], typer.Option("--image", "-i", help="Example image: more like this.")
+    query: Annotated[
+        str | None,
+        typer.Argument(
+            help="What to look for (starting with -? put -- before it).", show_default=False
+        ),
     ] = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="At most this many results.")] = 10,
+    query_opt: Annotated[
+        str | None,
+        typer.Option(
+            "--query",
+            "-q",
+            help="What to look for, instead of QUERY (may start with -).",
+            show_default=False,
+        ),
+    ] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option("--image", "-i", help="Example image: more like this.")
+    ] = None,
+    k: Annotated[
+        int,
+        typer.Option(
+            "-k", "--top", help=f"At most this many results (1 to {MAX_K}).", callback=_check_k
+        ),
+    ] = 10,
     min_score: Annotated[
-        Optional[float], typer.Option(help="Hide matches below this cosine (default: the model's).")
+        float | None,
+        typer.Option(
+            help="Hide matches below this cosine, -1 to 1 (default: the model's cut-off).",
+            callback=_check_min_score,
+        ),
     ] = None,
     kind: Annotated[
-        Optional[list[str]], typer.Option(help="Only this kind: image or text (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help=f"Only this kind: {' or '.join(KINDS)} (repeatable).", callback=_check_kinds
+        ),
     ] = None,
     folder: Annotated[
-        Optional[list[Path]], typer.Option(help="Only under this folder (repeatable).")
+        list[Path] | None, typer.Option(help="Only under this folder (repeatable).")
     ] = None,
     ext: Annotated[
-        Optional[list[str]], typer.Option(help="Only this file extension, e.g. jpg (repeatable).")
+        list[str] | None,
+        typer.Option(help="Only this file extension, e.g. jpg (repeatable).", callback=_check_exts),
     ] = None,
     index: IndexOpt = None,
     json_out: JsonOpt = False,
@@ -157,20 +423,31 @@ def search(
 ) -> None:
     """Search by text, by example image, or both.
 
-    Text may weight terms and exclude others: 2:"red car" street -night
+    Text may weight terms (0 < weight <= 100) and exclude others:
+    2:"red car" street -night. A query that starts with - goes after --.
+
+    Plain output (the default when piped) is one line per hit: score, kind,
+    path, separated by tabs. In the path, backslash, tab, newline, carriage
+    return and other control characters are written as \\\\, \\t, \\n, \\r, \\xNN.
 
     Example:
         mmsearch search "a cat on a sofa"
         mmsearch search --image holiday.jpg -k 5
         mmsearch search "beach" --image sunset.jpg --kind image --json
+        mmsearch search -- '-night street'
     """
     from mmsearch.library import Library
 
+    if query is not None and query_opt is not None:
+        raise typer.BadParameter(
+            "give the query once: either as QUERY or with --query, not both", param_hint="'--query'"
+        )
+    text = query_opt if query_opt is not None else query
     with _errors():
         settings = _settings(index)
         with Library.open(settings.index_path(), create=False, settings=settings) as lib:
             hits = lib.search(
-                query,
+                text,
                 image=[str(p) for p in image or []],
                 k=k,
                 min_score=min_score,
@@ -182,24 +459,27 @@ def search(
         _print_json([h.to_json() for h in hits])
     elif _plain(plain):
         for h in hits:
-            typer.echo(f"{h.score:.4f}\t{h.kind}\t{h.path}")
+            typer.echo(f"{h.score:.4f}\t{h.kind}\t{escape(h.path)}")
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         if not hits:
             typer.echo("No results above the cut-off.")
             return
         table = Table("#", "score", "kind", "path", box=None)
         for i, h in enumerate(hits, 1):
-            table.add_row(str(i), f"{h.score:.3f}", h.kind, h.path)
+            table.add_row(str(i), f"{h.score:.3f}", Text(escape(h.kind)), Text(escape(h.path)))
         Console().print(table)
 
 
 @app.command()
 def info(
     index: IndexOpt = None,
-    errors: Annotated[bool, typer.Option("--errors", help="List the files that were skipped.")] = False,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="List the files that were skipped.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show what is indexed: model, counts, folders, sizes (and skipped files with --errors).
@@ -223,15 +503,16 @@ def info(
         return
     if errors:
         for s in skipped:
-            typer.echo(f"{s.path}\t{s.reason}")
+            typer.echo(f"{escape(s.path)}\t{escape(s.reason)}")
         return
     mb = 1024 * 1024
     lines = [
-        f"index:    {stats.path}",
+        f"index:    {escape(str(stats.path))}",
         f"model:    {stats.model}",
-        "items:    " + (", ".join(f"{n} {kind}" for kind, n in sorted(stats.items.items())) or "none"),
+        "items:    "
+        + (", ".join(f"{n} {kind}" for kind, n in sorted(stats.items.items())) or "none"),
         f"skipped:  {stats.failed}" + ("  (mmsearch info --errors)" if stats.failed else ""),
-        "folders:  " + ("\n          ".join(stats.roots) or "none"),
+        "folders:  " + ("\n          ".join(escape(r) for r in stats.roots) or "none"),
     ]
     for name, space in sorted(stats.spaces.items()):
         lines.append(f"space:    {name}: {space['count']} x {space['dim']} ({space['factory']})")
@@ -272,7 +553,9 @@ def models(json_out: JsonOpt = False) -> None:
 
     presets = list_models()
     if json_out:
-        _print_json([{"name": p.name, "family": p.family, "description": p.description} for p in presets])
+        _print_json(
+            [{"name": p.name, "family": p.family, "description": p.description} for p in presets]
+        )
         return
     for p in presets:
         typer.echo(f"{p.name}\n    {p.description}")
@@ -287,7 +570,9 @@ def doctor(
     prepare: Annotated[
         bool, typer.Option("--prepare", help="Load the model now, converting and caching it.")
     ] = False,
-    model: Annotated[Optional[str], typer.Option(help="Model to check (default: the configured one).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to check (default: the configured one).")
+    ] = None,
     index: IndexOpt = None,
 ) -> None:
     """Check the installation: libraries, compute device, where indexes and caches live.
@@ -302,10 +587,17 @@ def doctor(
     from mmsearch.encoders.registry import load_encoder, resolve_model
 
     with _errors():
-        settings = _settings(index)
-        spec = resolve_model(model or settings.model)
+        settings = _settings(index, model=model)
+        spec = resolve_model(settings.model)
         typer.echo(f"python      {platform.python_version()}")
-        for package in ("mmsearch", "faiss-cpu", "faiss-gpu", "torch", "onnxruntime", "open-clip-torch"):
+        for package in (
+            "mmsearch",
+            "faiss-cpu",
+            "faiss-gpu",
+            "torch",
+            "onnxruntime",
+            "open-clip-torch",
+        ):
             try:
                 typer.echo(f"{package:<11} {md.version(package)}")
             except md.PackageNotFoundError:
@@ -326,5 +618,5 @@ def doctor(
 
 
 def main() -> None:
-    app()
-
+    """The console script: the same handling as the tests see, with the program named mmsearch."""
+    typer.main.get_command(app).main(prog_name=PROG)
