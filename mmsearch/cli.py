@@ -321,13 +321,26 @@ def index(
     batch_size: Annotated[
         int | None, typer.Option(help="Files per model batch (1 to 4096; default 32).")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also re-read files whose size and time look unchanged, and re-encode those "
+            "whose content changed (slower: every file is read).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Index folder trees: new and changed files are encoded, deleted ones dropped.
 
+    A folder that is missing or empty (an unmounted drive) is skipped and its items kept;
+    `mmsearch remove FOLDER` forgets it for good. Use --verify after restoring files from a
+    backup tool that keeps modification times, or on file systems with coarse times.
+
     Example:
         mmsearch index ~/Pictures ~/Notes
         mmsearch index            # bring every indexed folder up to date
+        mmsearch index --verify   # also catch content changed behind unchanged size and time
     """
     from rich.progress import (
         BarColumn,
@@ -356,9 +369,14 @@ def index(
                 def on_progress(p: Any) -> None:
                     if p.phase not in tasks:
                         tasks[p.phase] = bar.add_task(p.phase, total=p.total or None)
-                    bar.update(tasks[p.phase], completed=p.done, total=p.total or None)
+                    # Inside a large document the file count stands still: show its chunks.
+                    inside = p.part_total and p.part_done < p.part_total
+                    label = f"{p.phase} {p.part_done}/{p.part_total} chunks" if inside else p.phase
+                    bar.update(
+                        tasks[p.phase], completed=p.done, total=p.total or None, description=label
+                    )
 
-                report = lib.index(folders, progress=on_progress)
+                report = lib.index(folders, progress=on_progress, verify=verify)
         if json_out:
             _print_json(report.to_json())
             return
@@ -369,6 +387,8 @@ def index(
         )
         if report.failed:
             typer.echo("`mmsearch info --errors` lists the skipped files and why.")
+        for note in report.notes:
+            typer.echo(escape(note, backslash=False))
 
 
 @app.command()
@@ -445,7 +465,7 @@ def search(
     text = query_opt if query_opt is not None else query
     with _errors():
         settings = _settings(index)
-        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
+        with Library.open(settings.index_path(), readonly=True, settings=settings) as lib:
             hits = lib.search(
                 text,
                 image=[str(p) for p in image or []],
@@ -492,7 +512,7 @@ def info(
 
     with _errors():
         settings = _settings(index)
-        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
+        with Library.open(settings.index_path(), readonly=True, settings=settings) as lib:
             stats = lib.stats()
             skipped = lib.errors() if errors else []
     if json_out:
@@ -512,8 +532,17 @@ def info(
         "items:    "
         + (", ".join(f"{n} {kind}" for kind, n in sorted(stats.items.items())) or "none"),
         f"skipped:  {stats.failed}" + ("  (mmsearch info --errors)" if stats.failed else ""),
-        "folders:  " + ("\n          ".join(escape(r) for r in stats.roots) or "none"),
+        "folders:  "
+        + (
+            "\n          ".join(
+                escape(r) + ("  (offline: missing or empty at the last run)" if r in stats.offline_roots else "")
+                for r in stats.roots
+            )
+            or "none"
+        ),
     ]
+    if stats.exclusions:
+        lines.append("excluded: " + "\n          ".join(escape(e) for e in stats.exclusions))
     for name, space in sorted(stats.spaces.items()):
         lines.append(f"space:    {name}: {space['count']} x {space['dim']} ({space['factory']})")
     lines.append(
@@ -530,6 +559,9 @@ def remove(
 ) -> None:
     """Remove files or folders from the index (the files themselves are not touched).
 
+    A folder indexed on its own is forgotten entirely. A file or folder inside an indexed folder
+    is also excluded, so later runs do not bring it back (`mmsearch include PATH` undoes that).
+
     Example:
         mmsearch remove ~/Pictures/old
     """
@@ -540,6 +572,51 @@ def remove(
         with Library.open(settings.index_path(), create=False, settings=settings) as lib:
             n = lib.remove(paths)
     typer.echo(f"Removed {n} item(s).")
+
+
+@app.command()
+def exclude(
+    patterns: Annotated[
+        list[str], typer.Argument(help="Paths, or gitignore-style patterns like '*.tmp' or 'cache/'.")
+    ],
+    index: IndexOpt = None,
+) -> None:
+    """Never index these paths or patterns; matching items already indexed are forgotten.
+
+    Patterns follow .gitignore rules and are matched below every indexed folder. A
+    `.mmsearchignore` file in a folder works like a `.gitignore` there. `mmsearch info` lists
+    the exclusions; `mmsearch include` removes one.
+
+    Example:
+        mmsearch exclude '*.tmp' '**/thumbnails/' ~/Pictures/screenshots
+    """
+    from mmsearch.library import Library
+
+    with _errors():
+        settings = _settings(index)
+        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
+            n = lib.exclude(patterns)
+    typer.echo(f"Excluded; {n} item(s) forgotten.")
+
+
+@app.command()
+def include(
+    patterns: Annotated[list[str], typer.Argument(help="Excluded paths or patterns to allow again.")],
+    index: IndexOpt = None,
+) -> None:
+    """Undo an exclusion (from `mmsearch exclude` or `mmsearch remove`); the next
+    `mmsearch index` finds those files again.
+
+    Example:
+        mmsearch include '*.tmp'
+    """
+    from mmsearch.library import Library
+
+    with _errors():
+        settings = _settings(index)
+        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
+            lib.include(patterns)
+    typer.echo("Included again; run `mmsearch index` to index them.")
 
 
 @app.command()
@@ -573,12 +650,21 @@ def doctor(
     model: Annotated[
         str | None, typer.Option(help="Model to check (default: the configured one).")
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="Rebuild the index's vector files and full-text index from its catalog."
+        ),
+    ] = False,
     index: IndexOpt = None,
 ) -> None:
-    """Check the installation: libraries, compute device, where indexes and caches live.
+    """Check the installation and the index: libraries, device, where indexes and caches live,
+    then the index in full (catalog integrity, vector-file checksums, counts). Exits 1 when the
+    index has problems; --repair rebuilds what can be rebuilt from the catalog.
 
     Example:
         mmsearch doctor --prepare
+        mmsearch doctor --repair --index ~/photos-index
     """
     import importlib.metadata as md
     import platform
@@ -615,6 +701,32 @@ def doctor(
             encoder.embed_texts(["ready"])
             spaces = ", ".join(f"{s} {d}-d" for s, d in encoder.spaces.items())
             typer.echo(f"model ready ({spaces})")
+        _doctor_index(settings, repair)
+
+
+def _doctor_index(settings: Any, repair: bool) -> None:
+    """The index part of `doctor`: check everything, repair on request, exit 1 on problems."""
+    from mmsearch.library import Library
+
+    folder = settings.index_path()
+    if not (folder / "catalog.db").exists():
+        typer.echo(f"index check no index at {escape(str(folder))} yet")
+        return
+    with Library.open(folder, create=False, readonly=not repair, settings=settings) as lib:
+        problems = lib.check()
+        if repair and problems:
+            for action in lib.repair():
+                typer.echo(f"repaired    {action}")
+            problems = lib.check()
+    if not problems:
+        typer.echo("index check ok (catalog integrity, vector checksums and counts)")
+        return
+    for problem in problems:
+        typer.echo(f"problem     {escape(problem)}")
+    _fail(
+        f"The index at {folder} has {len(problems)} problem(s); `mmsearch doctor --repair` "
+        "rebuilds its vector files from the catalog."
+    )
 
 
 def main() -> None:

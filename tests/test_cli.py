@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mmsearch.cli import app
 
 runner = CliRunner()
-COMMANDS = ["index", "search", "info", "remove", "models", "doctor"]
+COMMANDS = ["index", "search", "info", "remove", "exclude", "include", "models", "doctor"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

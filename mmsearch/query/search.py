@@ -85,6 +85,14 @@ class Query:
 
     def __post_init__(self) -> None:
         """Values from programs get the same checks as the command line's."""
+        if self.text is not None:
+            try:
+                self.text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise QueryError(
+                    f"The query text has a character that is not valid text at position "
+                    f"{exc.start} (bytes that are not UTF-8?); type it again in UTF-8."
+                ) from None
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise QueryError(f"k={self.k!r} is out of range: give a whole number from 1 to {MAX_K}.")
         if self.min_score is not None and not (
