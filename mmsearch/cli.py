@@ -240,6 +240,18 @@ def _settings(index: Path | None, **overrides: Any) -> Any:
     return load_settings(from_cli=True, index=index, **overrides)
 
 
+@contextmanager
+def _existing_index(index: Path | None, *, readonly: bool = False) -> Iterator[Any]:
+    """The configured index, which must exist; reading commands open it read-only."""
+    from mmsearch.library import Library
+
+    settings = _settings(index)
+    with Library.open(
+        settings.index_path(), create=False, readonly=readonly, settings=settings
+    ) as lib:
+        yield lib
+
+
 def _plain(plain: bool) -> bool:
     return plain or not sys.stdout.isatty()
 
@@ -456,25 +468,21 @@ def search(
         mmsearch search "beach" --image sunset.jpg --kind image --json
         mmsearch search -- '-night street'
     """
-    from mmsearch.library import Library
-
     if query is not None and query_opt is not None:
         raise typer.BadParameter(
             "give the query once: either as QUERY or with --query, not both", param_hint="'--query'"
         )
     text = query_opt if query_opt is not None else query
-    with _errors():
-        settings = _settings(index)
-        with Library.open(settings.index_path(), readonly=True, settings=settings) as lib:
-            hits = lib.search(
-                text,
-                image=[str(p) for p in image or []],
-                k=k,
-                min_score=min_score,
-                kinds=kind or (),
-                folders=[str(f) for f in folder or []],
-                extensions=ext or (),
-            )
+    with _errors(), _existing_index(index, readonly=True) as lib:
+        hits = lib.search(
+            text,
+            image=[str(p) for p in image or []],
+            k=k,
+            min_score=min_score,
+            kinds=kind or (),
+            folders=[str(f) for f in folder or []],
+            extensions=ext or (),
+        )
     if json_out:
         _print_json([h.to_json() for h in hits])
     elif _plain(plain):
@@ -508,13 +516,9 @@ def info(
         mmsearch info
         mmsearch info --errors --json
     """
-    from mmsearch.library import Library
-
-    with _errors():
-        settings = _settings(index)
-        with Library.open(settings.index_path(), readonly=True, settings=settings) as lib:
-            stats = lib.stats()
-            skipped = lib.errors() if errors else []
+    with _errors(), _existing_index(index, readonly=True) as lib:
+        stats = lib.stats()
+        skipped = lib.errors() if errors else []
     if json_out:
         data = stats.to_json()
         if errors:
@@ -532,14 +536,7 @@ def info(
         "items:    "
         + (", ".join(f"{n} {kind}" for kind, n in sorted(stats.items.items())) or "none"),
         f"skipped:  {stats.failed}" + ("  (mmsearch info --errors)" if stats.failed else ""),
-        "folders:  "
-        + (
-            "\n          ".join(
-                escape(r) + ("  (offline: missing or empty at the last run)" if r in stats.offline_roots else "")
-                for r in stats.roots
-            )
-            or "none"
-        ),
+        "folders:  " + ("\n          ".join(_root_line(r, stats) for r in stats.roots) or "none"),
     ]
     if stats.exclusions:
         lines.append("excluded: " + "\n          ".join(escape(e) for e in stats.exclusions))
@@ -550,6 +547,11 @@ def info(
         f" (media {stats.media_bytes / mb:.1f} MB)"
     )
     typer.echo("\n".join(lines))
+
+
+def _root_line(root: str, stats: Any) -> str:
+    offline = root in stats.offline_roots
+    return escape(root) + ("  (offline: missing or empty at the last run)" if offline else "")
 
 
 @app.command()
@@ -565,12 +567,8 @@ def remove(
     Example:
         mmsearch remove ~/Pictures/old
     """
-    from mmsearch.library import Library
-
-    with _errors():
-        settings = _settings(index)
-        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
-            n = lib.remove(paths)
+    with _errors(), _existing_index(index) as lib:
+        n = lib.remove(paths)
     typer.echo(f"Removed {n} item(s).")
 
 
@@ -590,12 +588,8 @@ def exclude(
     Example:
         mmsearch exclude '*.tmp' '**/thumbnails/' ~/Pictures/screenshots
     """
-    from mmsearch.library import Library
-
-    with _errors():
-        settings = _settings(index)
-        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
-            n = lib.exclude(patterns)
+    with _errors(), _existing_index(index) as lib:
+        n = lib.exclude(patterns)
     typer.echo(f"Excluded; {n} item(s) forgotten.")
 
 
@@ -610,12 +604,8 @@ def include(
     Example:
         mmsearch include '*.tmp'
     """
-    from mmsearch.library import Library
-
-    with _errors():
-        settings = _settings(index)
-        with Library.open(settings.index_path(), create=False, settings=settings) as lib:
-            lib.include(patterns)
+    with _errors(), _existing_index(index) as lib:
+        lib.include(patterns)
     typer.echo("Included again; run `mmsearch index` to index them.")
 
 

@@ -130,7 +130,7 @@ class Library:
             IndexFormatError, ConfigError.
         """
         settings = settings or load_settings()
-        folder = Path(canonical_path(path)) if path is not None else settings.index_path()
+        folder = Path(canonical_path(path if path is not None else settings.index_path()))
         if folder.exists() and not folder.is_dir():
             raise IndexNotFoundError(
                 f"{folder} is a file, not an index folder; give the folder that holds catalog.db."

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import COLOURS, make_image
+
 from mmsearch import IndexBusyError, Library
 
 

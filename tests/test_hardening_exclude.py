@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import COLOURS, make_image
+
 from mmsearch import Library, NotIndexedError, QueryError
 
 

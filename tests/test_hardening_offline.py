@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from conftest import COLOURS, make_image
+
 from mmsearch import Library
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import make_image
 from mmsearch import Library
 from mmsearch.media.paths import canonical_path
 from mmsearch.store.catalog import Catalog

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import make_image
+
 from mmsearch import Library
 from mmsearch.config import Settings
 from mmsearch.errors import DiskFullError

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from conftest import COLOURS, make_image
-from mmsearch import Library
 from typer.testing import CliRunner
 
+from mmsearch import Library
 from mmsearch.cli import app
 
 
