@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mmsearch import Library
 from mmsearch.media.paths import canonical_path
 from mmsearch.store.catalog import Catalog
@@ -98,3 +100,30 @@ def test_old_catalog_with_unnormalised_root_is_migrated(tmp_path: Path, media: P
     with Library.open(index) as lib:
         report = lib.index()
         assert report.encoded == 0 and report.unchanged == 7
+
+
+def test_other_letter_case_on_a_case_insensitive_file_system_is_one_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux file systems are case-sensitive, so case-insensitivity (macOS, Windows) is
+    simulated: `os.path.exists` answers as such a file system would."""
+    real = tmp_path / "Photos" / "Trip 2019"
+    real.mkdir(parents=True)
+    (real / "IMG_0001.JPG").write_bytes(b"x")
+
+    def exists_ignoring_case(path: str) -> bool:
+        current = "/"
+        for name in str(path).strip("/").split("/"):
+            try:
+                match = [e for e in os.listdir(current) if e.casefold() == name.casefold()]
+            except OSError:
+                return False
+            if not match:
+                return False
+            current = os.path.join(current, match[0])
+        return True
+
+    monkeypatch.setattr(os.path, "exists", exists_ignoring_case)
+    typed = str(tmp_path / "photos" / "TRIP 2019" / "img_0001.jpg")
+    assert canonical_path(typed) == str(real / "IMG_0001.JPG")
+    assert canonical_path(str(tmp_path / "PHOTOS")) == str(tmp_path / "Photos")
