@@ -22,7 +22,7 @@ from mmsearch.errors import (
     UnknownModelError,
 )
 from mmsearch.library import Library
-from mmsearch.results import Hit, IndexReport, Progress, Skipped, Stats
+from mmsearch.results import Hit, IndexReport, ItemInfo, Progress, Skipped, Stats
 from mmsearch.version import __version__
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "NotIndexedError",
     "Progress",
     "QueryError",
+    "ItemInfo",
     "Skipped",
     "Stats",
     "UnknownModelError",

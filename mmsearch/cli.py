@@ -38,6 +38,23 @@ KINDS: tuple[str, ...] = (IMAGE, TEXT) + (
 _state = {"verbose": False}
 
 
+def clock(seconds: float, *, hours: bool = False) -> str:
+    """Seconds as `MM:SS`, or `HH:MM:SS` with `hours`."""
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h:02d}:{m:02d}:{sec:02d}" if hours else f"{h * 60 + m:02d}:{sec:02d}"
+
+
+def time_range(start: float | None, end: float | None) -> str:
+    """Where in a recording a hit is, e.g. `01:02:15-01:02:25` (hours shown past the first)."""
+    if start is None:
+        return ""
+    end = start if end is None else end
+    hours = end >= 3600
+    return f"{clock(start, hours=hours)}-{clock(end, hours=hours)}"
+
+
 def escape(text: str, *, backslash: bool = True) -> str:
     r"""`text` on one line: backslash, tab, newline, carriage return and other control characters
     become `\\`, `\t`, `\n`, `\r`, `\xNN` (undecodable file-name bytes too), so each line of
@@ -423,6 +440,10 @@ def search(
     image: Annotated[
         list[Path] | None, typer.Option("--image", "-i", help="Example image: more like this.")
     ] = None,
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option("--audio", "-a", help="Example sound: more like this sound (repeatable)."),
+    ] = None,
     k: Annotated[
         int,
         typer.Option(
@@ -477,6 +498,7 @@ def search(
         hits = lib.search(
             text,
             image=[str(p) for p in image or []],
+            audio=[str(p) for p in audio or []],
             k=k,
             min_score=min_score,
             kinds=kind or (),
@@ -487,7 +509,8 @@ def search(
         _print_json([h.to_json() for h in hits])
     elif _plain(plain):
         for h in hits:
-            typer.echo(f"{h.score:.4f}\t{h.kind}\t{escape(h.path)}")
+            when = f"\t{time_range(h.start, h.end)}" if h.start is not None else ""
+            typer.echo(f"{h.score:.4f}\t{h.kind}\t{escape(h.path)}{when}")
     else:
         from rich.console import Console
         from rich.table import Table
@@ -496,26 +519,43 @@ def search(
         if not hits:
             typer.echo("No results above the cut-off.")
             return
-        table = Table("#", "score", "kind", "path", box=None)
+        table = Table("#", "score", "kind", "path", "where", box=None)
         for i, h in enumerate(hits, 1):
-            table.add_row(str(i), f"{h.score:.3f}", Text(escape(h.kind)), Text(escape(h.path)))
+            when = time_range(h.start, h.end) if h.start is not None else ""
+            table.add_row(
+                str(i), f"{h.score:.3f}", Text(escape(h.kind)), Text(escape(h.path)), when
+            )
         Console().print(table)
 
 
 @app.command()
 def info(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="A file: show what the index knows of it (tags, transcript, ...)."),
+    ] = None,
     index: IndexOpt = None,
     errors: Annotated[
         bool, typer.Option("--errors", help="List the files that were skipped.")
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show what is indexed: model, counts, folders, sizes (and skipped files with --errors).
+    """Show what is indexed: model, counts, folders, sizes (and skipped files with --errors);
+    with a PATH, what the index knows of that file.
 
     Example:
         mmsearch info
         mmsearch info --errors --json
+        mmsearch info ~/Recordings/memo-0412.m4a
     """
+    if path is not None:
+        with _errors(), _existing_index(index, readonly=True) as lib:
+            item = lib.item(path)
+        if json_out:
+            _print_json(item.to_json())
+        else:
+            typer.echo("\n".join(_item_lines(item)))
+        return
     with _errors(), _existing_index(index, readonly=True) as lib:
         stats = lib.stats()
         skipped = lib.errors() if errors else []
@@ -547,6 +587,26 @@ def info(
         f" (media {stats.media_bytes / mb:.1f} MB)"
     )
     typer.echo("\n".join(lines))
+
+
+def _item_lines(item: Any) -> list[str]:
+    lines = [f"path:     {escape(item.path)}", f"kind:     {item.kind}", f"size:     {item.size} bytes"]
+    if item.status != "ok":
+        lines.append(f"skipped:  {escape(item.error or '')}")
+    if item.width:
+        lines.append(f"pixels:   {item.width} x {item.height}")
+    if item.taken_at:
+        lines.append(f"taken:    {item.taken_at}")
+    if item.duration is not None:
+        lines.append(
+            f"audio:    {clock(item.duration, hours=item.duration >= 3600)}, {item.sample_rate} Hz, "
+            f"{item.channels} channel(s), {item.codec}"
+        )
+    if item.tags:
+        lines.append("sounds:   " + ", ".join(f"{escape(label)} {score:.2f}" for label, score in item.tags))
+    for start, end, text in item.transcript:
+        lines.append(f"said:     {time_range(start, end)}  {escape(text, backslash=False)}")
+    return lines
 
 
 def _root_line(root: str, stats: Any) -> str:

@@ -17,15 +17,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
 
 from mmsearch.config import Settings
-from mmsearch.encoders.base import SEMANTIC, Encoder
+from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
 from mmsearch.errors import MediaError
 from mmsearch.media import (
+    AUDIO,
     IMAGE,
     TEXT,
     FoundFile,
@@ -36,6 +37,7 @@ from mmsearch.media import (
     discover,
     name_words,
 )
+from mmsearch.media.audio import probe_audio, read_audio
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.results import IndexReport, Progress
@@ -48,6 +50,9 @@ ProgressCallback = Callable[[Progress], None]
 UNKNOWN_KIND = "unknown"
 _MAX_FTS_CHARS = 1_000_000  # extracted text kept for keyword search, per document
 _WORD = re.compile(r"\S+")
+_DECODE_WHOLE_SECONDS = 120.0
+"""Recordings up to this long are decoded whole in a reader thread (overlapping the model);
+longer ones stream through the model in blocks, so an hour never sits in memory."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,6 +65,9 @@ class _Prepared:
     facts: ItemFacts
     image: np.ndarray | None = None
     chunks: list[str] = field(default_factory=list)
+    audio: np.ndarray | None = None
+    """A short recording decoded whole (at the audio model's rate); long ones stream later."""
+    is_audio: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,18 @@ class _Plan:
 def file_hash(data: bytes) -> str:
     """Content hash used to recognise moved, renamed and unchanged files."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_hash_streamed(path: str) -> str:
+    """`file_hash` of a file read in blocks, for files too large to hold in memory."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
 
 
 def _read(path: str) -> bytes:
@@ -265,7 +285,7 @@ class Ingest:
 
         def hash_one(job: _Job) -> str | None:
             try:
-                return file_hash(_read(job.file.path))
+                return file_hash_streamed(job.file.path)
             except MediaError:
                 return None  # the decode stage records the reason
 
@@ -324,12 +344,13 @@ class Ingest:
     def _encode_all(self, plan: _Plan, pool: ThreadPoolExecutor) -> None:
         t = time.perf_counter()
         encoder = self._encoder_factory()
-        self.spaces.ensure(dict(encoder.spaces))
+        self.spaces.ensure(encoder.all_spaces())
         self._stage("load_model", t)
         batch_size = self.settings.batch_size
         total = len(plan.to_encode)
         images: list[_Prepared] = []
         texts: list[_Prepared] = []
+        sounds: list[tuple[_Prepared, AudioEmbedding]] = []
         replaced = {job.file.path for job in plan.to_encode if job.row is not None}
 
         def prepare(job: _Job) -> _Prepared | tuple[ItemFacts, str]:
@@ -343,10 +364,17 @@ class Ingest:
                 self.spaces.remove(self.catalog.write_error(facts, reason))
                 self.report.failed += 1
                 self.report.failures.append((facts.path, reason))
+            elif result.is_audio:
+                embedded = self._embed_audio(encoder, result)
+                if embedded is not None:
+                    sounds.append((result, embedded))
             elif result.image is not None:
                 images.append(result)
             else:
                 texts.append(result)
+            if len(sounds) >= batch_size:
+                self._write_sounds(sounds, replaced)
+                sounds = []
             if len(images) >= batch_size:
                 self._write(encoder.embed_images, images, replaced)
                 images = []
@@ -358,6 +386,8 @@ class Ingest:
             self._write(encoder.embed_images, images, replaced)
         if texts:
             self._write_texts(encoder, texts, replaced, (done, total))
+        if sounds:
+            self._write_sounds(sounds, replaced)
 
     def _prepare(
         self, encoder: Encoder, entry: FoundFile, root: str
@@ -366,6 +396,8 @@ class Ingest:
         t = time.perf_counter()
         digest = None
         try:
+            if entry.kind == AUDIO:
+                return self._prepare_audio(encoder, entry, root)
             data = _read(entry.path)
             digest = file_hash(data)
             if entry.kind == IMAGE:
@@ -400,6 +432,71 @@ class Ingest:
             return facts, f"unexpected error: {type(exc).__name__}: {exc}"
         finally:
             self._stage("decode", t)
+
+    # -- audio --------------------------------------------------------------------------------
+
+    def _prepare_audio(self, encoder: Encoder, entry: FoundFile, root: str) -> _Prepared:
+        """Reader thread: hash (streamed: recordings can be gigabytes), probe, and decode a short
+        recording whole; a long one is streamed through the model later, block by block."""
+        audio = encoder.audio
+        digest = file_hash_streamed(entry.path)
+        if audio is None:
+            raise MediaError(
+                entry.path,
+                f"the index's model ({encoder.spec.name}) has no audio encoder; index sound "
+                "into an index built with one (e.g. --model offline-default --index NEW_FOLDER)",
+            )
+        info = probe_audio(entry.path)
+        facts = ItemFacts(
+            entry.path, root, AUDIO, entry.size, entry.mtime_ns, digest,
+            words=name_words(entry.path), duration=info.duration,
+            sample_rate=info.sample_rate, channels=info.channels, codec=info.codec,
+        )
+        waveform = None
+        if info.duration <= _DECODE_WHOLE_SECONDS:
+            blocks = read_audio(entry.path, rate=audio.sample_rate)
+            waveform = np.concatenate(list(blocks) or [np.zeros(0, np.float32)])
+            if len(waveform) == 0:
+                raise MediaError(entry.path, "no audio samples could be decoded")
+        return _Prepared(facts, audio=waveform, is_audio=True)
+
+    def _embed_audio(self, encoder: Encoder, prepared: _Prepared) -> AudioEmbedding | None:
+        """Main thread: run the audio model over one recording (streaming a long one); a file
+        that fails half-way is recorded as skipped, like any unreadable file."""
+        assert encoder.audio is not None
+        path = prepared.facts.path
+        t = time.perf_counter()
+        try:
+            if prepared.audio is not None:
+                blocks: Iterable[np.ndarray] = [prepared.audio]
+            else:
+                blocks = read_audio(path, rate=encoder.audio.sample_rate)
+            embedded = encoder.audio.embed_recording(blocks)
+        except MediaError as exc:
+            self.spaces.remove(self.catalog.write_error(prepared.facts, exc.reason))
+            self.report.failed += 1
+            self.report.failures.append((path, exc.reason))
+            return None
+        finally:
+            self._stage("encode", t)
+        if not any(len(rows) for rows in embedded.vectors.values()):
+            reason = "no audio the model could use"
+            self.spaces.remove(self.catalog.write_error(prepared.facts, reason))
+            self.report.failed += 1
+            self.report.failures.append((path, reason))
+            return None
+        prepared.facts = replace(
+            prepared.facts, tags=tuple(embedded.tags), transcript=tuple(embedded.transcript)
+        )
+        prepared.audio = None  # the samples are no longer needed; free them before the commit
+        return embedded
+
+    def _write_sounds(
+        self, batch: list[tuple[_Prepared, AudioEmbedding]], replaced: set[str]
+    ) -> None:
+        self._commit(
+            [p for p, _ in batch], [e.vectors for _, e in batch], replaced, [e.spans for _, e in batch]
+        )
 
     def _write(
         self,
@@ -440,13 +537,18 @@ class Ingest:
         self._commit(batch, per_item, replaced)
 
     def _commit(
-        self, batch: list[_Prepared], per_item: list[dict[str, np.ndarray]], replaced: set[str]
+        self,
+        batch: list[_Prepared],
+        per_item: list[dict[str, np.ndarray]],
+        replaced: set[str],
+        per_item_spans: list[dict[str, list[Span]]] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
+        spans = per_item_spans or [{} for _ in batch]
         with self.catalog.write():
-            for prepared, vectors in zip(batch, per_item):
-                _, old, _ = self.catalog.write_item(prepared.facts, vectors)
+            for prepared, vectors, times in zip(batch, per_item, spans):
+                _, old, _ = self.catalog.write_item(prepared.facts, vectors, times)
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1

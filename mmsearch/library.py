@@ -14,7 +14,12 @@ from types import TracebackType
 
 from mmsearch.config import Settings, load_settings
 from mmsearch.encoders.base import Encoder, ModelSpec
-from mmsearch.encoders.registry import default_cutoffs, load_encoder, resolve_model
+from mmsearch.encoders.registry import (
+    default_cutoffs,
+    load_encoder,
+    resolve_model,
+    upgrade_spec,
+)
 from mmsearch.errors import (
     DiskFullError,
     IndexBusyError,
@@ -31,7 +36,7 @@ from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.search import Filters, Query, Searcher
-from mmsearch.results import Hit, IndexReport, Skipped, Stats
+from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
 from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
 from mmsearch.version import __version__
@@ -178,11 +183,15 @@ class Library:
             # Atomic: two runs creating the same index agree on one model.
             stored = catalog.claim_meta(_MODEL_KEY, json.dumps(wanted.to_json()))
         try:
-            spec = ModelSpec.from_json(json.loads(stored))
+            recorded = ModelSpec.from_json(json.loads(stored))
         except (ValueError, TypeError, KeyError) as exc:
             raise IndexDamagedError(
                 f"{folder / CATALOG} records an unreadable model ({exc}); the index is damaged."
             ) from exc
+        spec = upgrade_spec(recorded)
+        if spec != recorded and not readonly:
+            log.info("model %s of %s gains options %s", spec.name, folder, dict(spec.options))
+            catalog.set_meta(_MODEL_KEY, json.dumps(spec.to_json()))
         if model is not None and resolve_model(model).identity() != spec.identity():
             raise ModelMismatchError(
                 f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
@@ -233,7 +242,7 @@ class Library:
             self.spec, device=self.settings.device, cache_dir=self.settings.model_cache()
         )
         known = self._spaces.dims
-        clash = {s: d for s, d in encoder.spaces.items() if s in known and known[s] != d}
+        clash = {s: d for s, d in encoder.all_spaces().items() if s in known and known[s] != d}
         if clash:
             raise ModelMismatchError(
                 f"Model {self.spec.name!r} now gives vectors of {clash} dimensions, but the "
@@ -449,35 +458,34 @@ class Library:
         self,
         text: str | None = None,
         *,
-        image: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        image: PathArg | Sequence[PathArg] | None = None,
+        audio: PathArg | Sequence[PathArg] | None = None,
         k: int = 10,
         min_score: float | None = None,
         kinds: Sequence[str] = (),
         folders: Sequence[str | os.PathLike[str]] = (),
         extensions: Sequence[str] = (),
     ) -> list[Hit]:
-        """Search by text, by example image(s), or both; best first.
+        """Search by text, by example image(s) or sound(s), or any mix; best first.
 
         Args:
             text: what to look for, e.g. `"a red car"`; supports weights and negatives
                 (`2:"red car" -night`).
             image: one or more example images ("more like this").
+            audio: one or more example sounds ("more like this sound"). Hits on recordings
+                carry `start`/`end`: where in the recording the match is.
             k: at most this many hits.
             min_score: drop matches whose cosine is below this (default: the model's cut-off).
-            kinds, folders, extensions: only items of these kinds ("image", "text"), under
+            kinds, folders, extensions: only items of these kinds ("image", "text", "audio"), under
                 these folders, with these extensions.
 
         Raises:
             QueryError: nothing to search for, or an example image that cannot be read.
         """
-        images: list[str] = []
-        if isinstance(image, (str, os.PathLike)):
-            images = [os.fspath(image)]
-        elif image is not None:
-            images = [os.fspath(p) for p in image]
         query = Query(
             text=text,
-            images=images,
+            images=[os.fspath(p) for p in _paths(image or [])],
+            audios=[os.fspath(p) for p in _paths(audio or [])],
             k=k,
             min_score=min_score,
             filters=Filters(tuple(kinds), tuple(os.fspath(f) for f in folders), tuple(extensions)),
@@ -487,6 +495,27 @@ class Library:
         )
         with self._guard():
             return searcher.search(query)
+
+    def item(self, path: PathArg) -> ItemInfo:
+        """What the index knows of one file: kind, size, dates, image size, and for recordings
+        duration, sample rate, channels, codec, sound tags and transcript.
+
+        Raises:
+            NotIndexedError: the file is not in the index.
+        """
+        target = canonical_path(path)
+        with self._guard():
+            row = self._catalog.item_by_path(target)
+            if row is None:
+                raise NotIndexedError(f"{target} is not in the index at {self.path}.")
+            full = self._catalog.items_by_id([row.id])[row.id]
+            tags, transcript = self._catalog.audio_details(row.id)
+        return ItemInfo(
+            path=full["path"], kind=full["kind"], size=full["size"], status=full["status"],
+            error=full["error"], width=full["width"], height=full["height"],
+            taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],
+            channels=full["channels"], codec=full["codec"], tags=tags, transcript=transcript,
+        )
 
     def errors(self) -> list[Skipped]:
         """Files that could not be indexed, with the reason."""

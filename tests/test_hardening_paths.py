@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -9,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from mmsearch import Library
+from mmsearch.encoders.registry import resolve_model
 from mmsearch.media.paths import canonical_path
-from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -85,21 +88,28 @@ def test_canonical_path_expands_home_resolves_dots_links_and_trailing_slashes(
 
 
 def test_old_catalog_with_unnormalised_root_is_migrated(tmp_path: Path, media: Path) -> None:
+    """A schema-1 catalog (as the first release wrote it, root stored as typed) opens, migrates
+    step by step to the current schema, and indexes into one canonical root."""
     index = tmp_path / "idx"
-    with Library.open(index, model="hash-test") as lib:
-        lib.index([media])
-    # Turn the catalog back into what schema 1 stored: the root as typed, with "..".
-    with sqlite3.connect(index / "catalog.db") as db:
-        db.execute("DROP TABLE excludes")
-        db.execute("ALTER TABLE roots DROP COLUMN missing_since")
-        db.execute("UPDATE roots SET path = ?", [str(media / "photos" / "..")])
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    index.mkdir()
+    db = sqlite_utils.Database(index / "catalog.db")
+    MIGRATIONS[0](db)
+    db["meta"].insert_all(
+        [
+            {"key": "schema_version", "value": "1"},
+            {"key": "model", "value": json.dumps(resolve_model("hash-test").to_json())},
+        ]
+    )
+    db["roots"].insert({"path": str(media / "photos" / ".."), "added_at": 0.0})
+    db.close()
     catalog = Catalog(index / "catalog.db")
     assert catalog.roots() == [str(media)]
+    assert catalog.schema_version() == SCHEMA_VERSION
     catalog.close()
     with Library.open(index) as lib:
-        report = lib.index()
-        assert report.encoded == 0 and report.unchanged == 7
+        assert lib.index().added == 6
+        assert lib.index().encoded == 0
+        assert lib.stats().roots == [str(media)]
 
 
 def test_other_letter_case_on_a_case_insensitive_file_system_is_one_path(

@@ -1,11 +1,15 @@
-"""`import mmsearch` and `mmsearch --help` must stay light: no torch, faiss, textual or onnxruntime."""
+"""`import mmsearch` and `mmsearch --help` must stay light: no torch, faiss, textual, onnxruntime
+or audio decoders."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("torch", "faiss", "textual", "onnxruntime", "open_clip", "transformers")
+HEAVY = (
+    "torch", "faiss", "textual", "onnxruntime", "open_clip", "transformers",
+    "av", "soundfile", "soxr", "faster_whisper", "ctranslate2",
+)
 
 
 def loaded_heavy_modules(code: str) -> list[str]:

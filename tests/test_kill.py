@@ -61,6 +61,7 @@ def test_interrupted_indexing_then_rerun_is_consistent(tmp_path: Path, sig: sign
         assert paths == (N_FILES, N_FILES)
         per_space = dict(db.execute("SELECT space, count(*) FROM vectors GROUP BY space").fetchall())
         assert per_space == {"semantic": N_FILES, "visual": N_FILES}
-        assert {s: v["count"] for s, v in lib.stats().spaces.items()} == per_space
+        saved = {s: v["count"] for s, v in lib.stats().spaces.items() if v["count"]}
+        assert saved == per_space  # (the model's audio space holds nothing here)
         probe = media / "d3" / "img0123.png"
         assert lib.search(image=probe, k=1)[0].path == str(probe)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,53 @@ SEMANTIC = "semantic"
 """Images and text documents mapped into the text encoder's space; answers text queries."""
 VISUAL = "visual"
 """Image appearance vectors; answers "more like this image"."""
+ACOUSTIC = "acoustic"
+"""Audio appearance vectors; answers "more like this sound"."""
+
+Span = tuple[float, float]
+"""(start, end) in seconds within a recording."""
+
+
+@dataclass
+class AudioEmbedding:
+    """What an audio encoder makes of one recording.
+
+    `vectors[space]` holds one row per window (or transcript chunk) and `spans[space]` the time
+    range each row covers, so a hit can say where in a long recording it matched.
+    """
+
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    spans: dict[str, list[Span]] = field(default_factory=dict)
+    tags: list[tuple[str, float]] = field(default_factory=list)
+    """The recording's strongest sound labels with their scores, best first."""
+    transcript: list[tuple[float, float, str]] = field(default_factory=list)
+    """What is said: (start, end, text) segments."""
+
+
+class AudioEncoder(ABC):
+    """Turns recordings into vectors: mono float32 blocks at `sample_rate` in, windows out.
+
+    Recordings arrive as consecutive blocks so hour-long files never sit in memory whole.
+    """
+
+    sample_rate: int = 16_000
+
+    @property
+    @abstractmethod
+    def spaces(self) -> Mapping[str, int]:
+        """Space name -> dimension of what audio fills, e.g. `{"semantic": 384, "acoustic": 1024}`."""
+
+    @abstractmethod
+    def embed_recording(self, blocks: Iterable[np.ndarray]) -> AudioEmbedding:
+        """Vectors, tags and transcript of one recording given as consecutive blocks."""
+
+    def example_vectors(self, embedding: AudioEmbedding) -> dict[str, np.ndarray]:
+        """One query vector per space for a recording used as an example ("more like this")."""
+        return {
+            space: l2_normalise(rows.mean(axis=0))
+            for space, rows in embedding.vectors.items()
+            if space == ACOUSTIC and len(rows)
+        }
 
 
 @dataclass(frozen=True)
@@ -48,6 +95,8 @@ class Encoder(ABC):
     """
 
     spec: ModelSpec
+    audio: AudioEncoder | None = None
+    """The model's audio side; None when it cannot index sound."""
     input_size: int | None = None
     """Shorter image side the model needs, so large JPEGs can be decoded already reduced."""
 
@@ -70,6 +119,15 @@ class Encoder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Semantic-space vectors for texts (queries or document chunks), `(n, dim)`, unit rows."""
+
+    def all_spaces(self) -> dict[str, int]:
+        """Every space the model fills, images and text plus audio when it has an audio side."""
+        spaces = dict(self.spaces)
+        if self.audio is not None:
+            for space, dim in self.audio.spaces.items():
+                if spaces.setdefault(space, dim) != dim:
+                    raise ValueError(f"audio and image encoders disagree on the {space} dimension")
+        return spaces
 
     def max_text_words(self) -> int:
         """How many words of a document fit one text embedding (documents are chunked to this)."""

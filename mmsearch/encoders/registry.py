@@ -102,6 +102,22 @@ def resolve_model(name: str) -> ModelSpec:
     )
 
 
+def upgrade_spec(spec: ModelSpec) -> ModelSpec:
+    """The spec an index built by an older mmsearch should now use.
+
+    A preset may gain options for new modalities (audio) without changing what its existing
+    options mean; an index recorded with the older, smaller option set gets the new ones, so it
+    indexes the new kinds of files. Any other difference leaves the spec as recorded.
+    """
+    preset = _PRESETS.get(spec.name)
+    if preset is None or preset.family != spec.family:
+        return spec
+    same = all(preset.options.get(key) == value for key, value in spec.options.items())
+    if not same or preset.options.keys() == spec.options.keys():
+        return spec
+    return ModelSpec(name=spec.name, family=spec.family, options=dict(preset.options))
+
+
 def default_cutoffs(spec: ModelSpec) -> dict[str, float]:
     """The relevance cut-offs of a spec's preset, else those of the first preset of its family."""
     preset = _PRESETS.get(spec.name) or next(

@@ -6,6 +6,7 @@ import os
 
 IMAGE = "image"
 TEXT = "text"
+AUDIO = "audio"
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -27,9 +28,26 @@ Deliberately left out: .csv, .json, .log and source code. They are data rather t
 poorly as sentences, and in a typical home folder would outnumber and crowd out real documents.
 """
 
-_KINDS: dict[str, str] = {ext: IMAGE for ext in IMAGE_EXTENSIONS} | {
-    ext: TEXT for ext in TEXT_EXTENSIONS
-}
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".caf",
+        ".ogg", ".oga", ".opus",
+        ".mp3", ".m4a", ".aac",
+        ".wma",
+    }
+)  # fmt: skip
+"""Sound files by extension (recordings, sample packs, podcasts, voice memos).
+
+The content is sniffed again when decoding: libsndfile reads WAV, AIFF, CAF, FLAC and Ogg, FFmpeg
+(PyAV) the rest. Left out: video containers (.mp4, .mov, .mkv, .webm), which hold films rather
+than sounds, and .m4b/.m4r audiobooks and ringtones, rare enough to add when asked for.
+"""
+
+_KINDS: dict[str, str] = (
+    {ext: IMAGE for ext in IMAGE_EXTENSIONS}
+    | {ext: TEXT for ext in TEXT_EXTENSIONS}
+    | {ext: AUDIO for ext in AUDIO_EXTENSIONS}
+)
 
 
 def kind_of(path: str | os.PathLike[str]) -> str | None:
@@ -39,6 +57,6 @@ def kind_of(path: str | os.PathLike[str]) -> str | None:
         path: A file path or bare file name.
 
     Returns:
-        `IMAGE`, `TEXT`, or None when mmsearch does not index such files.
+        `IMAGE`, `TEXT`, `AUDIO`, or None when mmsearch does not index such files.
     """
     return _KINDS.get(os.path.splitext(os.fspath(path))[1].lower())

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from mmsearch.config import Settings
-from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
+from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
-from mmsearch.media import IMAGE, TEXT, decode_image
+from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
+from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.parse import Term, parse_text
 from mmsearch.results import Hit
@@ -37,9 +38,11 @@ KEYWORD_BONUS = 0.1
 cosine to 1: a literal match is evidence the embedding can miss (names, places, rare words), yet
 too weak to beat a much closer meaning. Scores stay within [-1, 1]."""
 KEYWORD = "keyword"
+_EXAMPLE_SECONDS = 600.0
+"""An example sound longer than this is judged by its first ten minutes."""
 MAX_K = 10_000
 """The most hits one search returns (beyond it, page through narrower queries)."""
-KINDS = (IMAGE, TEXT)
+KINDS = (IMAGE, TEXT, AUDIO)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Query:
     filters: Filters = field(default_factory=Filters)
     image_weight: float = 1.0
     """Weight of the example images against the text when both are given."""
+    audios: Sequence[str] = ()
+    """Example recordings: "more like this sound"."""
+    audio_weight: float = 1.0
 
     def __post_init__(self) -> None:
         """Values from programs get the same checks as the command line's."""
@@ -107,8 +113,10 @@ class Query:
             raise QueryError(
                 f"Unknown kind {unknown[0]!r}: kinds are {', '.join(KINDS)}."
             )
-        if not (math.isfinite(self.image_weight) and 0 < self.image_weight <= 100):
-            raise QueryError(f"image_weight={self.image_weight!r} must be above 0 and at most 100.")
+        for name in ("image_weight", "audio_weight"):
+            weight = getattr(self, name)
+            if not (math.isfinite(weight) and 0 < weight <= 100):
+                raise QueryError(f"{name}={weight!r} must be above 0 and at most 100.")
 
 
 class Searcher:
@@ -127,6 +135,7 @@ class Searcher:
         self._encoder = encoder
         self.settings = settings
         self.default_cutoffs = default_cutoffs
+        self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
 
     def search(self, query: Query) -> list[Hit]:
         if query.k < 1:
@@ -145,6 +154,7 @@ class Searcher:
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
+        spans = self._spans([item for item, _, _ in fused], list(wanted))
         hits: list[Hit] = []
         for item, score, per_space in fused:
             row = rows.get(item)
@@ -164,9 +174,26 @@ class Searcher:
                     width=row["width"],
                     height=row["height"],
                     taken_at=row["taken_at"],
+                    duration=row.get("duration"),
+                    start=spans[item][0] if item in spans else None,
+                    end=spans[item][1] if item in spans else None,
                 )
             )
         return hits
+
+    def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
+        """Where in each recording it matched: the time range of its best vector, taken from
+        the first queried space (example sounds first) that has one."""
+        order = sorted(spaces, key=lambda s: s != ACOUSTIC)
+        chosen: dict[int, int] = {}
+        for item in items:
+            for space in order:
+                vid = self._best_vector.get((space, item))
+                if vid is not None:
+                    chosen[item] = vid
+                    break
+        times = self.catalog.vector_spans(list(chosen.values()))
+        return {item: times[vid] for item, vid in chosen.items() if vid in times}
 
     # -- embedding ----------------------------------------------------------------------------
 
@@ -174,8 +201,10 @@ class Searcher:
         self, query: Query, terms: list[Term]
     ) -> dict[str, tuple[np.ndarray, float]]:
         """space -> (unit query vector, fusion weight)."""
-        if not terms and not query.images:
-            raise QueryError("Nothing to search for: give query text, an example image, or both.")
+        if not terms and not query.images and not query.audios:
+            raise QueryError(
+                "Nothing to search for: give query text, an example image or sound, or several."
+            )
         out: dict[str, tuple[np.ndarray, float]] = {}
         if terms:
             encoder = self._encoder()
@@ -187,7 +216,44 @@ class Searcher:
         if query.images:
             visual = np.stack([self._example_image(p) for p in query.images])
             out[VISUAL] = (l2_normalise(visual.sum(axis=0)), query.image_weight)
+        if query.audios:
+            acoustic = np.stack([self._example_audio(p) for p in query.audios])
+            out[ACOUSTIC] = (l2_normalise(acoustic.sum(axis=0)), query.audio_weight)
         return out
+
+    def _stored_vector(self, path: str, space: str) -> np.ndarray | None:
+        """An indexed, unchanged example's own vector (mean of its chunks), else None."""
+        row = self.catalog.item_by_path(path)
+        stat = Path(path).stat()
+        if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
+            stored = self.catalog.item_vectors([row.id], space).get(row.id)
+            if stored is not None:
+                return l2_normalise(stored.mean(axis=0))
+        return None
+
+    def _example_audio(self, path: str) -> np.ndarray:
+        """The example sound's acoustic vector: from the catalog when it is indexed and unchanged."""
+        absolute = canonical_path(path)
+        if not Path(absolute).is_file():
+            raise QueryError(f"Example sound {path} does not exist.")
+        stored = self._stored_vector(absolute, ACOUSTIC)
+        if stored is not None:
+            return stored
+        encoder = self._encoder()
+        if encoder.audio is None or ACOUSTIC not in encoder.audio.spaces:
+            raise QueryError(
+                f"This index's model ({encoder.spec.name}) cannot compare sounds; search by text."
+            )
+        try:
+            waveform, _ = decode_audio(
+                absolute, rate=encoder.audio.sample_rate, max_seconds=_EXAMPLE_SECONDS
+            )
+            vectors = encoder.audio.example_vectors(encoder.audio.embed_recording([waveform]))
+        except MediaError as exc:
+            raise QueryError(f"Example sound {path} cannot be used: {exc.reason}") from exc
+        if ACOUSTIC not in vectors:
+            raise QueryError(f"Example sound {path} cannot be used: no audio the model could use.")
+        return vectors[ACOUSTIC]
 
     def _example_image(self, path: str) -> np.ndarray:
         """The example's visual vector: from the catalog when it is indexed and unchanged."""
@@ -195,12 +261,9 @@ class Searcher:
         file = Path(absolute)
         if not file.is_file():
             raise QueryError(f"Example image {path} does not exist.")
-        row = self.catalog.item_by_path(absolute)
-        stat = file.stat()
-        if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
-            stored = self.catalog.item_vectors([row.id], VISUAL).get(row.id)
-            if stored is not None:
-                return stored.mean(axis=0)
+        stored = self._stored_vector(absolute, VISUAL)
+        if stored is not None:
+            return stored
         try:
             data = file.read_bytes()
             encoder = self._encoder()
@@ -244,6 +307,7 @@ class Searcher:
             item = owners.get(vid)
             if item is not None and score > best.get(item, -2.0):
                 best[item] = score
+                self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
 
     def _add_keyword_matches(

@@ -33,7 +33,7 @@ from mmsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -69,6 +69,12 @@ class ItemFacts:
     taken_at: str | None = None
     words: str = ""
     content: str = ""
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    tags: tuple[tuple[str, float], ...] = ()
+    transcript: tuple[tuple[float, float, str], ...] = ()
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -129,8 +135,37 @@ def _v1_to_v2(db: sqlite_utils.Database) -> None:
             )
 
 
+def _v2_to_v3(db: sqlite_utils.Database) -> None:
+    """Audio: clip facts on items, time ranges on vectors, sound tags and transcripts (both
+    searchable by keyword)."""
+    for column, kind in (("sample_rate", "INTEGER"), ("channels", "INTEGER"), ("codec", "TEXT")):
+        db.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
+    db.execute("ALTER TABLE vectors ADD COLUMN t_start REAL")
+    db.execute("ALTER TABLE vectors ADD COLUMN t_end REAL")
+    db.execute(
+        "CREATE TABLE tags (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE, "
+        "label TEXT NOT NULL, score REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX tags_item ON tags(item_id)")
+    db.execute(
+        "CREATE TABLE transcripts (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE "
+        "CASCADE, t_start REAL NOT NULL, t_end REAL NOT NULL, text TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX transcripts_item ON transcripts(item_id)")
+    db["texts"].disable_fts()
+    db.execute("ALTER TABLE texts ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE texts ADD COLUMN speech TEXT NOT NULL DEFAULT ''")
+    db["texts"].enable_fts(
+        ["words", "content", "tags", "speech"], create_triggers=True, tokenize="porter", replace=True
+    )
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1, 1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    0: _create_v1,
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}
 
 
 @dataclass(frozen=True)
@@ -455,11 +490,15 @@ class Catalog:
         return out
 
     def write_item(
-        self, facts: ItemFacts, vectors: dict[str, np.ndarray] | None
+        self,
+        facts: ItemFacts,
+        vectors: dict[str, np.ndarray] | None,
+        spans: dict[str, list[tuple[float, float]]] | None = None,
     ) -> tuple[int, list[int], dict[str, list[int]]]:
         """Insert or replace one successfully encoded item with its vectors, in one transaction.
 
-        `vectors` maps space -> (chunks, dim) array. Returns the item id, the ids of vectors it
+        `vectors` maps space -> (chunks, dim) array; `spans`, for recordings, space -> the
+        (start, end) seconds each chunk covers. Returns the item id, the ids of vectors it
         replaced (to remove from vector indexes) and the new vector ids per space.
         """
         with self.write():
@@ -467,19 +506,37 @@ class Catalog:
             added: dict[str, list[int]] = {}
             for space, rows in (vectors or {}).items():
                 rows = np.ascontiguousarray(rows, dtype=np.float32)
+                times = (spans or {}).get(space) or [(None, None)] * len(rows)
                 ids = []
-                for chunk, row in enumerate(rows):
+                for chunk, (row, (start, end)) in enumerate(zip(rows, times)):
                     cur = self.db.execute(
-                        "INSERT INTO vectors(item_id, space, chunk, vector) VALUES (?, ?, ?, ?)",
-                        [item_id, space, chunk, row.tobytes()],
+                        "INSERT INTO vectors(item_id, space, chunk, vector, t_start, t_end) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [item_id, space, chunk, row.tobytes(), start, end],
                     )
                     ids.append(int(cur.lastrowid or 0))
                 added[space] = ids
+            self.db.execute("DELETE FROM tags WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO tags(item_id, label, score) VALUES (?, ?, ?)",
+                [(item_id, label, float(score)) for label, score in facts.tags],
+            )
+            self.db.execute("DELETE FROM transcripts WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO transcripts(item_id, t_start, t_end, text) VALUES (?, ?, ?, ?)",
+                [(item_id, start, end, text) for start, end, text in facts.transcript],
+            )
             self.db.execute(
-                "INSERT INTO texts(item_id, words, content) VALUES (?, ?, ?) "
+                "INSERT INTO texts(item_id, words, content, tags, speech) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(item_id) DO UPDATE SET words = excluded.words, "
-                "content = excluded.content",
-                [item_id, facts.words, facts.content],
+                "content = excluded.content, tags = excluded.tags, speech = excluded.speech",
+                [
+                    item_id,
+                    facts.words,
+                    facts.content,
+                    " ".join(label for label, _ in facts.tags),
+                    " ".join(text for _, _, text in facts.transcript),
+                ],
             )
             if old or any(added.values()):
                 self._bump_generation()
@@ -489,7 +546,8 @@ class Catalog:
         """Record a file that could not be indexed; drops vectors of an older good version."""
         with self.write():
             item_id, old = self._upsert_item(facts, status=ERROR, error=reason)
-            self.db.execute("DELETE FROM texts WHERE item_id = ?", [item_id])
+            for table in ("texts", "tags", "transcripts"):
+                self.db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
             if old:
                 self._bump_generation()
         return old
@@ -509,6 +567,10 @@ class Catalog:
             "width": facts.width,
             "height": facts.height,
             "taken_at": facts.taken_at,
+            "duration": facts.duration,
+            "sample_rate": facts.sample_rate,
+            "channels": facts.channels,
+            "codec": facts.codec,
             "status": status,
             "error": error,
             "indexed_at": time.time(),
@@ -619,6 +681,38 @@ class Catalog:
     def vector_ids(self, space: str) -> np.ndarray:
         rows = self.db.execute("SELECT id FROM vectors WHERE space = ? ORDER BY id", [space])
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vector_spans(self, vector_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+        """vector id -> (start, end) seconds, for vectors of recordings."""
+        out: dict[int, tuple[float, float]] = {}
+        ids = [int(i) for i in vector_ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for vid, t0, t1 in self.db.execute(
+                f"SELECT id, t_start, t_end FROM vectors WHERE id IN ({marks}) "
+                "AND t_start IS NOT NULL",
+                part,
+            ):
+                out[vid] = (float(t0), float(t1))
+        return out
+
+    def audio_details(self, item_id: int) -> tuple[list[tuple[str, float]], list[tuple[float, float, str]]]:
+        """A recording's sound tags (best first) and transcript segments (in order)."""
+        tags = [
+            (r[0], float(r[1]))
+            for r in self.db.execute(
+                "SELECT label, score FROM tags WHERE item_id = ? ORDER BY score DESC", [item_id]
+            )
+        ]
+        transcript = [
+            (float(r[0]), float(r[1]), r[2])
+            for r in self.db.execute(
+                "SELECT t_start, t_end, text FROM transcripts WHERE item_id = ? ORDER BY t_start",
+                [item_id],
+            )
+        ]
+        return tags, transcript
 
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])
