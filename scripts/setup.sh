@@ -25,6 +25,13 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Tests speak their own test speech (espeak-ng) and measure it (sox); install them where we can.
+if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing espeak-ng and sox (test speech) ..."
+  (apt-get update -qq && apt-get install -y -qq espeak-ng sox) >/dev/null 2>&1 \
+    || echo "Could not install espeak-ng; the tests that need test speech will be skipped."
+fi
+
 # Convert and cache the offline model once (ONNX export, label embeddings), so the first
 # index run does not pay for it.
 .venv/bin/mmsearch doctor --prepare

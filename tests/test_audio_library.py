@@ -150,3 +150,61 @@ def test_an_older_offline_index_gains_the_audio_options() -> None:
     assert upgrade_spec(old) == current
     changed = ModelSpec(current.name, current.family, {**old.options, "image_model": "x"})
     assert upgrade_spec(changed) == changed
+
+
+def test_odd_but_valid_recordings_are_indexed(tmp_path: Path) -> None:
+    folder = tmp_path / "odd"
+    tone(folder / "hires.wav", 3000, 1.0, rate=384_000)
+    tone(folder / "surround.wav", 150, 1.5, rate=48_000, channels=8)
+    tone(folder / "phone.wav", 150, 1.0, rate=8_000)
+    soundfile.write(folder / "one-sample.wav", np.array([0.5], np.float32), 44_100)
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        report = lib.index([folder])
+        assert (report.added, report.failed) == (4, 0), report.failures
+        assert lib.item(folder / "surround.wav").channels == 8
+        assert names(lib.search("high", kinds=["audio"], k=1)) == ["hires.wav"]
+
+
+def test_a_ten_hour_silent_file_streams_through(tmp_path: Path) -> None:
+    """Ten hours at 8 kHz: the recording is streamed in blocks, never held whole (the peak
+    memory of decoded samples would be 1.1 GB), and its windows say where they are."""
+    path = tmp_path / "night" / "silence-10h.flac"
+    path.parent.mkdir()
+    with soundfile.SoundFile(path, "w", samplerate=8_000, channels=1, format="FLAC") as f:
+        block = np.zeros(8_000 * 600, np.int16)
+        for _ in range(60):
+            f.write(block)
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        report = lib.index([path.parent])
+        assert (report.added, report.failed) == (1, 0)
+        item = lib.item(path)
+        assert item.duration == pytest.approx(36_000, abs=1) and item.tags[0][0] == "silence"
+        hit = lib.search("silence", kinds=["audio"], k=1)[0]
+        assert hit.end is not None and hit.end - hit.start == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_recording_that_fails_half_way_is_recorded_and_the_run_goes_on(
+    tmp_path: Path, mixed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long recording (streamed) whose drive vanishes mid-read: fault injected at the decoder."""
+    from mmsearch import ingest
+    from mmsearch.errors import MediaError
+
+    real_read = ingest.read_audio
+
+    def vanishing(path: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        blocks = real_read(path, **kwargs)
+        if path.endswith("long-talk.wav"):
+            yield next(iter(blocks))
+            raise MediaError(path, "cannot read: No such file or directory")
+        yield from blocks
+
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        lib.index([mixed])
+        tone(mixed / "sounds" / "long-talk.wav", 150, 130.0, rate=8_000)  # > 120 s: streamed
+        monkeypatch.setattr(ingest, "read_audio", vanishing)
+        (mixed / "sounds" / "new.wav").write_bytes((mixed / "sounds" / "hum.wav").read_bytes()[:-2])
+        report = lib.index()
+        assert [Path(p).name for p, _ in report.failures] == ["long-talk.wav"]
+        assert "No such file" in report.failures[0][1]
+        assert lib.stats().items["audio"] == 5  # the four before and the new one

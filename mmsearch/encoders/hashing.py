@@ -4,7 +4,7 @@ Text: each word hashes to a fixed random direction; a text is the sum of its wor
 Images: `semantic` is the name of the image's dominant colour embedded as text (so the query
 "red" finds red images), `visual` is a small colour thumbnail (so near-duplicates find each other).
 Audio, in 2 s windows every 1 s: `semantic` is the word for the window's pitch ("low", "middle",
-"high", or "silence") embedded as text, `acoustic` its energy in 16 log-spaced bands.
+"high", or "silence") embedded as text, `acoustic` its mean energy in 16 log-spaced bands.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from mmsearch.encoders.base import (
     AudioEncoder,
     Encoder,
     ModelSpec,
+    Span,
     l2_normalise,
 )
+from mmsearch.encoders.windows import WindowPooler
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -81,46 +83,74 @@ class HashEncoder(Encoder):
 
 
 _AUDIO_RATE = 8_000
+_FRAME = 0.5  # seconds per frame, frames every _FRAME seconds
 _WINDOW = 2.0
 _HOP = 1.0
 _BANDS = np.geomspace(50, _AUDIO_RATE / 2, 17)
+_FREQS = np.fft.rfftfreq(int(_FRAME * _AUDIO_RATE), 1 / _AUDIO_RATE)
+_WORDS = ("silence", "low", "middle", "high")
 
 
-def pitch_word(window: np.ndarray) -> str:
-    """What the hash model "hears" in a window: its dominant pitch as a word."""
-    if len(window) == 0 or float(np.sqrt(np.mean(window**2))) < 1e-3:
-        return "silence"
-    spectrum = np.abs(np.fft.rfft(window))
-    peak = float(np.fft.rfftfreq(len(window), 1 / _AUDIO_RATE)[int(np.argmax(spectrum))])
-    return "low" if peak < 300 else "middle" if peak < 1500 else "high"
+_BAND_OF = np.stack([(_FREQS >= lo) & (_FREQS < hi) for lo, hi in zip(_BANDS, _BANDS[1:])], axis=1)
+
+
+def _frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame (rows of `frames`): its pitch word (index into `_WORDS`) and band energies."""
+    spectrum = np.abs(np.fft.rfft(frames, n=int(_FRAME * _AUDIO_RATE), axis=1)) ** 2
+    bands = spectrum @ _BAND_OF.astype(np.float64)
+    peak = _FREQS[np.argmax(spectrum, axis=1)]
+    words = np.where(peak < 300, 1, np.where(peak < 1500, 2, 3))
+    words[np.sqrt(np.mean(frames**2, axis=1)) < 1e-3] = 0
+    return words.astype(np.float32), bands.astype(np.float32)
 
 
 class HashAudioEncoder(AudioEncoder):
+    """Streams: frames of 0.5 s pooled into 2 s windows every 1 s (the real models' shape)."""
+
     sample_rate = _AUDIO_RATE
 
     def __init__(self, owner: HashEncoder) -> None:
         self._owner = owner
+        self._word_vectors = owner.embed_texts(list(_WORDS))
 
     @property
     def spaces(self) -> dict[str, int]:
         return {SEMANTIC: self._owner.dim, ACOUSTIC: len(_BANDS) - 1}
 
     def embed_recording(self, blocks: Iterable[np.ndarray]) -> AudioEmbedding:
-        signal = np.concatenate([np.asarray(b, np.float32) for b in blocks] or [np.zeros(0, np.float32)])
-        size, hop = int(_WINDOW * _AUDIO_RATE), int(_HOP * _AUDIO_RATE)
-        starts = range(0, max(1, len(signal) - size + hop), hop)
-        spans, words, bands = [], [], []
-        for start in starts:
-            window = signal[start : start + size]
-            spans.append((start / _AUDIO_RATE, min(len(signal), start + size) / _AUDIO_RATE))
-            words.append(pitch_word(window))
-            spectrum = np.abs(np.fft.rfft(window, n=size)) ** 2
-            freqs = np.fft.rfftfreq(size, 1 / _AUDIO_RATE)
-            bands.append([spectrum[(freqs >= lo) & (freqs < hi)].sum() for lo, hi in zip(_BANDS, _BANDS[1:])])
-        acoustic = l2_normalise(np.log1p(np.asarray(bands, np.float32)))
-        counts = {w: words.count(w) / len(words) for w in dict.fromkeys(words)}
+        pooler = WindowPooler(_WINDOW, _HOP, _FRAME)
+        size = int(_FRAME * _AUDIO_RATE)
+        windows: list[tuple[Span, list[np.ndarray]]] = []
+        carry = np.zeros(0, np.float32)
+        offset = 0.0  # seconds before `carry`
+        for block in blocks:
+            carry = np.concatenate([carry, np.asarray(block, np.float32)])
+            whole = len(carry) // size
+            if whole:
+                windows += self._push(pooler, carry[: whole * size], offset)
+                offset += whole * _FRAME
+                carry = carry[whole * size :]
+        if len(carry):
+            windows += self._push(pooler, carry, offset)
+            offset += len(carry) / _AUDIO_RATE
+        windows += pooler.finish(offset)
+        if not windows:
+            return AudioEmbedding()
+        spans = [span for span, _ in windows]
+        words = [int(np.bincount(w.astype(int), minlength=4).argmax()) for _, (w, _) in windows]
+        acoustic = l2_normalise(np.log1p(np.stack([b.mean(axis=0) for _, (_, b) in windows])))
+        counts = np.bincount(words, minlength=len(_WORDS)) / len(words)
         return AudioEmbedding(
-            vectors={SEMANTIC: self._owner.embed_texts(words), ACOUSTIC: acoustic},
+            vectors={SEMANTIC: self._word_vectors[words], ACOUSTIC: acoustic},
             spans={SEMANTIC: spans, ACOUSTIC: spans},
-            tags=sorted(counts.items(), key=lambda kv: -kv[1]),
+            tags=[(_WORDS[i], float(counts[i])) for i in np.argsort(-counts) if counts[i] > 0],
         )
+
+    @staticmethod
+    def _push(pooler: WindowPooler, samples: np.ndarray, offset: float) -> list[tuple[Span, list[np.ndarray]]]:
+        size = int(_FRAME * _AUDIO_RATE)
+        count = -(-len(samples) // size)
+        frames = np.zeros((count, size), np.float32)
+        frames.reshape(-1)[: len(samples)] = samples
+        words, bands = _frame_features(frames)
+        return pooler.push(offset + _FRAME * np.arange(count), words, bands)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,10 @@ from mmsearch.encoders.base import (
     AudioEncoder,
     Encoder,
     ModelSpec,
+    Span,
     l2_normalise,
 )
+from mmsearch.encoders.windows import WindowPooler
 from mmsearch.encoders.device import choose_device
 from mmsearch.encoders.efficientnet import (
     DEFAULT_RESIZE,
@@ -271,34 +272,36 @@ class OfflineAudio(AudioEncoder):
         return [(s.start, s.end, s.text) for s in segments]
 
     def embed_recording(self, blocks: Iterable[np.ndarray]) -> AudioEmbedding:
-        parts: list[Any] = []
+        yamnet = self._yamnet
+        pooler = WindowPooler(WINDOW_SECONDS, WINDOW_HOP, yamnet.FRAME_LENGTH)
+        spans: list[Span] = []
+        semantic: list[np.ndarray] = []
+        acoustic: list[np.ndarray] = []
+        strongest = np.zeros((0, yamnet.NUM_CLASSES), np.float32)  # per label, its top frames
         transcript: list[tuple[float, float, str]] = []
         offset = 0.0
+
+        def take(windows: list[tuple[Span, list[np.ndarray]]]) -> None:
+            for span, (scores, embeddings) in windows:
+                spans.append(span)
+                semantic.append(yamnet.bridge_weights(scores) @ self.label_vectors)
+                acoustic.append(embeddings.mean(axis=0))
+
         for block in blocks:
+            # Each block is tagged on its own: a patch straddling two blocks is lost (at most
+            # 0.5 s per 30 s block), which keeps the block at hand for the transcriber below.
             frames = self.tagger.frames(block)
-            if len(frames) == 0:
-                continue
-            parts.append((frames.start + offset, frames.scores, frames.embeddings))
-            speech = self._yamnet.speech_score(frames.scores, self.tagger.labels)
-            if float(speech.max()) > SPEECH_THRESHOLD:
-                transcript += self._transcribe(block, offset)
+            if len(frames):
+                take(pooler.push(frames.start + offset, frames.scores, frames.embeddings))
+                keep = min(yamnet.BRIDGE_POOL_FRAMES, len(strongest) + len(frames))
+                strongest = np.sort(np.concatenate([strongest, frames.scores]), axis=0)[-keep:]
+                speech = yamnet.speech_score(frames.scores, self.tagger.labels)
+                if float(speech.max()) > SPEECH_THRESHOLD:
+                    transcript += self._transcribe(block, offset)
             offset += len(block) / self.sample_rate
-        if not parts:
+        take(pooler.finish(offset))
+        if not spans:
             return AudioEmbedding()
-        starts = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
-        embeddings = np.concatenate([p[2] for p in parts])
-        duration = offset
-        spans = window_spans(duration)
-        semantic, acoustic = [], []
-        for start, end in spans:
-            inside = (starts >= start) & (starts < max(end - self._yamnet.FRAME_LENGTH, start) + 1e-6)
-            if not inside.any():
-                inside = np.zeros(len(starts), bool)
-                inside[int(np.argmin(np.abs(starts - start)))] = True
-            semantic.append(self._yamnet.bridge_weights(scores[inside]) @ self.label_vectors)
-            acoustic.append(embeddings[inside].mean(axis=0))
-        tags = tag_list(self._yamnet.pool_scores(scores), self.tagger.labels)
         vectors = {SEMANTIC: l2_normalise(np.asarray(semantic)), ACOUSTIC: l2_normalise(np.asarray(acoustic))}
         semantic_spans = list(spans)
         chunks = transcript_chunks(transcript)
@@ -309,22 +312,9 @@ class OfflineAudio(AudioEncoder):
         return AudioEmbedding(
             vectors=vectors,
             spans={SEMANTIC: semantic_spans, ACOUSTIC: list(spans)},
-            tags=tags,
+            tags=tag_list(strongest.mean(axis=0), self.tagger.labels),
             transcript=transcript,
         )
-
-
-def window_spans(duration: float) -> list[tuple[float, float]]:
-    """Overlapping windows covering a recording; one window for anything up to a window long."""
-    if duration <= WINDOW_SECONDS:
-        return [(0.0, duration)]
-    spans = []
-    start = 0.0
-    while start + WINDOW_SECONDS < duration:
-        spans.append((start, start + WINDOW_SECONDS))
-        start += WINDOW_HOP
-    spans.append((max(0.0, duration - WINDOW_SECONDS), duration))
-    return spans
 
 
 def tag_list(scores: np.ndarray, labels: Sequence[str], top: int = 5, floor: float = 0.1) -> list[tuple[str, float]]:
