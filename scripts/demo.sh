@@ -14,5 +14,8 @@ mm search "a cup of coffee" --index "$index" -k 3
 mm search "a rocket launch" --index "$index" -k 3
 mm search "how to bake bread" --index "$index" -k 3
 mm search "galaxies in deep space" --index "$index" -k 3
+mm search "rain" --index "$index" -k 3
+mm search "water the tomatoes" --index "$index" -k 3
+mm search --audio "$samples/sounds/rain-on-the-roof.ogg" --index "$index" -k 2
 mm search --image "$samples/photos/chelsea-the-cat.jpg" --index "$index" -k 3
 mm search "a cat" --index "$index" -k 2 --json

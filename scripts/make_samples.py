@@ -1,6 +1,7 @@
 """Write the demo's sample media into a folder: public-domain / CC0 photos from scikit-image's
-bundled `skimage.data` (their docstrings give each licence), in several formats, plus the
-project's own notes from `samples/notes/`.
+bundled `skimage.data` (their docstrings give each licence), in several formats, the project's
+own notes from `samples/notes/`, and sounds made here: synthesised rain, and a spoken voice memo
+(espeak-ng, when installed).
 
 Usage: python scripts/make_samples.py DEST
 """
@@ -8,6 +9,7 @@ Usage: python scripts/make_samples.py DEST
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,9 +41,28 @@ def main(dest: Path) -> None:
         path = dest / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(path, fmt)
+    make_sounds(dest / "sounds")
     notes = Path(__file__).resolve().parent.parent / "samples" / "notes"
     shutil.copytree(notes, dest / "notes", dirs_exist_ok=True)
     print(f"sample media written to {dest}")
+
+
+def make_sounds(folder: Path) -> None:
+    """Rain (filtered noise with drops) as Ogg Vorbis; a voice memo as WAV if espeak-ng exists."""
+    import soundfile
+    from scipy.signal import lfilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = 22_050
+    rng = np.random.default_rng(1)
+    rain = lfilter([1.0], [1.0, -0.9], rng.standard_normal(20 * rate)) * 0.05
+    drop = rng.standard_normal(200) * np.exp(-np.arange(200) / (0.002 * rate)) * 0.3
+    for start in rng.integers(0, len(rain) - 200, 2000):
+        rain[start : start + 200] += drop
+    soundfile.write(folder / "rain-on-the-roof.ogg", rain / np.abs(rain).max() * 0.5, rate)
+    memo = "Note to self. Water the tomatoes in the garden, and buy bread at seven."
+    if shutil.which("espeak-ng"):
+        subprocess.run(["espeak-ng", "-w", str(folder / "voice-memo.wav"), memo], check=True)
 
 
 if __name__ == "__main__":

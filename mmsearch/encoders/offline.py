@@ -312,16 +312,24 @@ class OfflineAudio(AudioEncoder):
         return AudioEmbedding(
             vectors=vectors,
             spans={SEMANTIC: semantic_spans, ACOUSTIC: list(spans)},
-            tags=tag_list(strongest.mean(axis=0), self.tagger.labels),
+            tags=tag_list(strongest.mean(axis=0), self.tagger.labels, yamnet.BRIDGE_EXCLUDED),
             transcript=transcript,
         )
 
 
-def tag_list(scores: np.ndarray, labels: Sequence[str], top: int = 5, floor: float = 0.1) -> list[tuple[str, float]]:
-    """The strongest labels of a recording (at least one), best first."""
-    order = np.argsort(-scores)[:top]
+def tag_list(
+    scores: np.ndarray,
+    labels: Sequence[str],
+    unhelpful: Sequence[str] = (),
+    top: int = 5,
+    floor: float = 0.1,
+) -> list[tuple[str, float]]:
+    """The strongest labels of a recording, best first; `unhelpful` ones ("Silence") only when
+    nothing else reaches `floor`, so a recording always has at least one tag."""
+    order = [int(i) for i in np.argsort(-scores)]
     tags = [(labels[i], round(float(scores[i]), 4)) for i in order if scores[i] >= floor]
-    return tags or [(labels[int(order[0])], round(float(scores[order[0]]), 4))]
+    useful = [tag for tag in tags if tag[0] not in unhelpful][:top]
+    return useful or tags[:1] or [(labels[order[0]], round(float(scores[order[0]]), 4))]
 
 
 def transcript_chunks(segments: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
