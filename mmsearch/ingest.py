@@ -37,10 +37,10 @@ from mmsearch.media import (
     discover,
     name_words,
 )
-from mmsearch.media.text import number_words
 from mmsearch.media.audio import probe_audio, read_audio
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
+from mmsearch.media.text import number_words
 from mmsearch.results import IndexReport, Progress
 from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
@@ -500,7 +500,11 @@ class Ingest:
         self, batch: list[tuple[_Prepared, AudioEmbedding]], replaced: set[str]
     ) -> None:
         self._commit(
-            [p for p, _ in batch], [e.vectors for _, e in batch], replaced, [e.spans for _, e in batch]
+            [p for p, _ in batch],
+            [e.vectors for _, e in batch],
+            replaced,
+            [e.spans for _, e in batch],
+            [e.sources for _, e in batch],
         )
 
     def _write(
@@ -547,13 +551,15 @@ class Ingest:
         per_item: list[dict[str, np.ndarray]],
         replaced: set[str],
         per_item_spans: list[dict[str, list[Span]]] | None = None,
+        per_item_sources: list[dict[str, list[str | None]]] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
         spans = per_item_spans or [{} for _ in batch]
+        sources = per_item_sources or [{} for _ in batch]
         with self.catalog.write():
-            for prepared, vectors, times in zip(batch, per_item, spans):
-                _, old, _ = self.catalog.write_item(prepared.facts, vectors, times)
+            for prepared, vectors, times, made_by in zip(batch, per_item, spans, sources):
+                _, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1

@@ -18,6 +18,7 @@ from mmsearch.encoders.registry import (
     default_cutoffs,
     load_encoder,
     resolve_model,
+    score_calibration,
     upgrade_spec,
 )
 from mmsearch.errors import (
@@ -491,7 +492,12 @@ class Library:
             filters=Filters(tuple(kinds), tuple(os.fspath(f) for f in folders), tuple(extensions)),
         )
         searcher = Searcher(
-            self._catalog, self._spaces, self.encoder, self.settings, default_cutoffs(self.spec)
+            self._catalog,
+            self._spaces,
+            self.encoder,
+            self.settings,
+            default_cutoffs(self.spec),
+            score_calibration(self.spec),
         )
         with self._guard():
             return searcher.search(query)

@@ -17,6 +17,9 @@ VISUAL = "visual"
 ACOUSTIC = "acoustic"
 """Audio appearance vectors; answers "more like this sound"."""
 
+AUDIO_BRIDGE = "audio-bridge"
+"""Source of `semantic` vectors that mix sound-label texts (their cosines run on another scale)."""
+
 Span = tuple[float, float]
 """(start, end) in seconds within a recording."""
 
@@ -31,6 +34,9 @@ class AudioEmbedding:
 
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     spans: dict[str, list[Span]] = field(default_factory=dict)
+    sources: dict[str, list[str | None]] = field(default_factory=dict)
+    """Per space and row, what made it when its cosines are on their own scale (a label bridge:
+    `AUDIO_BRIDGE`), else None; the preset's `calibration` maps such scores onto the common one."""
     tags: list[tuple[str, float]] = field(default_factory=list)
     """The recording's strongest sound labels with their scores, best first."""
     transcript: list[tuple[float, float, str]] = field(default_factory=list)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from mmsearch.encoders.base import (
     ACOUSTIC,
+    AUDIO_BRIDGE,
     SEMANTIC,
     VISUAL,
     AudioEmbedding,
@@ -143,6 +144,7 @@ class HashAudioEncoder(AudioEncoder):
         return AudioEmbedding(
             vectors={SEMANTIC: self._word_vectors[words], ACOUSTIC: acoustic},
             spans={SEMANTIC: spans, ACOUSTIC: spans},
+            sources={SEMANTIC: [AUDIO_BRIDGE] * len(spans)},  # as a real model's label bridge
             tags=[(_WORDS[i], float(counts[i])) for i in np.argsort(-counts) if counts[i] > 0],
         )
 

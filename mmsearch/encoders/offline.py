@@ -31,6 +31,7 @@ from PIL import Image
 
 from mmsearch.encoders.base import (
     ACOUSTIC,
+    AUDIO_BRIDGE,
     SEMANTIC,
     VISUAL,
     AudioEmbedding,
@@ -40,7 +41,6 @@ from mmsearch.encoders.base import (
     Span,
     l2_normalise,
 )
-from mmsearch.encoders.windows import WindowPooler
 from mmsearch.encoders.device import choose_device
 from mmsearch.encoders.efficientnet import (
     DEFAULT_RESIZE,
@@ -52,6 +52,7 @@ from mmsearch.encoders.efficientnet import (
 )
 from mmsearch.encoders.minilm import TEXT_DIM, TEXT_MODELS, MiniLM
 from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, require_package
+from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
 
 logger = logging.getLogger(__name__)
@@ -304,14 +305,17 @@ class OfflineAudio(AudioEncoder):
             return AudioEmbedding()
         vectors = {SEMANTIC: l2_normalise(np.asarray(semantic)), ACOUSTIC: l2_normalise(np.asarray(acoustic))}
         semantic_spans = list(spans)
+        sources: list[str | None] = [AUDIO_BRIDGE] * len(spans)
         chunks = transcript_chunks(transcript)
         if chunks:
             said = self._owner.embed_texts([text for _, _, text in chunks])
             vectors[SEMANTIC] = np.concatenate([vectors[SEMANTIC], said])
             semantic_spans += [(start, end) for start, end, _ in chunks]
+            sources += [None] * len(chunks)  # transcripts are text: the text scale
         return AudioEmbedding(
             vectors=vectors,
             spans={SEMANTIC: semantic_spans, ACOUSTIC: list(spans)},
+            sources={SEMANTIC: sources},
             tags=tag_list(strongest.mean(axis=0), self.tagger.labels, yamnet.BRIDGE_EXCLUDED),
             transcript=transcript,
         )

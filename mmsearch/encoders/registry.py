@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ class Preset:
     options: dict[str, Any]
     cutoffs: dict[str, float]
     """Per space, the cosine below which a match is not shown (the relevance cut-off)."""
+    calibration: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    """Per space and vector source (e.g. "audio-bridge"), (a, b) mapping such a vector's cosine
+    c to a * c + b, onto the scale of the space's other vectors (measured, see ARCHITECTURE.md)."""
 
 
 def _load_presets() -> dict[str, Preset]:
@@ -44,6 +47,10 @@ def _load_presets() -> dict[str, Preset]:
             entry.get("description", ""),
             entry.get("options", {}),
             entry.get("cutoffs", {}),
+            {
+                space: {source: (float(ab[0]), float(ab[1])) for source, ab in table.items()}
+                for space, table in entry.get("calibration", {}).items()
+            },
         )
         for name, entry in raw.items()
     }
@@ -63,13 +70,16 @@ def add_model_preset(
     options: dict[str, Any],
     description: str = "",
     cutoffs: dict[str, float] | None = None,
+    calibration: dict[str, dict[str, tuple[float, float]]] | None = None,
 ) -> None:
     """Register a preset at run time (plugins, tests). `family` must be a known family."""
     if family not in _FAMILIES:
         raise UnknownModelError(
             f"Unknown model family {family!r}; known families: {', '.join(sorted(_FAMILIES))}."
         )
-    _PRESETS[name] = Preset(name, family, description, dict(options), dict(cutoffs or {}))
+    _PRESETS[name] = Preset(
+        name, family, description, dict(options), dict(cutoffs or {}), dict(calibration or {})
+    )
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -118,12 +128,23 @@ def upgrade_spec(spec: ModelSpec) -> ModelSpec:
     return ModelSpec(name=spec.name, family=spec.family, options=dict(preset.options))
 
 
-def default_cutoffs(spec: ModelSpec) -> dict[str, float]:
-    """The relevance cut-offs of a spec's preset, else those of the first preset of its family."""
-    preset = _PRESETS.get(spec.name) or next(
+def _preset_of(spec: ModelSpec) -> Preset | None:
+    """A spec's preset, else the first preset of its family (for `open_clip:ARCH@/path`)."""
+    return _PRESETS.get(spec.name) or next(
         (p for p in _PRESETS.values() if p.family == spec.family), None
     )
+
+
+def default_cutoffs(spec: ModelSpec) -> dict[str, float]:
+    """The relevance cut-offs of a spec's preset (see `Preset.cutoffs`)."""
+    preset = _preset_of(spec)
     return dict(preset.cutoffs) if preset else {}
+
+
+def score_calibration(spec: ModelSpec) -> dict[str, dict[str, tuple[float, float]]]:
+    """The score calibration of a spec's preset (see `Preset.calibration`)."""
+    preset = _preset_of(spec)
+    return {space: dict(table) for space, table in preset.calibration.items()} if preset else {}
 
 
 def load_encoder(spec: ModelSpec, *, device: str = "auto", cache_dir: Path | None = None) -> Encoder:

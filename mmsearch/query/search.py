@@ -129,12 +129,14 @@ class Searcher:
         encoder: Callable[[], Encoder],
         settings: Settings,
         default_cutoffs: dict[str, float],
+        calibration: dict[str, dict[str, tuple[float, float]]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.spaces = spaces
         self._encoder = encoder
         self.settings = settings
         self.default_cutoffs = default_cutoffs
+        self.calibration = calibration or {}
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
 
     def search(self, query: Query) -> list[Hit]:
@@ -296,11 +298,12 @@ class Searcher:
                 return []
             scores, ids = store.search(vector[None, :], fetch, allowed)
         # Cosines of unit vectors lie in [-1, 1]; anything else (rounding aside) is damage.
-        pairs = [
-            (int(i), min(1.0, max(-1.0, float(s))))
-            for i, s in zip(ids[0], scores[0])
-            if i >= 0 and math.isfinite(s) and s >= cutoff
-        ]
+        pairs = self._calibrated(
+            space,
+            [(int(i), min(1.0, max(-1.0, float(s)))) for i, s in zip(ids[0], scores[0])
+             if i >= 0 and math.isfinite(s)],
+        )
+        pairs = [(vid, score) for vid, score in pairs if score >= cutoff]
         owners = self.catalog.vector_owners([i for i, _ in pairs])
         best: dict[int, float] = {}
         for vid, score in pairs:
@@ -309,6 +312,22 @@ class Searcher:
                 best[item] = score
                 self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
+
+    def _calibrated(self, space: str, pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Scores of vectors whose cosines run on their own scale (a sound-label bridge), mapped
+        onto the space's common scale by the preset's measured `a * cosine + b`, so sounds,
+        images and documents rank together sensibly."""
+        table = self.calibration.get(space)
+        if not table or not pairs:
+            return pairs
+        sources = self.catalog.vector_sources([vid for vid, _ in pairs])
+        out = []
+        for vid, score in pairs:
+            if vid in sources and sources[vid] in table:
+                a, b = table[sources[vid]]
+                score = min(1.0, max(-1.0, a * score + b))
+            out.append((vid, score))
+        return out
 
     def _add_keyword_matches(
         self, pairs: list[tuple[int, float]], vector: np.ndarray, words: str, query: Query

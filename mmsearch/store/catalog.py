@@ -142,6 +142,8 @@ def _v2_to_v3(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
     db.execute("ALTER TABLE vectors ADD COLUMN t_start REAL")
     db.execute("ALTER TABLE vectors ADD COLUMN t_end REAL")
+    # What made a vector when that changes its score scale (e.g. "audio-bridge"); NULL otherwise.
+    db.execute("ALTER TABLE vectors ADD COLUMN source TEXT")
     db.execute(
         "CREATE TABLE tags (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE, "
         "label TEXT NOT NULL, score REAL NOT NULL)"
@@ -494,11 +496,13 @@ class Catalog:
         facts: ItemFacts,
         vectors: dict[str, np.ndarray] | None,
         spans: dict[str, list[tuple[float, float]]] | None = None,
+        sources: dict[str, list[str | None]] | None = None,
     ) -> tuple[int, list[int], dict[str, list[int]]]:
         """Insert or replace one successfully encoded item with its vectors, in one transaction.
 
         `vectors` maps space -> (chunks, dim) array; `spans`, for recordings, space -> the
-        (start, end) seconds each chunk covers. Returns the item id, the ids of vectors it
+        (start, end) seconds each chunk covers; `sources`, space -> what made each chunk when
+        its scores need calibrating (see `vector_sources`). Returns the item id, the ids of vectors it
         replaced (to remove from vector indexes) and the new vector ids per space.
         """
         with self.write():
@@ -507,12 +511,13 @@ class Catalog:
             for space, rows in (vectors or {}).items():
                 rows = np.ascontiguousarray(rows, dtype=np.float32)
                 times = (spans or {}).get(space) or [(None, None)] * len(rows)
+                made_by = (sources or {}).get(space) or [None] * len(rows)
                 ids = []
-                for chunk, (row, (start, end)) in enumerate(zip(rows, times)):
+                for chunk, (row, (start, end), source) in enumerate(zip(rows, times, made_by)):
                     cur = self.db.execute(
-                        "INSERT INTO vectors(item_id, space, chunk, vector, t_start, t_end) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        [item_id, space, chunk, row.tobytes(), start, end],
+                        "INSERT INTO vectors(item_id, space, chunk, vector, t_start, t_end, source) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [item_id, space, chunk, row.tobytes(), start, end, source],
                     )
                     ids.append(int(cur.lastrowid or 0))
                 added[space] = ids
@@ -695,6 +700,19 @@ class Catalog:
                 part,
             ):
                 out[vid] = (float(t0), float(t1))
+        return out
+
+    def vector_sources(self, vector_ids: Sequence[int]) -> dict[int, str]:
+        """vector id -> what made it, for vectors whose scores need calibrating."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in vector_ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for vid, source in self.db.execute(
+                f"SELECT id, source FROM vectors WHERE id IN ({marks}) AND source IS NOT NULL", part
+            ):
+                out[vid] = source
         return out
 
     def audio_details(self, item_id: int) -> tuple[list[tuple[str, float]], list[tuple[float, float, str]]]:
