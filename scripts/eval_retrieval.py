@@ -11,12 +11,26 @@ cut-off never shortens a ranking):
     neardup   each edited copy (example-image query) -> its original among the
               coco_mini + imagenet_sample photos                Recall@1/5/10
 
-Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99. The exit
-status is 1 when one of them fails.
+Audio (kinds=["audio"] unless said otherwise):
+
+    esc50     "the sound of a {label}" for the 50 labels, each scoring every clip: zero-shot
+              accuracy (each clip gets the label whose query scored it highest) and P@8, mAP;
+              each clip as example sound (`audio=`) -> other clips of its label   P@5
+    fsdd      "zero" .. "nine" -> clips of that digit: R@1 (top hit), P@10, R-precision, mAP
+    tuxpaint_sounds  each distinct caption of the tuxpaint sounds -> the sounds with it   mAP
+              (the same index as `tuxpaint`: the whole folder, images and sounds)
+    mixed     one index of coco_mini + esc50 + tuxpaint, no kind filter: esc50 label -> clips
+              P@8 and coco caption -> image R@10, each as a ratio to the same queries on the
+              esc50-only and coco-only indexes; plus how often an image tops a sound query and
+              the mean top-1 cosine of sounds vs images (the two kinds' score scales)
+
+Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
+zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed/single
+ratios >= 0.90. The exit status is 1 when one of them fails.
 
 Usage:
     .venv/bin/python scripts/eval_retrieval.py [--model offline-default] [--data ../shared/data]
-        [--work DIR] [--keep] [--only coco,neardup] [--json results.json]
+        [--work DIR] [--keep] [--only coco,neardup,esc50] [--json results.json]
 
     --work DIR   where the indexes go (default: a temporary folder, deleted afterwards)
     --keep       reuse indexes already in --work (brought up to date by the same
@@ -46,15 +60,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmsearch import Library
+from mmsearch import Hit, Library, NotIndexedError
 from mmsearch.query.parse import parse_text
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-DATASETS = ("coco", "tuxpaint", "cifar10", "neardup")
-ALIASES = {"coco_mini": "coco", "cifar": "cifar10", "tux": "tuxpaint"}
+DATASETS = ("coco", "tuxpaint", "cifar10", "neardup", "esc50", "fsdd", "tuxpaint_sounds", "mixed")
+ALIASES = {"coco_mini": "coco", "cifar": "cifar10", "tux": "tuxpaint", "esc": "esc50",
+           "tux_sounds": "tuxpaint_sounds"}
 TARGET_MODEL = "offline-default"
 CIFAR_TEMPLATE = "a photo of a {label}"
+SOUND_TEMPLATE = "the sound of a {label}"
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+AUDIO = ["audio"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +147,10 @@ def precision_at(ranking: Sequence[str], relevant: set[str], k: int) -> float:
     return sum(1 for path in ranking[:k] if path in relevant) / k
 
 
+def mean_or_nan(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
 def rank_of(ranking: Sequence[str], target: str) -> int | None:
     try:
         return ranking.index(target) + 1
@@ -157,7 +179,13 @@ def model_slug(model: str) -> str:
 def build_index(
     name: str, folders: Sequence[Path], args: argparse.Namespace
 ) -> tuple[Path, dict[str, Any], str]:
-    """Run `mmsearch index FOLDERS --index IDX --model MODEL`; returns (index, report, command)."""
+    """Run `mmsearch index FOLDERS --index IDX --model MODEL`; returns (index, report, command).
+
+    An index several tasks share (tuxpaint, esc50, coco_mini) is built once per run.
+    """
+    built: dict[str, tuple[Path, dict[str, Any], str]] = args.built
+    if name in built:
+        return built[name]
     index = args.work / f"{name}-{model_slug(args.model)}"
     if index.exists() and not args.keep:
         shutil.rmtree(index)
@@ -175,6 +203,7 @@ def build_index(
     print(f"    {report['scanned']} files: {report['added']} added, {report['unchanged']} "
           f"unchanged, {report['failed']} skipped ({report['seconds']:.1f} s; {stages})",
           flush=True)
+    built[name] = index, report, shown
     return index, report, shown
 
 
@@ -194,20 +223,32 @@ class Ranker:
         self.keyword_raised = 0
 
     def __call__(
-        self, text: str | None = None, image: str | None = None, k: int | None = None
+        self, text: str | None = None, image: str | None = None, k: int | None = None,
+        audio: str | None = None,
     ) -> list[str]:
+        return [real(hit.path) for hit in self.hits(text, image=image, k=k, audio=audio)]
+
+    def hits(
+        self, text: str | None = None, image: str | None = None, k: int | None = None,
+        audio: str | None = None,
+    ) -> list[Hit]:
         started = time.perf_counter()
-        hits = self.lib.search(text, image=image, k=k or self.k, min_score=-1, kinds=self.kinds)
+        hits = self.lib.search(text, image=image, audio=audio, k=k or self.k, min_score=-1,
+                               kinds=self.kinds)
         self.seconds.append(time.perf_counter() - started)
         self.keyword_raised += any("keyword" in hit.scores for hit in hits)
-        return [real(hit.path) for hit in hits]
+        return hits
+
+    @property
+    def searches(self) -> int:
+        return len(self.seconds)
 
     def median_ms(self) -> float:
         return statistics.median(self.seconds) * 1000 if self.seconds else 0.0
 
 
 def search_index(index: Path, kinds: Sequence[str] = ()) -> tuple[Library, Ranker]:
-    lib = Library.open(index, create=False)
+    lib = Library.open(index, create=False, readonly=True)
     lib.search("warm up", k=1)  # loads the model and the vector index outside the timings
     return lib, Ranker(lib, kinds)
 
@@ -217,8 +258,9 @@ def finish(
     command: str, notes: list[str],
 ) -> Result:
     if rank.keyword_raised:
-        notes.append(f"{rank.keyword_raised} of {queries} queries had an item raised by an exact "
-                     "file-name match (keyword bonus): check the names do not leak the labels")
+        notes.append(f"{rank.keyword_raised} of {rank.searches} searches had an item raised by an "
+                     "exact file-name or text/transcript match (keyword bonus): check the names "
+                     "do not leak the labels")
     return Result(dataset, queries, metrics, rank.k, report, rank.median_ms(), command, notes,
                   rank.keyword_raised)
 
@@ -280,7 +322,8 @@ def eval_tuxpaint(args: argparse.Namespace) -> Result:
             (f"mAP over the {len(aps)} distinct captions with at least one indexed image "
              f"(of {len(all_captions)} distinct captions; the other "
              f"{len(all_captions) - len(aps)} describe only SVGs); relevance = indexed images "
-             "with the same caption; sounds (OGG) are not indexed"),
+             "with the same caption; the sounds (OGG) are indexed too but filtered out "
+             "(kinds=[image]; see tuxpaint_sounds)"),
         ]
         return finish("tuxpaint caption->image", len(aps), [Metric("mAP", statistics.fmean(aps))],
                       report, rank, command, notes)
@@ -340,11 +383,319 @@ def eval_neardup(args: argparse.Namespace) -> Result:
         )
 
 
-EVALUATORS: dict[str, Callable[[argparse.Namespace], Result]] = {
+# --------------------------------------------------------------------------------------------
+# Audio
+
+
+def sound_query(label: str) -> str:
+    """ "the sound of a {label}" with underscores and hyphens read as spaces."""
+    return SOUND_TEMPLATE.format(label=" ".join(re.sub(r"[_-]+", " ", label).split()))
+
+
+def indexed_of(lib: Library, paths: Iterable[str]) -> set[str]:
+    """The paths the index holds as searchable items (`Library.item`, status ok)."""
+    held = set()
+    for path in paths:
+        try:
+            if lib.item(path).status == "ok":
+                held.add(path)
+        except NotIndexedError:
+            pass
+    return held
+
+
+def labelled(root: Path, rows: Iterable[dict[str, str]], key: str) -> dict[str, str]:
+    """real path -> its value of `key` (label, caption)."""
+    return {real(root / row["path"]): row[key] for row in rows}
+
+
+def grouped(label_of: dict[str, str], keep: set[str]) -> dict[str, set[str]]:
+    """label -> the paths in `keep` with it."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for path, label in label_of.items():
+        if path in keep:
+            out[label].add(path)
+    return out
+
+
+def ceiling(sizes: Iterable[int], k: int) -> float:
+    """The best P@k possible when the queries have these numbers of relevant items."""
+    return statistics.fmean(min(n, k) / k for n in sizes)
+
+
+def skipped_note(report: dict[str, Any], wanted: int, held: int, what: str) -> str:
+    note = f"{held} of the {wanted} {what} in the manifest are indexed"
+    failures = report.get("failures") or []
+    if report.get("failed"):
+        shown = "; ".join(f"{Path(p).name}: {r}" for p, r in failures[:5])
+        note += f"; {report['failed']} file(s) skipped by `mmsearch index`: {shown}"
+    return note
+
+
+def eval_esc50(args: argparse.Namespace) -> list[Result]:
+    root = args.data / "esc50"
+    label_of = labelled(root, read_manifest(root / "manifest.csv"), "label")
+    index, report, command = build_index("esc50", [root], args)
+    lib, rank = search_index(index, kinds=AUDIO)
+    with lib:
+        indexed = indexed_of(lib, label_of)
+        by_label = grouped(label_of, indexed)
+        labels = sorted(set(label_of.values()))
+        # Every label query scores every clip (k = all clips, no cut-off): zero-shot, P@8, mAP.
+        scores: dict[str, dict[str, float]] = defaultdict(dict)
+        p8, aps, unscored = [], [], 0
+        for label in labels:
+            hits = rank.hits(sound_query(label))
+            ranking = [real(hit.path) for hit in hits]
+            for hit, path in zip(hits, ranking):
+                scores[path][label] = hit.score
+            unscored += len(indexed - set(ranking))
+            p8.append(precision_at(ranking, by_label[label], 8))
+            aps.append(average_precision(ranking, by_label[label]) if by_label[label] else 0.0)
+        guess = {clip: max(labels, key=lambda lab: scores[clip].get(lab, float("-inf")))
+                 for clip in label_of if scores[clip]}
+        correct = [clip for clip, label in label_of.items() if guess.get(clip) == label]
+        per_label = {lab: sum(1 for c in correct if label_of[c] == lab) / len(by_label[lab])
+                     for lab in labels if by_label[lab]}
+        worst = sorted(per_label.items(), key=lambda kv: kv[1])[:8]
+        sizes = [len(by_label[lab]) for lab in labels]
+        notes = [
+            skipped_note(report, len(label_of), len(indexed), "clips"),
+            (f'query "{SOUND_TEMPLATE}" ({len(labels)} labels, {min(sizes)}-{max(sizes)} clips '
+             f"each); zero-shot accuracy over all {len(label_of)} manifest clips (a clip a label "
+             f"query did not return counts -inf for it: {unscored} such pairs); P@8 ceiling "
+             f"{ceiling(sizes, 8):.3f} (labels with fewer than 8 clips)"),
+            "zero-shot, worst labels (share of their clips right): "
+            + ", ".join(f"{lab} {v:.2f}" for lab, v in worst),
+        ]
+        label_result = finish(
+            "esc50 label->sound", len(labels),
+            [Metric("zero-shot acc", len(correct) / len(label_of), 0.60),
+             Metric("P@8", statistics.fmean(p8)), Metric("mAP", statistics.fmean(aps))],
+            report, rank, command, notes,
+        )
+
+        # Each clip as example sound: its stored acoustic vector; itself dropped from the list.
+        by_example = Ranker(lib, AUDIO)
+        p5, p1, self_first = [], [], 0
+        for clip in sorted(indexed):
+            ranking = by_example(audio=clip, k=6)
+            self_first += bool(ranking) and ranking[0] == clip
+            others = [path for path in ranking if path != clip][:5]
+            relevant = by_label[label_of[clip]] - {clip}
+            p5.append(precision_at(others, relevant, 5))
+            p1.append(precision_at(others, relevant, 1))
+        notes = [
+            (f"each indexed clip as `audio=` example, itself dropped; P@5 ceiling "
+             f"{ceiling([len(by_label[label_of[c]]) - 1 for c in indexed], 5):.3f}; "
+             f"the example itself ranked first for {self_first} of {len(indexed)}"),
+        ]
+        example_result = finish(
+            "esc50 sound->sound", len(p5),
+            [Metric("P@5", mean_or_nan(p5), 0.50), Metric("P@1", mean_or_nan(p1))],
+            report, by_example, command, notes,
+        )
+        return [label_result, example_result]
+
+
+def eval_fsdd(args: argparse.Namespace) -> Result:
+    root = args.data / "fsdd"
+    label_of = labelled(root, read_manifest(root / "manifest.csv"), "label")
+    index, report, command = build_index("fsdd", [root], args)
+    lib, rank = search_index(index, kinds=AUDIO)
+    with lib:
+        indexed = indexed_of(lib, label_of)
+        by_digit = grouped(label_of, indexed)
+        r1, p10, rprec, aps, top_keyword = [], [], [], [], 0
+        for digit, word in enumerate(DIGIT_WORDS):
+            relevant = by_digit[str(digit)]
+            hits = rank.hits(word)
+            ranking = [real(hit.path) for hit in hits]
+            r1.append(float(bool(ranking) and ranking[0] in relevant))
+            p10.append(precision_at(ranking, relevant, 10))
+            rprec.append(precision_at(ranking, relevant, max(1, len(relevant))))
+            aps.append(average_precision(ranking, relevant) if relevant else 0.0)
+            top_keyword += sum(1 for hit in hits[:10] if "keyword" in hit.scores)
+        # How often the transcript has the digit (as a word or a numeral): what keyword matching
+        # and the transcript embeddings can work with.
+        heard = 0
+        for path in indexed:
+            digit = int(label_of[path])
+            said = " ".join(text for _, _, text in lib.item(path).transcript).lower()
+            heard += bool(re.search(rf"\b({DIGIT_WORDS[digit]}|{digit})\b", said))
+        per_digit = ", ".join(f"{w} {v:.2f}" for w, v in zip(DIGIT_WORDS, rprec))
+        notes = [
+            skipped_note(report, len(label_of), len(indexed), "clips"),
+            (f"queries: the words zero..nine, {len(indexed)} clips, "
+             f"{statistics.fmean(len(v) for v in by_digit.values()):.0f} relevant per word; "
+             "R-prec = share of the top N that are the digit, N = that digit's clips"),
+            f"R-precision per word: {per_digit}",
+            (f"transcripts holding the clip's digit (word or numeral): {heard} of {len(indexed)}; "
+             f"top-10 hits raised by a keyword (transcript or name) match: {top_keyword} of "
+             f"{10 * len(DIGIT_WORDS)} (file names hold numerals, not the words)"),
+        ]
+        return finish(
+            "fsdd word->spoken digit", len(DIGIT_WORDS),
+            [Metric("R@1", statistics.fmean(r1), 0.90), Metric("P@10", statistics.fmean(p10)),
+             Metric("R-prec", statistics.fmean(rprec)), Metric("mAP", statistics.fmean(aps))],
+            report, rank, command, notes,
+        )
+
+
+def eval_tuxpaint_sounds(args: argparse.Namespace) -> Result:
+    root = args.data / "tuxpaint"
+    caption_of = labelled(root, read_manifest(root / "sounds_manifest.csv"), "caption")
+    index, report, command = build_index("tuxpaint", [root], args)
+    lib, rank = search_index(index, kinds=AUDIO)
+    with lib:
+        indexed = indexed_of(lib, caption_of)
+        by_caption = grouped(caption_of, indexed)
+        aps, r1 = [], []
+        for caption, relevant in by_caption.items():
+            ranking = rank(caption)
+            aps.append(average_precision(ranking, relevant))
+            r1.append(float(bool(ranking) and ranking[0] in relevant))
+        distinct = set(caption_of.values())
+        notes = [
+            skipped_note(report, len(caption_of), len(indexed), "sounds"),
+            (f"captions from sounds_manifest.csv; {len(by_caption)} distinct captions with an "
+             f"indexed sound (of {len(distinct)}), "
+             f"{sum(len(v) > 1 for v in by_caption.values())} shared by several sounds; "
+             f"same index as `tuxpaint` (whole folder), kinds={AUDIO}; file names often "
+             "spell the caption (crow.ogg: \"A crow.\")"),
+        ]
+        odd = reinterpreted(by_caption)
+        if odd:
+            notes.append(f"{len(odd)} caption(s) read by the query syntax as more than one plain "
+                         f"phrase: {odd}")
+        return finish(
+            "tuxpaint_sounds caption->sound", len(aps),
+            [Metric("mAP", statistics.fmean(aps)), Metric("R@1", statistics.fmean(r1))],
+            report, rank, command, notes,
+        )
+
+
+def by_kind(lib: Library, text: str, k: int) -> dict[str, list[Hit]]:
+    """The first k hits of each kind (audio, image) for a query: kind-filtered searches."""
+    return {kind: lib.search(text, k=k, min_score=-1, kinds=[kind]) for kind in ("audio", "image")}
+
+
+def add_top1(tops: dict[str, list[float]], hits: dict[str, list[Hit]]) -> None:
+    for kind, found in hits.items():
+        if found:
+            tops[kind].append(found[0].score)
+
+
+def ratio(mixed: float, single: float) -> float:
+    return mixed / single if single > 0 else float("nan")
+
+
+def eval_mixed(args: argparse.Namespace) -> list[Result]:
+    esc_root, coco_root, tux_root = (args.data / n for n in ("esc50", "coco_mini", "tuxpaint"))
+    esc_label = labelled(esc_root, read_manifest(esc_root / "manifest.csv"), "label")
+    coco_rows = read_manifest(coco_root / "manifest.csv")
+    esc_index, _, _ = build_index("esc50", [esc_root], args)
+    coco_index, _, _ = build_index("coco_mini", [coco_root], args)
+    index, report, command = build_index("mixed", [coco_root, esc_root, tux_root], args)
+    mixed_lib, mixed = search_index(index)  # no kind filter anywhere: every kind competes
+    mixed_coco = Ranker(mixed_lib)  # its own timings and keyword counts
+    esc_lib, esc_alone = search_index(esc_index)
+    coco_lib, coco_alone = search_index(coco_index)
+    with mixed_lib, esc_lib, coco_lib:
+        kinds = mixed_lib.stats().items
+        by_label = grouped(esc_label, indexed_of(mixed_lib, esc_label))
+        labels = sorted(by_label)
+        p8_mixed, p8_single, p8_sounds, image_first = [], [], [], 0
+        top8: dict[str, int] = defaultdict(int)  # what fills the mixed top 8 besides relevant
+        esc_top: dict[str, list[float]] = defaultdict(list)
+        for label in labels:
+            text, relevant = sound_query(label), by_label[label]
+            hits = mixed.hits(text, k=8)
+            ranking = [real(hit.path) for hit in hits]
+            p8_mixed.append(precision_at(ranking, relevant, 8))
+            p8_single.append(precision_at(esc_alone(text, k=8), relevant, 8))
+            image_first += bool(hits) and hits[0].kind == "image"
+            for hit, path in zip(hits, ranking):
+                if path in esc_label:
+                    top8["other esc50 clips"] += path not in relevant
+                else:
+                    top8["tuxpaint sounds" if hit.kind == "audio" else hit.kind] += 1
+            filtered = by_kind(mixed_lib, text, 8)
+            add_top1(esc_top, filtered)
+            p8_sounds.append(precision_at([real(h.path) for h in filtered["audio"]], relevant, 8))
+        coco_images = {real(coco_root / row["path"]) for row in coco_rows}
+        r10_mixed, r10_single, r10_images, sound_first = [], [], [], 0
+        top10: dict[str, int] = defaultdict(int)
+        coco_top: dict[str, list[float]] = defaultdict(list)
+        for row in coco_rows:
+            target = real(coco_root / row["path"])
+            hits = mixed_coco.hits(row["caption"], k=10)
+            ranking = [real(h.path) for h in hits]
+            r10_mixed.append(rank_of(ranking, target))
+            r10_single.append(rank_of(coco_alone(row["caption"], k=10), target))
+            sound_first += bool(hits) and hits[0].kind == "audio"
+            for hit, path in zip(hits, ranking):
+                if path != target:
+                    top10["other coco images" if path in coco_images else
+                          "sounds" if hit.kind == "audio" else f"tuxpaint {hit.kind}s"] += 1
+            filtered = by_kind(mixed_lib, row["caption"], 10)
+            add_top1(coco_top, filtered)
+            r10_images.append(rank_of([real(h.path) for h in filtered["image"]], target))
+        p8m, p8s = statistics.fmean(p8_mixed), statistics.fmean(p8_single)
+        r10m, r10s = recall_at(r10_mixed, 10), recall_at(r10_single, 10)
+        held = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        esc_notes = [
+            (f"one index of coco_mini + esc50 + tuxpaint ({held}); no kind filter; single = "
+             f"the esc50-only index, same queries; tuxpaint sounds of the same thing (cow, pig, "
+             f"crow ...) count as not relevant"),
+            "mixed top-8 slots not relevant, by what: "
+            + (", ".join(f"{n} {what}" for what, n in sorted(top8.items())) or "none"),
+            ("top-1 cos = mean best score among sounds / among images, and \"sounds only\" = "
+             "P@8 of kinds=[audio], from kind-filtered searches of the mixed index (the cost of "
+             "the images alone)"),
+        ]
+        esc_result = finish(
+            "mixed esc50 label->sound", len(labels),
+            [Metric("P@8 mixed", p8m), Metric("P@8 single", p8s),
+             Metric("P@8 mixed/single", ratio(p8m, p8s), 0.90),
+             Metric("P@8 mixed sounds only", statistics.fmean(p8_sounds)),
+             # What the sounds lose to the images: the same collection, the images left out.
+             Metric("P@8 mixed/sounds only", ratio(p8m, statistics.fmean(p8_sounds)), 0.90),
+             Metric("top-1 is image", image_first / len(labels)),
+             Metric("top-1 cos sound", mean_or_nan(esc_top["audio"])),
+             Metric("top-1 cos image", mean_or_nan(esc_top["image"]))],
+            report, mixed, command, esc_notes,
+        )
+        coco_notes = [
+            ("single = the coco_mini-only index, same captions, no kind filter; \"images only\" "
+             "= kinds=[image] on the mixed index (the cost of the tuxpaint images alone)"),
+            "mixed top-10 slots not the target, by what: "
+            + ", ".join(f"{n} {what}" for what, n in sorted(top10.items())),
+        ]
+        coco_result = finish(
+            "mixed coco caption->image", len(coco_rows),
+            [Metric("R@10 mixed", r10m), Metric("R@10 single", r10s),
+             Metric("R@10 mixed/single", ratio(r10m, r10s), 0.90),
+             Metric("R@10 mixed images only", recall_at(r10_images, 10)),
+             # What the images lose to the sounds: the same collection, the sounds left out.
+             Metric("R@10 mixed/images only", ratio(r10m, recall_at(r10_images, 10)), 0.90),
+             Metric("top-1 is sound", sound_first / len(coco_rows)),
+             Metric("top-1 cos image", mean_or_nan(coco_top["image"])),
+             Metric("top-1 cos sound", mean_or_nan(coco_top["audio"]))],
+            report, mixed_coco, command, coco_notes,
+        )
+        return [esc_result, coco_result]
+
+
+EVALUATORS: dict[str, Callable[[argparse.Namespace], Result | list[Result]]] = {
     "coco": eval_coco,
     "tuxpaint": eval_tuxpaint,
     "cifar10": eval_cifar10,
     "neardup": eval_neardup,
+    "esc50": eval_esc50,
+    "fsdd": eval_fsdd,
+    "tuxpaint_sounds": eval_tuxpaint_sounds,
+    "mixed": eval_mixed,
 }
 
 
@@ -355,23 +706,28 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], Result]] = {
 def print_table(results: list[Result], model: str) -> bool:
     """Prints the results; returns whether every target (for TARGET_MODEL) was met."""
     ok = True
+    task_w = max([26, *(len(r.dataset) for r in results)])
+    metric_w = max([6, *(len(m.name) for r in results for m in r.metrics)])
     print(f"\n== Retrieval quality, model {model}")
-    print(f"{'task':<26} {'queries':>7}  {'metric':<6} {'value':>6}  {'target':<13} "
-          f"{'items':>6} {'index s':>8} {'query ms':>8}")
+    print(f"{'task':<{task_w}} {'queries':>7}  {'metric':<{metric_w}} {'value':>6}  "
+          f"{'target':<13} {'items':>6} {'index s':>8} {'query ms':>8}")
     for result in results:
         for i, metric in enumerate(result.metrics):
             verdict = metric.verdict(model)
             ok = ok and not verdict.endswith("FAIL")
-            head = (f"{result.dataset:<26} {result.queries:>7}" if i == 0 else " " * 34)
+            head = (f"{result.dataset:<{task_w}} {result.queries:>7}" if i == 0
+                    else " " * (task_w + 8))
             tail = (f" {result.items:>6} {result.index_seconds:>8.1f} {result.search_ms:>8.1f}"
                     if i == 0 else "")
-            print(f"{head}  {metric.name:<6} {metric.value:>6.3f}  {verdict:<13}{tail}")
+            print(f"{head}  {metric.name:<{metric_w}} {metric.value:>6.3f}  {verdict:<13}{tail}")
     print("\nNotes:")
     print("  items = what the index holds; index s = that dataset's `mmsearch index` run; "
           "query ms = median Library.search time")
+    said = set()
     for result in results:
         name = result.dataset.split()[0]
-        if result.index_report["reused"]:
+        if result.index_report["reused"] and result.index_command not in said:
+            said.add(result.index_command)
             print(f"  {name}: index reused (--keep): nothing was encoded, index s is the re-run")
         for note in result.notes:
             print(f"  {name}: {note}")
@@ -399,6 +755,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
     args.data = args.data.expanduser().absolute()
+    args.built = {}  # index name -> build_index's answer: each index is indexed once per run
     if not (args.data / "coco_mini").is_dir():
         parser.error(f"no evaluation data at {args.data} (expected coco_mini/ etc.); use --data")
     return args
@@ -424,7 +781,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for name in args.only:
             print(f"\n[{name}]", flush=True)
-            results.append(EVALUATORS[name](args))
+            done = EVALUATORS[name](args)
+            results.extend(done if isinstance(done, list) else [done])
     finally:
         if temporary is not None:
             temporary.cleanup()

@@ -270,7 +270,9 @@ class OfflineAudio(AudioEncoder):
 
             self._transcriber = Transcriber(device=self._owner.device.torch_device)
         segments = self._transcriber.transcribe(waveform, offset)  # type: ignore[attr-defined]
-        return [(s.start, s.end, s.text) for s in segments]
+        # Whisper pads to its 30 s window and may place an end past the block's last sample.
+        last = offset + len(waveform) / self.sample_rate
+        return [(min(s.start, last), min(s.end, last), s.text) for s in segments]
 
     def embed_recording(self, blocks: Iterable[np.ndarray]) -> AudioEmbedding:
         yamnet = self._yamnet
