@@ -22,7 +22,6 @@ import functools
 import hashlib
 import importlib.metadata
 import logging
-import os
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.device import intra_op_threads
+from mmsearch.encoders.onnx_cache import atomic_path
 from mmsearch.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -356,17 +356,8 @@ def _convert(archive: Path, target: Path) -> None:
             raise
         except Exception as exc:  # protobuf and checker errors share no narrower base
             raise ModelUnavailableError(f"Cannot prepare YAMNet from {archive}: {exc}") from exc
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with atomic_path(target) as tmp:
             onnx.save_model(model, str(tmp))  # one self-contained file (15 MB)
-            os.chmod(tmp, 0o644)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def model_path(cache_dir: Path) -> Path:

@@ -480,6 +480,16 @@ class Catalog:
         ).fetchone()
         return ItemRow(*row) if row else None
 
+    def _rows_for_ids(
+        self, sql: str, ids: Sequence[int], params: Sequence[Any] = ()
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of `sql` (whose `{marks}` is filled with one `?` per id, after `params`) for
+        many ids, in batches under SQLite's bound-parameter limit."""
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(part))), [*params, *part])
+
     def items_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Full rows for the given item ids (for building search hits)."""
         out: dict[int, dict[str, Any]] = {}
@@ -667,16 +677,12 @@ class Catalog:
     def item_vectors(self, item_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
         """item id -> its vectors in a space, (chunks, dim); items without any are left out."""
         out: dict[int, list[np.ndarray]] = {}
-        ids = [int(i) for i in item_ids]
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for item, blob in self.db.execute(
-                f"SELECT item_id, vector FROM vectors WHERE space = ? AND item_id IN ({marks}) "
-                "ORDER BY item_id, chunk",
-                [space, *part],
-            ):
-                out.setdefault(item, []).append(np.frombuffer(blob, dtype=np.float32))
+        sql = (
+            "SELECT item_id, vector FROM vectors WHERE space = ? AND item_id IN ({marks}) "
+            "ORDER BY item_id, chunk"
+        )
+        for item, blob in self._rows_for_ids(sql, item_ids, [space]):
+            out.setdefault(item, []).append(np.frombuffer(blob, dtype=np.float32))
         return {item: np.stack(rows) for item, rows in out.items()}
 
     def max_vector_id(self, space: str) -> int:
@@ -689,31 +695,13 @@ class Catalog:
 
     def vector_spans(self, vector_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
         """vector id -> (start, end) seconds, for vectors of recordings."""
-        out: dict[int, tuple[float, float]] = {}
-        ids = [int(i) for i in vector_ids]
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for vid, t0, t1 in self.db.execute(
-                f"SELECT id, t_start, t_end FROM vectors WHERE id IN ({marks}) "
-                "AND t_start IS NOT NULL",
-                part,
-            ):
-                out[vid] = (float(t0), float(t1))
-        return out
+        sql = "SELECT id, t_start, t_end FROM vectors WHERE id IN ({marks}) AND t_start IS NOT NULL"
+        return {vid: (float(t0), float(t1)) for vid, t0, t1 in self._rows_for_ids(sql, vector_ids)}
 
     def vector_sources(self, vector_ids: Sequence[int]) -> dict[int, str]:
         """vector id -> what made it, for vectors whose scores need calibrating."""
-        out: dict[int, str] = {}
-        ids = [int(i) for i in vector_ids]
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for vid, source in self.db.execute(
-                f"SELECT id, source FROM vectors WHERE id IN ({marks}) AND source IS NOT NULL", part
-            ):
-                out[vid] = source
-        return out
+        sql = "SELECT id, source FROM vectors WHERE id IN ({marks}) AND source IS NOT NULL"
+        return {vid: source for vid, source in self._rows_for_ids(sql, vector_ids)}
 
     def audio_details(self, item_id: int) -> tuple[list[tuple[str, float]], list[tuple[float, float, str]]]:
         """A recording's sound tags (best first) and transcript segments (in order)."""
@@ -737,16 +725,8 @@ class Catalog:
 
     def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, int]:
         """vector id -> item id."""
-        out: dict[int, int] = {}
-        ids = [int(i) for i in vector_ids]
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for vid, iid in self.db.execute(
-                f"SELECT id, item_id FROM vectors WHERE id IN ({marks})", part
-            ):
-                out[vid] = iid
-        return out
+        sql = "SELECT id, item_id FROM vectors WHERE id IN ({marks})"
+        return {vid: iid for vid, iid in self._rows_for_ids(sql, vector_ids)}
 
     def vector_ids_where(self, space: str, where: str, params: Sequence[Any]) -> np.ndarray:
         """Ids of the vectors of `space` whose item matches an SQL condition on `items`."""
