@@ -401,6 +401,12 @@ class Ingest:
                 return self._prepare_audio(encoder, entry, root)
             data = _read(entry.path)
             digest = file_hash(data)
+            if entry.kind == IMAGE and not encoder.images:
+                raise MediaError(
+                    entry.path,
+                    f"the index's model ({encoder.spec.name}) has no image encoder; index images "
+                    "into an index built with one (e.g. --model offline-default --index NEW_FOLDER)",
+                )
             if entry.kind == IMAGE:
                 decoded = decode_image(
                     data,

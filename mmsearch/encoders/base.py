@@ -103,6 +103,9 @@ class Encoder(ABC):
     spec: ModelSpec
     audio: AudioEncoder | None = None
     """The model's audio side; None when it cannot index sound."""
+    images: bool = True
+    """False for a model without an image tower (CLAP): images are then skipped with a reason,
+    and `prepare_image`/`embed_images` are never called."""
     input_size: int | None = None
     """Shorter image side the model needs, so large JPEGs can be decoded already reduced."""
 

@@ -266,9 +266,13 @@ class Searcher:
         stored = self._stored_vector(absolute, VISUAL)
         if stored is not None:
             return stored
+        encoder = self._encoder()
+        if not encoder.images:
+            raise QueryError(
+                f"This index's model ({encoder.spec.name}) cannot compare images; search by text."
+            )
         try:
             data = file.read_bytes()
-            encoder = self._encoder()
             decoded = decode_image(
                 data, path=absolute, max_pixels=self.settings.max_image_pixels,
                 min_side=encoder.input_size,
