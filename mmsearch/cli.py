@@ -197,7 +197,7 @@ def _show_click_error(exc: Exception) -> int:
 app = typer.Typer(
     name=PROG,
     cls=_Group,
-    help="Local multimodal search: index images and text documents, search by text or example.",
+    help="Local multimodal search: index images, sounds and text documents; search by text or example.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -474,19 +474,23 @@ def search(
     json_out: JsonOpt = False,
     plain: PlainOpt = False,
 ) -> None:
-    """Search by text, by example image, or both.
+    """Search by text, by example image or sound, or any mix of them.
 
     Text may weight terms (0 < weight <= 100) and exclude others:
     2:"red car" street -night. A query that starts with - goes after --.
 
     Plain output (the default when piped) is one line per hit: score, kind,
-    path, separated by tabs. In the path, backslash, tab, newline, carriage
-    return and other control characters are written as \\\\, \\t, \\n, \\r, \\xNN.
+    path, separated by tabs, and for a recording a fourth field saying where
+    in it the match is (MM:SS-MM:SS, or HH:MM:SS-HH:MM:SS). In the path,
+    backslash, tab, newline, carriage return and other control characters
+    are written as \\\\, \\t, \\n, \\r, \\xNN.
 
     Example:
         mmsearch search "a cat on a sofa"
         mmsearch search --image holiday.jpg -k 5
         mmsearch search "beach" --image sunset.jpg --kind image --json
+        mmsearch search "dog barking" --kind audio
+        mmsearch search "rain" --audio thunder.wav
         mmsearch search -- '-night street'
     """
     if query is not None and query_opt is not None:
