@@ -23,12 +23,10 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import open_clip
@@ -37,55 +35,19 @@ from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device, intra_op_threads
+from mmsearch.encoders.hub import hub_reachable
 from mmsearch.errors import ModelUnavailableError, UnknownModelError
 
 logger = logging.getLogger(__name__)
 
-# How long to wait for a TCP connection to the hub before deciding we are offline. The hub
-# client itself retries a failing request five times with back-off (about 25 s per file, and
-# open_clip asks for two files), which looks like a hang to a user with no network.
-HUB_PROBE_TIMEOUT_S = 3.0
 
 # CLIP-style BPE uses roughly 1.3-1.5 tokens per English word; 0.65 words per token keeps a
 # chunk inside the context (77 tokens -> 50 words) with room for the start/end tokens.
 _WORDS_PER_TOKEN = 0.65
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 # Suggested when an unknown architecture is named: small, common, well-supported ones.
 _SUGGESTED_ARCHS = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-B-16-SigLIP", "MobileCLIP-S2", "RN50")
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether the Hugging Face hub can be reached, decided within about `timeout` seconds.
-
-    Honours `HF_HUB_OFFLINE` (and `TRANSFORMERS_OFFLINE`) and a custom `HF_ENDPOINT`. Behind an
-    HTTPS proxy the answer is always True: a direct connection says nothing about the proxy,
-    so the hub client is left to try.
-
-    Args:
-        timeout: Seconds to wait for the TCP connection.
-
-    Returns:
-        False when offline mode is set or the endpoint cannot be connected to; else True.
-    """
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    if any(os.environ.get(name) for name in _PROXY_VARS):
-        return True
-    endpoint = urlsplit(constants.ENDPOINT)
-    host = endpoint.hostname
-    if not host:
-        return True
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError as exc:
-        logger.info("Hugging Face hub at %s is not reachable (%s)", constants.ENDPOINT, exc)
-        return False
 
 
 def _weights_howto(arch: str, tag: str) -> str:

@@ -1,7 +1,9 @@
 """The model registry: presets are data (`presets.json`); families map to implementation modules.
 
 Besides the presets, two name patterns reach any OpenCLIP model:
-`open_clip:ARCH/TAG` (pretrained tag, Hugging Face cache) and `open_clip:ARCH@/path/to/weights`.
+`open_clip:ARCH/TAG` (pretrained tag, Hugging Face cache) and `open_clip:ARCH@/path/to/weights`;
+two reach any CLAP model (text and sound, no images): `clap:ORG/NAME` (Hugging Face cache) and
+`clap:/path/to/folder` (saved with `save_pretrained`). CLAP has no preset, hence no cut-offs.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ _FAMILIES = {
     "offline": "mmsearch.encoders.offline:OfflineEncoder",
     "open_clip": "mmsearch.encoders.openclip:OpenClipEncoder",
     "hash": "mmsearch.encoders.hashing:HashEncoder",
+    "clap": "mmsearch.encoders.clap:ClapEncoder",
 }
 _OPEN_CLIP_PREFIX = "open_clip:"
+_CLAP_PREFIX = "clap:"
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,30 @@ def resolve_model(name: str) -> ModelSpec:
                 return ModelSpec(
                     name=name, family="open_clip", options={"architecture": arch, "pretrained": tag}
                 )
+    if name.startswith(_CLAP_PREFIX):
+        spec = _resolve_clap(name, name[len(_CLAP_PREFIX) :])
+        if spec is not None:
+            return spec
     valid = ", ".join(_PRESETS)
     raise UnknownModelError(
         f"Unknown model {name!r}. Valid names: {valid}; or any OpenCLIP model as "
-        "'open_clip:ARCH/PRETRAINED_TAG' or 'open_clip:ARCH@/path/to/checkpoint'. "
-        "`mmsearch models` lists them."
+        "'open_clip:ARCH/PRETRAINED_TAG' or 'open_clip:ARCH@/path/to/checkpoint'; or any CLAP "
+        "model as 'clap:ORG/NAME' or 'clap:/path/to/saved_model'. `mmsearch models` lists them."
     )
+
+
+def _resolve_clap(name: str, rest: str) -> ModelSpec | None:
+    """`clap:/folder` (absolute, `~`, `.`, or an existing folder) or `clap:ORG/NAME` (hub id)."""
+    rest = rest.strip()
+    if not rest:
+        return None
+    path = Path(rest).expanduser()
+    if path.is_absolute() or rest.startswith(("~", ".")) or path.is_dir():
+        return ModelSpec(name=name, family="clap", options={"model": str(path.resolve())})
+    org, _, repo = rest.partition("/")
+    if org and repo and "/" not in repo and "@" not in rest:
+        return ModelSpec(name=name, family="clap", options={"model": rest})
+    return None
 
 
 def upgrade_spec(spec: ModelSpec) -> ModelSpec:
