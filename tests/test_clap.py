@@ -193,3 +193,33 @@ def test_missing_hub_model_fails_fast(
     message = str(info.value)
     assert "org/missing-model" in message and "huggingface-cli download org/missing-model" in message
     assert "clap:/path/to/DIR" in message
+
+
+@pytest.mark.models
+def test_a_model_with_one_family_per_modality(tmp_path: Path, clap_dir: str) -> None:
+    """`hash-test+clap:/dir`: images and documents from the first part, sound from CLAP, whose
+    own text space is searched beside `semantic` for text queries and fused."""
+    from conftest import COLOURS, make_image
+
+    from mmsearch.encoders.composite import AUDIO_TEXT
+
+    media = tmp_path / "media"
+    make_image(media / "red.png", COLOURS["red"])
+    make_image(media / "blue.png", COLOURS["blue"])
+    (media / "note.md").write_text("A red bicycle by the river.")
+    write_wav(media / "hiss.wav", noise(6))
+    write_wav(media / "hum.wav", tone(4, 440))
+    model = f"hash-test+clap:{clap_dir}"
+    with Library.open(tmp_path / "index", model=model) as lib:
+        report = lib.index([media])
+        assert (report.added, report.failed) == (5, 0), report.failures
+        assert set(lib.stats().spaces) == {"semantic", "visual", AUDIO_TEXT, "acoustic"}
+        assert Path(lib.search("red", k=1)[0].path).name == "red.png"  # the hash part's text
+        hits = lib.search("red", k=10, min_score=-1)
+        assert {h.kind for h in hits} == {"image", "text", "audio"}  # both text spaces, fused
+        assert set(hits[0].scores) >= {"semantic"}
+        hits = lib.search(audio=media / "hiss.wav", k=1)
+        assert Path(hits[0].path).name == "hiss.wav"
+        assert Path(lib.search(image=media / "blue.png", k=1)[0].path).name == "blue.png"
+    with pytest.raises(ModelMismatchError):
+        Library.open(tmp_path / "index", model="hash-test")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,11 @@ class Encoder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Semantic-space vectors for texts (queries or document chunks), `(n, dim)`, unit rows."""
+
+    def text_spaces(self) -> dict[str, Callable[[Sequence[str]], np.ndarray]]:
+        """Text space -> how to embed a query into it. One for most models; a composite of two
+        families with text towers of their own has two, searched and fused."""
+        return {SEMANTIC: self.embed_texts}
 
     def all_spaces(self) -> dict[str, int]:
         """Every space the model fills, images and text plus audio when it has an audio side."""

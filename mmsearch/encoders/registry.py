@@ -24,6 +24,7 @@ _FAMILIES = {
     "open_clip": "mmsearch.encoders.openclip:OpenClipEncoder",
     "hash": "mmsearch.encoders.hashing:HashEncoder",
     "clap": "mmsearch.encoders.clap:ClapEncoder",
+    "composite": "mmsearch.encoders.composite:CompositeEncoder",
 }
 _OPEN_CLIP_PREFIX = "open_clip:"
 _CLAP_PREFIX = "clap:"
@@ -91,6 +92,11 @@ def resolve_model(name: str) -> ModelSpec:
     preset = _PRESETS.get(name)
     if preset is not None:
         return ModelSpec(name=name, family=preset.family, options=dict(preset.options))
+    if "+" in name:  # one family per modality, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k+clap:laion/clap-htsat-unfused
+        parts = [resolve_model(part.strip()) for part in name.split("+")]
+        return ModelSpec(
+            name=name, family="composite", options={"parts": [p.to_json() for p in parts]}
+        )
     if name.startswith(_OPEN_CLIP_PREFIX):
         rest = name[len(_OPEN_CLIP_PREFIX) :]
         if "@" in rest:
@@ -151,7 +157,10 @@ def upgrade_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def _preset_of(spec: ModelSpec) -> Preset | None:
-    """A spec's preset, else the first preset of its family (for `open_clip:ARCH@/path`)."""
+    """A spec's preset, else the first preset of its family (for `open_clip:ARCH@/path`); a
+    composite takes its first part's (whose text tower fills `semantic`)."""
+    if spec.family == "composite":
+        return _preset_of(ModelSpec.from_json(spec.options["parts"][0]))
     return _PRESETS.get(spec.name) or next(
         (p for p in _PRESETS.values() if p.family == spec.family), None
     )

@@ -210,11 +210,13 @@ class Searcher:
         out: dict[str, tuple[np.ndarray, float]] = {}
         if terms:
             encoder = self._encoder()
-            vecs = encoder.embed_texts([t.text for t in terms])
             signed = np.array(
                 [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
             )
-            out[SEMANTIC] = (l2_normalise(signed @ vecs), 1.0)
+            # Most models have one text space; a composite has one per text tower, each searched.
+            for space, embed in encoder.text_spaces().items():
+                if space == SEMANTIC or space in self.spaces.dims:
+                    out[space] = (l2_normalise(signed @ embed([t.text for t in terms])), 1.0)
         if query.images:
             visual = np.stack([self._example_image(p) for p in query.images])
             out[VISUAL] = (l2_normalise(visual.sum(axis=0)), query.image_weight)
