@@ -21,12 +21,15 @@ Audio (kinds=["audio"] unless said otherwise):
               (the same index as `tuxpaint`: the whole folder, images and sounds)
     mixed     one index of coco_mini + esc50 + tuxpaint, no kind filter: esc50 label -> clips
               P@8 and coco caption -> image R@10, each as a ratio to the same queries on the
-              esc50-only and coco-only indexes; plus how often an image tops a sound query and
-              the mean top-1 cosine of sounds vs images (the two kinds' score scales)
+              single-modality index (the same collection with the other modality left out:
+              what mixing sounds and images costs, which score calibration controls), and, for
+              information, to the esc50-only and coco-only indexes (which also counts the cost
+              of the other dataset's items of the same modality, e.g. 541 tuxpaint images); plus
+              how often an image tops a sound query and the mean top-1 cosine of each kind
 
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
-zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed/single
-ratios >= 0.90. The exit status is 1 when one of them fails.
+zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
+the single-modality index >= 0.90. The exit status is 1 when one of them fails.
 
 Usage:
     .venv/bin/python scripts/eval_retrieval.py [--model offline-default] [--data ../shared/data]
@@ -657,7 +660,7 @@ def eval_mixed(args: argparse.Namespace) -> list[Result]:
         esc_result = finish(
             "mixed esc50 label->sound", len(labels),
             [Metric("P@8 mixed", p8m), Metric("P@8 single", p8s),
-             Metric("P@8 mixed/single", ratio(p8m, p8s), 0.90),
+             Metric("P@8 mixed/single", ratio(p8m, p8s)),
              Metric("P@8 mixed sounds only", statistics.fmean(p8_sounds)),
              # What the sounds lose to the images: the same collection, the images left out.
              Metric("P@8 mixed/sounds only", ratio(p8m, statistics.fmean(p8_sounds)), 0.90),
@@ -675,7 +678,7 @@ def eval_mixed(args: argparse.Namespace) -> list[Result]:
         coco_result = finish(
             "mixed coco caption->image", len(coco_rows),
             [Metric("R@10 mixed", r10m), Metric("R@10 single", r10s),
-             Metric("R@10 mixed/single", ratio(r10m, r10s), 0.90),
+             Metric("R@10 mixed/single", ratio(r10m, r10s)),
              Metric("R@10 mixed images only", recall_at(r10_images, 10)),
              # What the images lose to the sounds: the same collection, the sounds left out.
              Metric("R@10 mixed/images only", ratio(r10m, recall_at(r10_images, 10)), 0.90),
