@@ -203,11 +203,13 @@ class Ingest:
         self.report.notes.append(offline_note(root, self.catalog.count_under(root), why))
 
     def _offline_roots(self) -> list[str]:
-        """Every known root that is offline now (marked so, or not there), not only this run's."""
+        """Every known root that is offline now: found so by this run, or not there at all. (A
+        root marked offline earlier that exists again is not: its files may be back, and taking
+        them for moves would steal them from it.)"""
         return [
-            r.path
-            for r in self.catalog.root_rows()
-            if r.path in self.report.offline or r.missing_since is not None or not os.path.exists(r.path)
+            path
+            for path in self.catalog.roots()
+            if path in self.report.offline or not os.path.exists(path)
         ]
 
     def _forget_emptied_offline_roots(self) -> None:

@@ -87,3 +87,18 @@ def test_forgetting_an_offline_root_for_good(tmp_path: Path) -> None:
         assert lib.remove(drive) == 2
         assert lib.stats().roots == [str(home)]
         assert names(lib.search("red", min_score=0.9)) == set()
+
+
+def test_a_root_that_came_back_is_not_robbed_by_a_copy_elsewhere(tmp_path: Path) -> None:
+    drive, home = two_roots(tmp_path)
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        lib.index([drive, home])
+        drive.rename(tmp_path / "away")
+        lib.index()  # the drive is marked offline
+        (tmp_path / "away").rename(drive)  # back, but only home is indexed next
+        shutil.copy(drive / "red.png", home / "red-copy.png")
+        report = lib.index([home])
+        assert (report.added, report.moved) == (1, 0)
+        assert {h.path for h in lib.search("red", min_score=0.9)} == {
+            str(drive / "red.png"), str(home / "red-copy.png")
+        }
