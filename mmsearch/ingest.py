@@ -448,13 +448,13 @@ class Ingest:
         """Reader thread: hash (streamed: recordings can be gigabytes), probe, and decode a short
         recording whole; a long one is streamed through the model later, block by block."""
         audio = encoder.audio
-        digest = file_hash_streamed(entry.path)
         if audio is None:
             raise MediaError(
                 entry.path,
                 f"the index's model ({encoder.spec.name}) has no audio encoder; index sound "
                 "into an index built with one (e.g. --model offline-default --index NEW_FOLDER)",
             )
+        digest = file_hash_streamed(entry.path)
         info = probe_audio(entry.path)
         facts = ItemFacts(
             entry.path, root, AUDIO, entry.size, entry.mtime_ns, digest,

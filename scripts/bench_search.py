@@ -23,8 +23,8 @@ import numpy as np
 from mmsearch import Library
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, l2_normalise
-from mmsearch.query.search import Query, Searcher
 from mmsearch.encoders.registry import default_cutoffs
+from mmsearch.query.search import Query, Searcher
 from mmsearch.store.catalog import ItemFacts
 from mmsearch.store.vectors import EXACT, NPROBE
 
@@ -49,14 +49,12 @@ def fill(lib: Library, n: int, dim: int) -> None:
     vectors = clustered(n, dim, seed=1)
     catalog = lib._catalog
     for start in range(0, n, 5000):
-        added = []
-        with catalog.db.atomic():
+        with catalog.write():
             for i in range(start, min(n, start + 5000)):
                 facts = ItemFacts(f"/synthetic/{i // 1000}/img{i:07d}.jpg", "/synthetic", "image",
                                   100_000, i, f"h{i}", width=640, height=480)
-                _, _, ids = catalog.write_item(facts, {SEMANTIC: vectors[i : i + 1]})
-                added.append(ids[SEMANTIC][0])
-        lib._spaces.add(SEMANTIC, added, vectors[start : start + len(added)])
+                catalog.write_item(facts, {SEMANTIC: vectors[i : i + 1]})
+        lib._spaces.refresh()  # the in-memory index catches up with the commit, as ingest's does
     lib._spaces.save()
 
 
@@ -85,8 +83,8 @@ def bench(size: int, args: argparse.Namespace, workdir: Path) -> None:
     with Library.open(settings.index_path(), settings=settings) as lib:
         encoder = lib.encoder()
         lib.search(QUERIES[0])  # warm-up: loads the FAISS file and the model
-        store = lib._spaces.get(SEMANTIC)
-        assert store is not None
+        with lib._spaces.reading() as stores:
+            store = stores[SEMANTIC]
         query_vecs = encoder.embed_texts(QUERIES)
         searcher = Searcher(lib._catalog, lib._spaces, lib.encoder, settings, default_cutoffs(lib.spec))
 

@@ -5,6 +5,7 @@ recording the match is; bad recordings are skipped with a reason and lose nothin
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +176,14 @@ def test_a_ten_hour_silent_file_streams_through(tmp_path: Path) -> None:
         for _ in range(60):
             f.write(block)
     with Library.open(tmp_path / "idx", model="hash-test") as lib:
-        report = lib.index([path.parent])
+        tracemalloc.start()  # numpy reports its buffers to tracemalloc
+        try:
+            report = lib.index([path.parent])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
         assert (report.added, report.failed) == (1, 0)
+        assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB: the recording was held whole"
         item = lib.item(path)
         assert item.duration == pytest.approx(36_000, abs=1) and item.tags[0][0] == "silence"
         hit = lib.search("silence", kinds=["audio"], k=1)[0]
@@ -231,3 +238,7 @@ def test_sound_scores_are_calibrated_onto_the_common_scale(tmp_path: Path, mixed
         assert shifted["whistle.flac"] == pytest.approx(raw["whistle.flac"] - 0.5, abs=1e-5)
         assert shifted["red.png"] == pytest.approx(raw["red.png"], abs=1e-5)
         assert lib.search("high pitch", k=5, kinds=["audio"]) == []  # under the cut-off now
+        # Found by keyword (its tag "high") after the vector search dropped it: still calibrated.
+        assert lib.search("high", k=5, kinds=["audio"], min_score=0.6) == []
+        keyword_hit = lib.search("high", k=5, kinds=["audio"], min_score=0.5)[0]
+        assert keyword_hit.scores["semantic"] == pytest.approx(0.5, abs=1e-5)

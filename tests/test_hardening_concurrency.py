@@ -103,12 +103,16 @@ def test_searches_during_indexing_do_not_rebuild_the_vector_index(
         lib.index([tmp_path / "seed"])
     proc = cli("index", str(tmp_path / "media"), "--index", str(tmp_path / "idx"), "--batch-size", "8")
     with caplog.at_level(logging.WARNING), Library.open(tmp_path / "idx", readonly=True) as reader:
-        seen = 0
+        first = tmp_path / "media" / "img0000.png"  # committed in the first batch
+        found_mid_run = False
         while proc.poll() is None:
             hits = reader.search(image=tmp_path / "seed" / "red.png", k=1)
             assert hits[0].path == str(tmp_path / "seed" / "red.png")
-            seen = max(seen, sum(reader.stats().items.values()))
+            if not found_mid_run and sum(reader.stats().items.values()) > 1:
+                # Committed by the other process moments ago, and already searchable here.
+                found_mid_run = reader.search(image=first, k=1)[0].path == str(first)
         assert proc.returncode == 0
+        assert found_mid_run, "the reader never saw a batch while the indexer was running"
         probe = tmp_path / "media" / "img0399.png"
         assert reader.search(image=probe, k=1)[0].path == str(probe)
         assert reader._spaces.rebuilt == []

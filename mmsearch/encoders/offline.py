@@ -23,7 +23,7 @@ embeddings answer "more like this sound" (`acoustic`). Where YAMNet hears speech
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,22 +146,11 @@ class OfflineEncoder(Encoder):
             }
         )
         path = self.cache_dir / f"imagenet-labels-{key}.npy"
-        if path.is_file():
-            try:
-                matrix = np.load(path, allow_pickle=False)
-                if matrix.shape == (1000, TEXT_DIM) and matrix.dtype == np.float32:
-                    return matrix
-                logger.warning(
-                    "Cached label matrix %s has shape %s; rebuilding", path, matrix.shape
-                )
-            except (OSError, ValueError) as exc:
-                logger.warning("Cached label matrix %s is unreadable (%s); rebuilding", path, exc)
-        logger.info("Embedding the 1000 ImageNet class names into %s (once)", path)
-        names = imagenet_class_names()
-        matrix = self._text.embed([self.template.format(name=name) for name in names])
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, matrix, allow_pickle=False)
-        return matrix
+
+        def texts() -> list[str]:  # read only when the matrix must be built: needs torchvision
+            return [self.template.format(name=name) for name in imagenet_class_names()]
+
+        return cached_text_matrix(path, 1000, texts, self._text.embed)
 
     # -- Encoder API ----------------------------------------------------------------------
 
@@ -209,6 +198,30 @@ class OfflineEncoder(Encoder):
         return 180
 
 
+def cached_text_matrix(
+    path: Path,
+    rows: int,
+    texts: Callable[[], list[str]],
+    embed: Callable[[Sequence[str]], np.ndarray],
+) -> np.ndarray:
+    """The text embeddings of a label set (a label bridge's matrix), built once and kept in
+    `path`, whose name carries a key of everything that made it; a file of the wrong shape or
+    an unreadable one is built again."""
+    if path.is_file():
+        try:
+            matrix = np.load(path, allow_pickle=False)
+            if matrix.shape == (rows, TEXT_DIM) and matrix.dtype == np.float32:
+                return matrix
+            logger.warning("Cached label matrix %s has shape %s; rebuilding", path, matrix.shape)
+        except (OSError, ValueError) as exc:
+            logger.warning("Cached label matrix %s is unreadable (%s); rebuilding", path, exc)
+    logger.info("Embedding %d label names into %s (once)", rows, path)
+    matrix = embed(texts())
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, matrix, allow_pickle=False)
+    return matrix
+
+
 # --------------------------------------------------------------------------------------------
 # Audio
 
@@ -247,17 +260,7 @@ class OfflineAudio(AudioEncoder):
             {"texts": texts, "text_key": self._owner._text.key, "version": _AUDIO_LABELS_VERSION}
         )
         path = self._owner.cache_dir / f"audioset-labels-{key}.npy"
-        if path.is_file():
-            try:
-                matrix = np.load(path, allow_pickle=False)
-                if matrix.shape == (len(texts), TEXT_DIM):
-                    return matrix
-            except (OSError, ValueError) as exc:
-                logger.warning("Cached label matrix %s is unreadable (%s); rebuilding", path, exc)
-        matrix = self._owner.embed_texts(texts)
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, matrix, allow_pickle=False)
-        return matrix
+        return cached_text_matrix(path, len(texts), lambda: texts, self._owner.embed_texts)
 
     @property
     def spaces(self) -> dict[str, int]:

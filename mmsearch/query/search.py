@@ -304,36 +304,31 @@ class Searcher:
                 return []
             scores, ids = store.search(vector[None, :], fetch, allowed)
         # Cosines of unit vectors lie in [-1, 1]; anything else (rounding aside) is damage.
-        pairs = self._calibrated(
-            space,
-            [(int(i), min(1.0, max(-1.0, float(s)))) for i, s in zip(ids[0], scores[0])
-             if i >= 0 and math.isfinite(s)],
-        )
-        pairs = [(vid, score) for vid, score in pairs if score >= cutoff]
-        owners = self.catalog.vector_owners([i for i, _ in pairs])
+        pairs = [
+            (int(i), min(1.0, max(-1.0, float(s))))
+            for i, s in zip(ids[0], scores[0])
+            if i >= 0 and math.isfinite(s)
+        ]
+        owners = self.catalog.vector_owners([vid for vid, _ in pairs])
         best: dict[int, float] = {}
         for vid, score in pairs:
-            item = owners.get(vid)
-            if item is not None and score > best.get(item, -2.0):
+            if vid not in owners:  # deleted since the vector index was saved
+                continue
+            item, source = owners[vid]
+            score = self._calibrated(space, source, score)
+            if score >= cutoff and score > best.get(item, -2.0):
                 best[item] = score
                 self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
 
-    def _calibrated(self, space: str, pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """Scores of vectors whose cosines run on their own scale (a sound-label bridge), mapped
-        onto the space's common scale by the preset's measured `a * cosine + b`, so sounds,
-        images and documents rank together sensibly."""
-        table = self.calibration.get(space)
-        if not table or not pairs:
-            return pairs
-        sources = self.catalog.vector_sources([vid for vid, _ in pairs])
-        out = []
-        for vid, score in pairs:
-            if vid in sources and sources[vid] in table:
-                a, b = table[sources[vid]]
-                score = min(1.0, max(-1.0, a * score + b))
-            out.append((vid, score))
-        return out
+    def _calibrated(self, space: str, source: str | None, score: float) -> float:
+        """A score of a vector whose cosines run on their own scale (a sound-label bridge),
+        mapped onto the space's common scale by the preset's measured `a * cosine + b`, so
+        sounds, images and documents rank together sensibly."""
+        ab = self.calibration.get(space, {}).get(source) if source is not None else None
+        if ab is None:
+            return score
+        return min(1.0, max(-1.0, ab[0] * score + ab[1]))
 
     def _add_keyword_matches(
         self, pairs: list[tuple[int, float]], vector: np.ndarray, words: str, query: Query
@@ -341,15 +336,17 @@ class Searcher:
         """Raise the items whose name or text holds every query word (see `KEYWORD_BONUS`);
         matches the vector search missed join, if their raised score passes the cut-off.
 
-        Returns the new ranking and the plain cosines of the raised items.
+        Returns the new ranking and the (calibrated) cosines of the raised items.
         """
         matched = self.catalog.keyword_search(words, query.k * 4 + 16, query.filters.sql())
         if not matched:
             return pairs, {}
         scores = dict(pairs)
         unseen = [item for item in matched if item not in scores]
-        for item, rows in self.catalog.item_vectors(unseen, SEMANTIC).items():
-            scores[item] = float((rows @ vector).max())
+        for item, rows in self.catalog.item_vector_rows(unseen, SEMANTIC).items():
+            scores[item] = max(
+                self._calibrated(SEMANTIC, source, float(row @ vector)) for row, source in rows
+            )
         cosines = {item: scores[item] for item in matched if item in scores}
         cutoff = self._cutoff(SEMANTIC, query)
         for item, cosine in cosines.items():

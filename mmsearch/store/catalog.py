@@ -512,7 +512,7 @@ class Catalog:
 
         `vectors` maps space -> (chunks, dim) array; `spans`, for recordings, space -> the
         (start, end) seconds each chunk covers; `sources`, space -> what made each chunk when
-        its scores need calibrating (see `vector_sources`). Returns the item id, the ids of vectors it
+        its scores need calibrating (see `vector_owners`). Returns the item id, the ids of vectors it
         replaced (to remove from vector indexes) and the new vector ids per space.
         """
         with self.write():
@@ -674,16 +674,26 @@ class Catalog:
             yield ids, vecs
             last = int(ids[-1])
 
-    def item_vectors(self, item_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
-        """item id -> its vectors in a space, (chunks, dim); items without any are left out."""
-        out: dict[int, list[np.ndarray]] = {}
+    def item_vector_rows(
+        self, item_ids: Sequence[int], space: str
+    ) -> dict[int, list[tuple[np.ndarray, str | None]]]:
+        """item id -> its vectors in a space, in chunk order, each with what made it (see
+        `vector_owners`); items without any are left out."""
+        out: dict[int, list[tuple[np.ndarray, str | None]]] = {}
         sql = (
-            "SELECT item_id, vector FROM vectors WHERE space = ? AND item_id IN ({marks}) "
+            "SELECT item_id, vector, source FROM vectors WHERE space = ? AND item_id IN ({marks}) "
             "ORDER BY item_id, chunk"
         )
-        for item, blob in self._rows_for_ids(sql, item_ids, [space]):
-            out.setdefault(item, []).append(np.frombuffer(blob, dtype=np.float32))
-        return {item: np.stack(rows) for item, rows in out.items()}
+        for item, blob, source in self._rows_for_ids(sql, item_ids, [space]):
+            out.setdefault(item, []).append((np.frombuffer(blob, dtype=np.float32), source))
+        return out
+
+    def item_vectors(self, item_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
+        """item id -> its vectors in a space, (chunks, dim); items without any are left out."""
+        return {
+            item: np.stack([vector for vector, _ in rows])
+            for item, rows in self.item_vector_rows(item_ids, space).items()
+        }
 
     def max_vector_id(self, space: str) -> int:
         row = self.db.execute("SELECT max(id) FROM vectors WHERE space = ?", [space]).fetchone()
@@ -697,11 +707,6 @@ class Catalog:
         """vector id -> (start, end) seconds, for vectors of recordings."""
         sql = "SELECT id, t_start, t_end FROM vectors WHERE id IN ({marks}) AND t_start IS NOT NULL"
         return {vid: (float(t0), float(t1)) for vid, t0, t1 in self._rows_for_ids(sql, vector_ids)}
-
-    def vector_sources(self, vector_ids: Sequence[int]) -> dict[int, str]:
-        """vector id -> what made it, for vectors whose scores need calibrating."""
-        sql = "SELECT id, source FROM vectors WHERE id IN ({marks}) AND source IS NOT NULL"
-        return {vid: source for vid, source in self._rows_for_ids(sql, vector_ids)}
 
     def audio_details(self, item_id: int) -> tuple[list[tuple[str, float]], list[tuple[float, float, str]]]:
         """A recording's sound tags (best first) and transcript segments (in order)."""
@@ -723,10 +728,10 @@ class Catalog:
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])
 
-    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, int]:
-        """vector id -> item id."""
-        sql = "SELECT id, item_id FROM vectors WHERE id IN ({marks})"
-        return {vid: iid for vid, iid in self._rows_for_ids(sql, vector_ids)}
+    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, str | None]]:
+        """vector id -> (item id, what made the vector when its scores need calibrating)."""
+        sql = "SELECT id, item_id, source FROM vectors WHERE id IN ({marks})"
+        return {vid: (iid, source) for vid, iid, source in self._rows_for_ids(sql, vector_ids)}
 
     def vector_ids_where(self, space: str, where: str, params: Sequence[Any]) -> np.ndarray:
         """Ids of the vectors of `space` whose item matches an SQL condition on `items`."""

@@ -158,11 +158,6 @@ class SpaceSet:
             raise RuntimeError("SpaceSet.load() must run before the catalog is changed")
         return self._stores
 
-    def get(self, space: str) -> FaissStore | None:
-        with self._lock:
-            self.refresh()
-            return self._loaded().get(space)
-
     # -- loading ------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, FaissStore]:
