@@ -11,6 +11,7 @@ use.
 
 from mmsearch.errors import (
     IndexBusyError,
+    IndexCancelled,
     IndexFormatError,
     IndexNotFoundError,
     MediaError,
@@ -28,6 +29,7 @@ from mmsearch.version import __version__
 __all__ = [
     "Hit",
     "IndexBusyError",
+    "IndexCancelled",
     "IndexFormatError",
     "IndexNotFoundError",
     "IndexReport",

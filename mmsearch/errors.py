@@ -65,3 +65,7 @@ class ReadOnlyIndexError(MmsearchError):
 
 class DiskFullError(MmsearchError, OSError):
     """The disk filled up while writing; what was committed before is kept."""
+
+
+class IndexCancelled(MmsearchError):
+    """An indexing run was cancelled; every batch committed before is kept and searchable."""

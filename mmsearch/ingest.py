@@ -24,7 +24,7 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
-from mmsearch.errors import MediaError
+from mmsearch.errors import IndexCancelled, MediaError
 from mmsearch.media import (
     AUDIO,
     IMAGE,
@@ -144,14 +144,26 @@ class Ingest:
         encoder: Callable[[], Encoder],
         settings: Settings,
         progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.catalog = catalog
         self.spaces = spaces
         self._encoder_factory = encoder
         self.settings = settings
         self._progress = progress or (lambda p: None)
+        self._cancel = cancel
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
+
+    def _stop_if_cancelled(self) -> None:
+        """Raise `IndexCancelled` once asked to stop. Called between files, after pending
+        batches were committed, so nothing encoded is thrown away and nothing half-seen (a scan
+        cut short) is taken for deleted."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise IndexCancelled(
+                f"Indexing was cancelled after {self.report.encoded} files were encoded; they "
+                "are kept and searchable. Index again to go on where it stopped."
+            )
 
     def _stage(self, name: str, since: float) -> None:
         elapsed = time.perf_counter() - since
@@ -236,6 +248,7 @@ class Ingest:
             try:
                 entries = discover([root], ignore)
                 for entry in entries:
+                    self._stop_if_cancelled()
                     seen += 1
                     if isinstance(entry, Unreadable):
                         unreadable.append(entry)
@@ -301,6 +314,7 @@ class Ingest:
         moves: list[tuple[int, str, str, int, int, str]] = []
         total = len(plan.to_encode)
         for done, job in enumerate(plan.to_encode, 1):
+            self._stop_if_cancelled()
             entry, row = job.file, job.row
             if done % 200 == 0 or done == total:
                 self._progress(Progress("hash", done, total, entry.path))
@@ -385,12 +399,15 @@ class Ingest:
                 self._write_texts(encoder, texts, replaced, (done, total))
                 texts = []
             self._progress(Progress("encode", done, total, plan.to_encode[done - 1].file.path))
+            if self._cancel is not None and self._cancel.is_set():
+                break
         if images:
             self._write(encoder.embed_images, images, replaced)
         if texts:
             self._write_texts(encoder, texts, replaced, (done, total))
         if sounds:
             self._write_sounds(sounds, replaced)
+        self._stop_if_cancelled()
 
     def _prepare(
         self, encoder: Encoder, entry: FoundFile, root: str

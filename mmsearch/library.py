@@ -281,6 +281,7 @@ class Library:
         *,
         progress: ProgressCallback | None = None,
         verify: bool = False,
+        cancel: threading.Event | None = None,
     ) -> IndexReport:
         """Index (or bring up to date) folder trees; None re-scans every folder indexed before.
 
@@ -295,11 +296,14 @@ class Library:
             verify: re-hash files whose size and mtime look unchanged, and re-encode those whose
                 content changed anyway (a tool that restores mtimes, a file system with coarse
                 times). Slower: every file is read.
+            cancel: set it (from any thread) to stop the run soon, between files; what was
+                encoded so far is committed first, then `IndexCancelled` is raised.
 
         Raises:
             MediaError: a new folder does not exist (before anything is changed).
             IndexBusyError: another process is indexing the same index.
             DiskFullError: the disk filled up (what was committed is kept; run again to resume).
+            IndexCancelled: `cancel` was set (what was committed is kept; run again to go on).
         """
         with self._writing():
             known = self._catalog.roots()
@@ -315,7 +319,7 @@ class Library:
                 raise MmsearchError(
                     f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
                 )
-            run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress)
+            run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress, cancel)
             return run.run(roots, verify=verify)
 
     def _include_named(self, roots: list[str]) -> None:
@@ -502,21 +506,28 @@ class Library:
         with self._guard():
             return searcher.search(query)
 
-    def item(self, path: PathArg) -> ItemInfo:
-        """What the index knows of one file: kind, size, dates, image size, and for recordings
-        duration, sample rate, channels, codec, sound tags and transcript.
+    def item(self, path_or_id: PathArg | int) -> ItemInfo:
+        """What the index knows of one file (by path, or by the `id` of a `Hit`): kind, size,
+        dates, image size, and for recordings duration, sample rate, channels, codec, sound
+        tags and transcript.
 
         Raises:
-            NotIndexedError: the file is not in the index.
+            NotIndexedError: the file (or id) is not in the index.
         """
-        target = canonical_path(path)
         with self._guard():
-            row = self._catalog.item_by_path(target)
-            if row is None:
-                raise NotIndexedError(f"{target} is not in the index at {self.path}.")
-            full = self._catalog.items_by_id([row.id])[row.id]
-            tags, transcript = self._catalog.audio_details(row.id)
+            if isinstance(path_or_id, int) and not isinstance(path_or_id, bool):
+                full = self._catalog.items_by_id([path_or_id]).get(path_or_id)
+                if full is None:
+                    raise NotIndexedError(f"No item with id {path_or_id} in the index at {self.path}.")
+            else:
+                target = canonical_path(path_or_id)
+                row = self._catalog.item_by_path(target)
+                if row is None:
+                    raise NotIndexedError(f"{target} is not in the index at {self.path}.")
+                full = self._catalog.items_by_id([row.id])[row.id]
+            tags, transcript = self._catalog.audio_details(full["id"])
         return ItemInfo(
+            id=full["id"],
             path=full["path"], kind=full["kind"], size=full["size"], status=full["status"],
             error=full["error"], width=full["width"], height=full["height"],
             taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],

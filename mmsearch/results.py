@@ -27,6 +27,9 @@ class Hit:
     start: float | None = None
     """Where in a recording the match is, in seconds from its start (None for non-audio)."""
     end: float | None = None
+    id: int | None = None
+    """The item's id in this index's catalog (stable while the file stays indexed; moves keep
+    it): `Library.item(id)` looks it up."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +89,7 @@ class ItemInfo:
     height: int | None = None
     taken_at: str | None = None
     duration: float | None = None
+    id: int | None = None
     sample_rate: int | None = None
     channels: int | None = None
     codec: str | None = None

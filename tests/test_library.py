@@ -250,3 +250,40 @@ def test_a_vector_file_changed_behind_the_index_is_caught_by_its_checksum(
     with open_lib(tmp_path) as lib:
         assert names(lib.search(image=media / "photos" / "blue.jpg", k=1)) == ["blue.jpg"]
         assert lib._spaces.rebuilt == ["visual"]
+
+
+def test_cancelling_a_run_keeps_what_was_encoded_and_the_next_run_goes_on(
+    tmp_path: Path, media: Path
+) -> None:
+    import threading
+
+    from mmsearch import IndexCancelled
+
+    many = tmp_path / "many"
+    for i in range(40):
+        make_image(many / f"img{i:02}.png", COLOURS["red"], stripe=i)
+    cancel = threading.Event()
+
+    def stop_after_some(progress) -> None:
+        if progress.phase == "encode" and progress.done == 10:
+            cancel.set()
+
+    with open_lib(tmp_path, batch_size=4) as lib:
+        with pytest.raises(IndexCancelled, match="kept and searchable"):
+            lib.index([many], progress=stop_after_some, cancel=cancel)
+        kept = lib.stats().items.get("image", 0)
+        assert 10 <= kept < 40  # the files seen before the cancel were committed, not dropped
+        assert len(lib.search(image=many / "img00.png", k=40)) == kept
+        report = lib.index([many])
+        assert report.added == 40 - kept and report.removed == 0
+
+
+def test_hits_carry_an_id_that_looks_the_item_up(tmp_path: Path, media: Path) -> None:
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+        hit = lib.search("red", k=1)[0]
+        info = lib.item(hit.id)
+        assert info.path == hit.path and info.id == hit.id
+        assert lib.item(hit.path).id == hit.id
+        with pytest.raises(NotIndexedError, match="id 999999"):
+            lib.item(999999)

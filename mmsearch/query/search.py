@@ -179,6 +179,7 @@ class Searcher:
                     duration=row.get("duration"),
                     start=spans[item][0] if item in spans else None,
                     end=spans[item][1] if item in spans else None,
+                    id=item,
                 )
             )
         return hits
