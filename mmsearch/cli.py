@@ -509,6 +509,13 @@ def search(
             folders=[str(f) for f in folder or []],
             extensions=ext or (),
         )
+    if not hits:
+        # Nothing shown is a result too: say why on stderr (any output mode) and exit 1, as
+        # grep does, so scripts can tell "no match" from a match.
+        typer.echo(_nothing_found(hits), err=True)
+        if json_out:
+            _print_json([])
+        raise typer.Exit(1)
     if json_out:
         _print_json([h.to_json() for h in hits])
     elif _plain(plain):
@@ -520,9 +527,6 @@ def search(
         from rich.table import Table
         from rich.text import Text
 
-        if not hits:
-            typer.echo("No results above the cut-off.")
-            return
         table = Table("#", "score", "kind", "path", "where", box=None)
         for i, h in enumerate(hits, 1):
             when = time_range(h.start, h.end) if h.start is not None else ""
@@ -530,6 +534,20 @@ def search(
                 str(i), f"{h.score:.3f}", Text(escape(h.kind)), Text(escape(h.path)), when
             )
         Console().print(table)
+
+
+def _nothing_found(hits: Any) -> str:
+    """Why a search shows nothing, and how to see what the cut-off hid."""
+    if not hits.below_cutoff:
+        return "No matches: nothing in the index (within the filters) resembles the query."
+    cutoff = f" {hits.cutoff:.2f}" if hits.cutoff is not None else ""
+    lower = math.floor((hits.best_below - 0.005) * 100) / 100
+    return (
+        f"No results above the cut-off{cutoff}: {hits.below_cutoff} weaker "
+        f"match{'es lie' if hits.below_cutoff != 1 else ' lies'} below it (best score "
+        f"{hits.best_below:.3f}). See them with --min-score {lower:.2f} (or min:{lower:.2f} in "
+        "the query)."
+    )
 
 
 @app.command()

@@ -36,7 +36,8 @@ from mmsearch.errors import (
 from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
-from mmsearch.query.search import Filters, Query, Searcher
+from mmsearch.query.filters import Filters
+from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
 from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
@@ -470,30 +471,41 @@ class Library:
         kinds: Sequence[str] = (),
         folders: Sequence[str | os.PathLike[str]] = (),
         extensions: Sequence[str] = (),
-    ) -> list[Hit]:
+        filters: Filters | None = None,
+    ) -> Hits:
         """Search by text, by example image(s) or sound(s), or any mix; best first.
 
         Args:
-            text: what to look for, e.g. `"a red car"`; supports weights and negatives
-                (`2:"red car" -night`).
+            text: a query in mmsearch's query language (`mmsearch.query.parse`), e.g.
+                `'2:"red car" -night kind:image after:2020-01 size>1mb'`: weighted and negative
+                terms, filters, `min:`, and `image:`/`audio:` example files.
             image: one or more example images ("more like this").
             audio: one or more example sounds ("more like this sound"). Hits on recordings
                 carry `start`/`end`: where in the recording the match is.
             k: at most this many hits.
-            min_score: drop matches whose cosine is below this (default: the model's cut-off).
+            min_score: drop matches scored below this (default: the model's cut-off); a `min:`
+                in the text wins.
             kinds, folders, extensions: only items of these kinds ("image", "text", "audio"), under
                 these folders, with these extensions.
+            filters: any further restriction (dates, sizes, pixel sizes, exclusions).
+            Restrictions given here and in the text must all hold.
+
+        Returns:
+            `Hits`, a list of `Hit`; when the cut-off hid matches, `below_cutoff` counts them
+            and `best_below` is the best of their scores.
 
         Raises:
-            QueryError: nothing to search for, or an example image that cannot be read.
+            QuerySyntaxError: a mistake in the text (the message points at it).
+            QueryError: nothing to search for, or an example file that cannot be read.
         """
+        given = Filters(tuple(kinds), tuple(os.fspath(f) for f in folders), tuple(extensions))
         query = Query(
             text=text,
             images=[os.fspath(p) for p in _paths(image or [])],
             audios=[os.fspath(p) for p in _paths(audio or [])],
             k=k,
             min_score=min_score,
-            filters=Filters(tuple(kinds), tuple(os.fspath(f) for f in folders), tuple(extensions)),
+            filters=given.merged(filters) if filters is not None else given,
         )
         searcher = Searcher(
             self._catalog,

@@ -138,6 +138,9 @@ def check(result_args: list[str], result: Result) -> None:
     assert result.exit_code in (0, 1, 2), context
     if result.exit_code:
         lines = result.stderr.splitlines()
+        if result_args[0] == "search" and lines and lines[0].startswith(("No results", "No matches")):
+            assert result.exit_code == 1 and len(lines) == 1, context  # nothing found, said why
+            return
         assert lines and lines[0].startswith("Error: "), context
         if len(lines) > 1:  # a query mistake: the query, a caret under the mistake, the fix
             assert len(lines) == 4 and lines[2].strip() == "^", context

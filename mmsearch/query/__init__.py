@@ -1,6 +1,10 @@
 """Answering searches: parse -> embed -> search each space -> fuse -> hits."""
 
-from mmsearch.query.parse import Term, parse_text
-from mmsearch.query.search import Filters, Query, Searcher
+from mmsearch.query.filters import Filters
+from mmsearch.query.parse import ParsedQuery, Term, format_query, parse_query, parse_text
+from mmsearch.query.search import Query, Searcher
 
-__all__ = ["Filters", "Query", "Searcher", "Term", "parse_text"]
+__all__ = [
+    "Filters", "ParsedQuery", "Query", "Searcher", "Term", "format_query", "parse_query",
+    "parse_text",
+]

@@ -22,7 +22,8 @@ from mmsearch.errors import MediaError, QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
 from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
-from mmsearch.query.parse import Term, parse_text
+from mmsearch.query.filters import Filters
+from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
@@ -46,36 +47,12 @@ KINDS = (IMAGE, TEXT, AUDIO)
 
 
 @dataclass(frozen=True)
-class Filters:
-    """Restrict a search to some items. Empty fields do not restrict."""
-
-    kinds: Sequence[str] = ()
-    folders: Sequence[str] = ()
-    extensions: Sequence[str] = ()
-
-    def sql(self) -> tuple[str, list[Any]] | None:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.kinds:
-            clauses.append(f"i.kind IN ({','.join('?' * len(self.kinds))})")
-            params += list(self.kinds)
-        if self.folders:
-            parts = []
-            for folder in self.folders:
-                folder = canonical_path(folder).rstrip("/")
-                parts.append("(i.folder = ? OR substr(i.folder, 1, ?) = ?)")
-                params += [folder, len(folder) + 1, folder + "/"]
-            clauses.append("(" + " OR ".join(parts) + ")")
-        if self.extensions:
-            exts = [e.lower().lstrip(".") for e in self.extensions]
-            clauses.append(f"i.ext IN ({','.join('?' * len(exts))})")
-            params += exts
-        return (" AND ".join(clauses), params) if clauses else None
-
-
-@dataclass(frozen=True)
 class Query:
-    """A search request. At least one of `text` and `images` must be given."""
+    """A search request. At least one of terms, example images and example sounds is needed.
+
+    Build one from a query string with `Query.parse`; `text` is then the string as given and
+    `terms` what it says to look for.
+    """
 
     text: str | None = None
     images: Sequence[str] = ()
@@ -88,9 +65,15 @@ class Query:
     audios: Sequence[str] = ()
     """Example recordings: "more like this sound"."""
     audio_weight: float = 1.0
+    terms: Sequence[Term] = field(default=(), init=False)
+    """Weighted and negative text terms, read from `text`.
+
+    `text` is read whole (see `mmsearch.query.parse`): its filters must hold beside `filters`
+    (lists intersect, bounds narrow), its `image:`/`audio:` examples join `images`/`audios`,
+    and its `min:` wins over `min_score`."""
 
     def __post_init__(self) -> None:
-        """Values from programs get the same checks as the command line's."""
+        """Read the text; values from programs get the same checks as the command line's."""
         if self.text is not None:
             try:
                 self.text.encode("utf-8")
@@ -99,6 +82,17 @@ class Query:
                     f"The query text has a character that is not valid text at position "
                     f"{exc.start} (bytes that are not UTF-8?); type it again in UTF-8."
                 ) from None
+        unknown = [k for k in (*self.filters.kinds, *self.filters.not_kinds) if k not in KINDS]
+        if unknown:
+            raise QueryError(f"Unknown kind {unknown[0]!r}: kinds are {', '.join(KINDS)}.")
+        parsed = parse_query(self.text) if self.text and self.text.strip() else ParsedQuery()
+        set_field = object.__setattr__  # frozen: fields are settled here, once
+        set_field(self, "terms", parsed.terms)
+        set_field(self, "images", (*parsed.images, *self.images))
+        set_field(self, "audios", (*parsed.audios, *self.audios))
+        set_field(self, "filters", parsed.filters.merged(self.filters))
+        if parsed.min_score is not None:
+            set_field(self, "min_score", parsed.min_score)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise QueryError(f"k={self.k!r} is out of range: give a whole number from 1 to {MAX_K}.")
         if self.min_score is not None and not (
@@ -108,15 +102,25 @@ class Query:
                 f"min_score={self.min_score!r} is out of range: give a number from -1 to 1 "
                 "(scores are cosines), or leave it out for the model's cut-off."
             )
-        unknown = [k for k in self.filters.kinds if k not in KINDS]
-        if unknown:
-            raise QueryError(
-                f"Unknown kind {unknown[0]!r}: kinds are {', '.join(KINDS)}."
-            )
         for name in ("image_weight", "audio_weight"):
             weight = getattr(self, name)
             if not (math.isfinite(weight) and 0 < weight <= 100):
                 raise QueryError(f"{name}={weight!r} must be above 0 and at most 100.")
+
+
+class Hits(list[Hit]):
+    """The hits of one search, best first, and what the relevance cut-off hid.
+
+    Attributes:
+        below_cutoff: items that matched but scored under the cut-off (among the candidates
+            looked at: a lower bound), so "no hits" can say what to do.
+        best_below: the best of their scores (None when none).
+        cutoff: the lowest cut-off applied (the query's `min_score` or the model's default).
+    """
+
+    below_cutoff: int = 0
+    best_below: float | None = None
+    cutoff: float | None = None
 
 
 class Searcher:
@@ -138,11 +142,12 @@ class Searcher:
         self.default_cutoffs = default_cutoffs
         self.calibration = calibration or {}
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
+        self._below: dict[int, float] = {}  # items seen only under the cut-off -> best score
 
-    def search(self, query: Query) -> list[Hit]:
+    def search(self, query: Query) -> Hits:
         if query.k < 1:
             raise QueryError(f"k must be at least 1, not {query.k}.")
-        terms = parse_text(query.text) if query.text and query.text.strip() else []
+        terms = list(query.terms)
         wanted = self._query_vectors(query, terms)
         ranked: dict[str, list[tuple[int, float]]] = {}
         keyword_cosines: dict[int, float] = {}
@@ -157,7 +162,7 @@ class Searcher:
         fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         spans = self._spans([item for item, _, _ in fused], list(wanted))
-        hits: list[Hit] = []
+        hits = Hits()
         for item, score, per_space in fused:
             row = rows.get(item)
             if row is None or row["status"] != "ok":
@@ -182,6 +187,11 @@ class Searcher:
                     id=item,
                 )
             )
+        shown = {item for item, _, _ in fused}
+        below = [score for item, score in self._below.items() if item not in shown]
+        hits.below_cutoff = len(below)
+        hits.best_below = round(max(below), 6) if below else None
+        hits.cutoff = min((self._cutoff(space, query) for space in wanted), default=None)
         return hits
 
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
@@ -317,7 +327,9 @@ class Searcher:
                 continue
             item, source = owners[vid]
             score = self._calibrated(space, source, score)
-            if score >= cutoff and score > best.get(item, -2.0):
+            if score < cutoff:
+                self._below[item] = max(score, self._below.get(item, -2.0))
+            elif score > best.get(item, -2.0):
                 best[item] = score
                 self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
