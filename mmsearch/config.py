@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     """Text documents larger than this are skipped."""
     max_text_chunks: int = Field(2000, ge=1, le=1_000_000)
     """Chunks embedded per text document; text past them is still found by keyword search."""
+    read_text_in_images: bool = False
+    """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
+    find the image. Costs a text-detection pass per image (see the README for the rate); off
+    by default. Images indexed while it was off are read on the next `index --verify`."""
 
     _index_source: str | None = PrivateAttr(default=None)
 

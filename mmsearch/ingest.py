@@ -18,13 +18,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
-from mmsearch.errors import IndexCancelled, MediaError
+from mmsearch.encoders.ocr import READ_SIDE as OCR_SIDE
+from mmsearch.encoders.ocr import READ_TEXT, TextReader
+from mmsearch.errors import IndexCancelled, MediaError, ModelUnavailableError
 from mmsearch.media import (
     AUDIO,
     IMAGE,
@@ -42,7 +44,7 @@ from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.media.text import number_words
 from mmsearch.results import IndexReport, Progress
-from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
+from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow, ReadWord
 from mmsearch.store.spaces import SpaceSet
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,28 @@ class Ingest:
         self.settings = settings
         self._progress = progress or (lambda p: None)
         self._cancel = cancel
+        self._reader = TextReader() if settings.read_text_in_images else None
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
+
+    def _decode_side(self, encoder: Encoder) -> int | None:
+        """The shortest side worth decoding an image to (None: full size). Reading text needs
+        more detail than the model's input."""
+        side = encoder.input_size
+        return max(side, OCR_SIDE) if side is not None and self._reader else side
+
+    def _read_text(self, image: Any) -> tuple[ReadWord, ...]:
+        """Reader thread: the text in an image (an OCR failure costs the words, not the image)."""
+        t = time.perf_counter()
+        try:
+            return self._reader.read(image) if self._reader else ()
+        except ModelUnavailableError:
+            raise
+        except Exception:
+            log.warning("could not read text in an image", exc_info=True)
+            return ()
+        finally:
+            self._stage("read_text", t)
 
     def _stop_if_cancelled(self) -> None:
         """Raise `IndexCancelled` once asked to stop. Called between files, after pending
@@ -393,7 +415,7 @@ class Ingest:
                 self._write_sounds(sounds, replaced)
                 sounds = []
             if len(images) >= batch_size:
-                self._write(encoder.embed_images, images, replaced)
+                self._write_images(encoder, images, replaced)
                 images = []
             if sum(len(p.chunks) for p in texts) >= batch_size:
                 self._write_texts(encoder, texts, replaced, (done, total))
@@ -402,7 +424,7 @@ class Ingest:
             if self._cancel is not None and self._cancel.is_set():
                 break
         if images:
-            self._write(encoder.embed_images, images, replaced)
+            self._write_images(encoder, images, replaced)
         if texts:
             self._write_texts(encoder, texts, replaced, (done, total))
         if sounds:
@@ -431,14 +453,18 @@ class Ingest:
                     data,
                     path=entry.path,
                     max_pixels=self.settings.max_image_pixels,
-                    min_side=encoder.input_size,
+                    min_side=self._decode_side(encoder),
                 )
+                read = self._read_text(decoded.image) if self._reader else ()
                 facts = ItemFacts(
                     entry.path, root, IMAGE, entry.size, entry.mtime_ns, digest,
                     width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
-                    words=name_words(entry.path),
+                    words=name_words(entry.path), read_words=read,
                 )
-                return _Prepared(facts, image=encoder.prepare_image(decoded.image))
+                seen = " ".join(w.text for w in read)
+                return _Prepared(
+                    facts, image=encoder.prepare_image(decoded.image), chunks=[seen] if seen else []
+                )
             text = decode_text(data, path=entry.path, max_bytes=self.settings.max_text_bytes)
             facts = ItemFacts(
                 entry.path, root, TEXT, entry.size, entry.mtime_ns, digest,
@@ -532,17 +558,24 @@ class Ingest:
             [e.sources for _, e in batch],
         )
 
-    def _write(
-        self,
-        embed: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
-        batch: list[_Prepared],
-        replaced: set[str],
-    ) -> None:
+    def _write_images(self, encoder: Encoder, batch: list[_Prepared], replaced: set[str]) -> None:
+        """Embed and commit images; text read in one joins its `semantic` vectors as a chunk
+        of its own (source "read-text"), so a query for the words finds the image."""
         t = time.perf_counter()
-        vectors = embed([p.image for p in batch if p.image is not None])
+        vectors = encoder.embed_images([p.image for p in batch if p.image is not None])
+        texts = [p.chunks[0] for p in batch if p.chunks]
+        read = iter(encoder.embed_texts(texts) if texts and SEMANTIC in vectors else ())
         self._stage("encode", t)
-        per_item = [{space: rows[i : i + 1] for space, rows in vectors.items()} for i in range(len(batch))]
-        self._commit(batch, per_item, replaced)
+        per_item, sources = [], []
+        for i, prepared in enumerate(batch):
+            rows = {space: rows[i : i + 1] for space, rows in vectors.items()}
+            made_by: dict[str, list[str | None]] = {}
+            if prepared.chunks and SEMANTIC in rows:
+                rows[SEMANTIC] = np.vstack([rows[SEMANTIC], next(read)[None, :]])
+                made_by[SEMANTIC] = [None, READ_TEXT]
+            per_item.append(rows)
+            sources.append(made_by)
+        self._commit(batch, per_item, replaced, per_item_sources=sources)
 
     def _write_texts(
         self,

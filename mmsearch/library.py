@@ -38,7 +38,7 @@ from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.filters import Filters
 from mmsearch.query.search import Hits, Query, Searcher
-from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
+from mmsearch.results import IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
 from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
 from mmsearch.version import __version__
@@ -120,7 +120,7 @@ class Library:
         create: bool = True,
         settings: Settings | None = None,
         readonly: bool = False,
-    ) -> "Library":
+    ) -> Library:
         """Open the index at `path` (default: the configured one), creating it if allowed.
 
         Args:
@@ -205,7 +205,7 @@ class Library:
     def close(self) -> None:
         self._catalog.close()
 
-    def __enter__(self) -> "Library":
+    def __enter__(self) -> Library:
         return self
 
     def __exit__(
@@ -538,12 +538,14 @@ class Library:
                     raise NotIndexedError(f"{target} is not in the index at {self.path}.")
                 full = self._catalog.items_by_id([row.id])[row.id]
             tags, transcript = self._catalog.audio_details(full["id"])
+            read = [w.text for w in self._catalog.read_words(full["id"])]
         return ItemInfo(
             id=full["id"],
             path=full["path"], kind=full["kind"], size=full["size"], status=full["status"],
             error=full["error"], width=full["width"], height=full["height"],
             taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],
             channels=full["channels"], codec=full["codec"], tags=tags, transcript=transcript,
+            read_text=read,
         )
 
     def errors(self) -> list[Skipped]:

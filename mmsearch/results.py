@@ -97,6 +97,8 @@ class ItemInfo:
     """Sound labels with scores, best first."""
     transcript: list[tuple[float, float, str]] = field(default_factory=list)
     """What is said: (start, end, text) segments."""
+    read_text: list[str] = field(default_factory=list)
+    """Lines of text read in an image (with `read_text_in_images` on), top to bottom."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

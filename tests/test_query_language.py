@@ -12,16 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import COLOURS, make_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image
 
-from conftest import COLOURS, make_image
 from mmsearch import Library, QueryError
 from mmsearch.config import Settings
 from mmsearch.query import Filters, ParsedQuery, Term, format_query, parse_query
 from mmsearch.query.parse import QuerySyntaxError
-
 
 VALID = [
     ("red car", ParsedQuery(terms=(Term("red car"),))),
@@ -164,19 +163,19 @@ def test_a_cutoff_that_hides_everything_says_so(tmp_path: Path, media: Path) -> 
         assert hidden == [] and hidden.below_cutoff > 0 and hidden.best_below is not None
     run = subprocess.run(
         [sys.executable, "-m", "mmsearch", "search", "purple sky", "--min-score", "0.99", "--index", str(index)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert run.returncode == 1 and run.stdout == ""
     assert "No results above the cut-off 0.99:" in run.stderr
     assert f"best score {hidden.best_below:.3f}" in run.stderr and "--min-score" in run.stderr
     shown = subprocess.run(
         [sys.executable, "-m", "mmsearch", "search", "red kind:image", "--index", str(index), "--plain"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert shown.returncode == 0 and "red.png" in shown.stdout.splitlines()[0]
     typo = subprocess.run(
         [sys.executable, "-m", "mmsearch", "search", "red knd:image", "--index", str(index)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert typo.returncode == 1
     assert typo.stderr.splitlines()[-1].startswith("Did you mean kind:?")

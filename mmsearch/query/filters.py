@@ -55,7 +55,7 @@ class Filters:
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) not in (None, ()) for f in fields(self))
 
-    def merged(self, other: "Filters") -> "Filters":
+    def merged(self, other: Filters) -> Filters:
         """Both restrictions at once: lists from both sides are kept when only one side gives
         them and intersected when both do; of two bounds the narrower wins."""
         values: dict[str, Any] = {}

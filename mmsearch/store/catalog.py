@@ -33,7 +33,7 @@ from mmsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -75,6 +75,18 @@ class ItemFacts:
     codec: str | None = None
     tags: tuple[tuple[str, float], ...] = ()
     transcript: tuple[tuple[float, float, str], ...] = ()
+    read_words: tuple[ReadWord, ...] = ()
+    """Text read in an image (OCR), line by line with where it is."""
+
+
+@dataclass(frozen=True)
+class ReadWord:
+    """A line of text read in an image: its box as fractions of the image's width and height
+    (left, top, right, bottom) and the reader's confidence (0-1)."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -162,11 +174,29 @@ def _v2_to_v3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3_to_v4(db: sqlite_utils.Database) -> None:
+    """Text read in images (OCR): lines with their boxes, and their words searchable by keyword."""
+    db.execute(
+        "CREATE TABLE read_words (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE "
+        "CASCADE, text TEXT NOT NULL, x0 REAL, y0 REAL, x1 REAL, y1 REAL, confidence REAL)"
+    )
+    db.execute("CREATE INDEX read_words_item ON read_words(item_id)")
+    db["texts"].disable_fts()
+    db.execute("ALTER TABLE texts ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
+    db["texts"].enable_fts(
+        ["words", "content", "tags", "speech", "seen"],
+        create_triggers=True,
+        tokenize="porter",
+        replace=True,
+    )
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
     1: _v1_to_v2,
     2: _v2_to_v3,
+    3: _v3_to_v4,
 }
 
 
@@ -541,16 +571,25 @@ class Catalog:
                 "INSERT INTO transcripts(item_id, t_start, t_end, text) VALUES (?, ?, ?, ?)",
                 [(item_id, start, end, text) for start, end, text in facts.transcript],
             )
+            self.db.execute("DELETE FROM read_words WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO read_words(item_id, text, x0, y0, x1, y1, confidence) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(item_id, w.text, *w.box, w.confidence) for w in facts.read_words],
+            )
             self.db.execute(
-                "INSERT INTO texts(item_id, words, content, tags, speech) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO texts(item_id, words, content, tags, speech, seen) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(item_id) DO UPDATE SET words = excluded.words, "
-                "content = excluded.content, tags = excluded.tags, speech = excluded.speech",
+                "content = excluded.content, tags = excluded.tags, speech = excluded.speech, "
+                "seen = excluded.seen",
                 [
                     item_id,
                     facts.words,
                     facts.content,
                     " ".join(label for label, _ in facts.tags),
                     " ".join(text for _, _, text in facts.transcript),
+                    " ".join(w.text for w in facts.read_words),
                 ],
             )
             if old or any(added.values()):
@@ -561,7 +600,7 @@ class Catalog:
         """Record a file that could not be indexed; drops vectors of an older good version."""
         with self.write():
             item_id, old = self._upsert_item(facts, status=ERROR, error=reason)
-            for table in ("texts", "tags", "transcripts"):
+            for table in ("texts", "tags", "transcripts", "read_words"):
                 self.db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
             if old:
                 self._bump_generation()
@@ -724,6 +763,17 @@ class Catalog:
             )
         ]
         return tags, transcript
+
+    def read_words(self, item_id: int) -> list[ReadWord]:
+        """The text read in an image, top to bottom."""
+        return [
+            ReadWord(r[0], (r[1], r[2], r[3], r[4]), r[5])
+            for r in self.db.execute(
+                "SELECT text, x0, y0, x1, y1, confidence FROM read_words WHERE item_id = ? "
+                "ORDER BY y0, x0",
+                [item_id],
+            )
+        ]
 
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])

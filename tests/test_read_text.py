@@ -1,0 +1,50 @@
+"""Text read in images (OCR, with RapidOCR's PP-OCRv4 ONNX models): its words find the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from conftest import COLOURS, make_image
+from mmsearch import Library
+from mmsearch.config import Settings
+
+pytest.importorskip("rapidocr_onnxruntime")
+
+
+def sign(path: Path, word: str, colour: tuple[int, int, int]) -> Path:
+    """A 'photo' with a sign on it: a plain background and a light board with one word."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (480, 320), colour)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((40, 100, 440, 190), fill=(250, 250, 245))
+    draw.text((60, 115), word, fill=(20, 20, 20), font=ImageFont.load_default(size=44))
+    image.save(path)
+    return path
+
+
+def test_words_in_an_image_find_it_and_are_kept_with_their_place(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    sign(media / "IMG_0001.png", "Lighthouse", (90, 140, 60))
+    sign(media / "IMG_0002.png", "Bakery", (60, 90, 140))
+    make_image(media / "IMG_0003.png", COLOURS["red"], size=(480, 320))  # no text at all
+    settings = Settings(read_text_in_images=True)
+    with Library.open(tmp_path / "ix", model="hash-test", settings=settings) as lib:
+        report = lib.index([media])
+        assert report.failed == 0 and "read_text" in report.stage_seconds
+        assert Path(lib.search("lighthouse", k=1)[0].path).name == "IMG_0001.png"
+        assert Path(lib.search("bakery", k=1)[0].path).name == "IMG_0002.png"
+        info = lib.item(media / "IMG_0001.png")
+        assert info.read_text == ["Lighthouse"]
+        assert lib.item(media / "IMG_0003.png").read_text == []
+
+
+def test_reading_is_off_unless_asked(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    sign(media / "IMG_0001.png", "Lighthouse", (90, 140, 60))
+    with Library.open(tmp_path / "ix", model="hash-test", settings=Settings()) as lib:
+        report = lib.index([media])
+        assert "read_text" not in report.stage_seconds
+        assert lib.item(media / "IMG_0001.png").read_text == []
