@@ -14,7 +14,7 @@ import shlex
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     """Text documents larger than this are skipped."""
     max_text_chunks: int = Field(2000, ge=1, le=1_000_000)
     """Chunks embedded per text document; text past them is still found by keyword search."""
+    keyword_fusion: Literal["score", "rrf"] = "score"
+    """How keyword (full-text) matches join the vector results: "score" lifts a match's cosine
+    part of the way to 1 (scores stay readable cosines; measured better, see ARCHITECTURE.md),
+    "rrf" fuses the keyword ranking by reciprocal rank like another space."""
     read_text_in_images: bool = False
     """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
     find the image. Costs a text-detection pass per image (see the README for the rate); off

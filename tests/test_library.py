@@ -103,7 +103,10 @@ def test_changed_moved_and_deleted_files_are_detected(tmp_path: Path, media: Pat
         assert (report.updated, report.moved, report.removed, report.encoded) == (1, 1, 1, 1)
         assert names(lib.search("blue"))[0] == "sky.jpg"
         assert "garden.txt" not in names(lib.search("plant tomatoes basil garden"))
-        assert "red.png" not in names(lib.search("red"))
+        # Its name still says red (a keyword match), but its content no longer looks red.
+        red = [h for h in lib.search("red", min_score=-1, k=20) if h.path.endswith("red.png")]
+        assert red and red[0].scores["keyword"] == 1.0 and red[0].scores["semantic"] < 0.2
+        assert names(lib.search("yellow"))[0] in ("red.png", "yellow.bmp")
 
 
 def test_a_second_folder_can_be_added_later_and_rescanned_without_arguments(
@@ -162,7 +165,7 @@ def test_bad_files_are_recorded_with_their_reason_and_lose_nothing(tmp_path: Pat
         assert report.failed == 2
         errors = {Path(e.path).name: e.reason for e in lib.errors()}
         assert set(errors) == {"broken.jpg", "red.png", "empty.txt"}
-        assert "red.png" not in names(lib.search("red"))
+        assert "red.png" not in names(lib.search("red", min_score=-1, k=20))  # now an error
         assert names(lib.search("blue"))[0] == "blue.jpg"
 
 

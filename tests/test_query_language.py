@@ -179,3 +179,39 @@ def test_a_cutoff_that_hides_everything_says_so(tmp_path: Path, media: Path) -> 
     )
     assert typo.returncode == 1
     assert typo.stderr.splitlines()[-1].startswith("Did you mean kind:?")
+
+
+@pytest.mark.parametrize(
+    ("query", "expression"),
+    [
+        ("a red car", '"red" AND "car"'),
+        ('"red car" street', '"street" AND "red car"'),
+        ("IMG_20*", '"img" AND "20"*'),
+        ('beach -"sun set" -dog', '("beach") NOT ("sun set" OR "dog")'),
+        ("the a of", None),
+        ('NEAR(x) OR title:y', '"near" AND "x" AND "title" AND "y"'),
+    ],
+)
+def test_keyword_expressions(query: str, expression: str | None) -> None:
+    from mmsearch.query.keywords import fts_expression
+
+    assert fts_expression(parse_query(query).terms) == expression
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_names_phrases_and_prefixes_find_their_files(tmp_path: Path, fusion: str) -> None:
+    media = tmp_path / "media"
+    for i, name in enumerate(["IMG_2041.png", "IMG_2077.png", "DSC_0001.png", "red car park.png",
+                              "car red.png"]):
+        make_image(media / name, COLOURS["blue"], stripe=5 * i)
+    settings = Settings(keyword_fusion=fusion)
+    with Library.open(tmp_path / "ix", model="hash-test", settings=settings) as lib:
+        lib.index([media])
+
+        def top(query: str, k: int = 1) -> set[str]:
+            return {Path(h.path).name for h in lib.search(query, k=k)}
+
+        assert top("IMG_2041") == {"IMG_2041.png"}
+        assert top("IMG_20*", k=2) == {"IMG_2041.png", "IMG_2077.png"}
+        assert top('"red car"') == {"red car park.png"}
+        assert top('"red car" -park') != {"red car park.png"}

@@ -22,6 +22,7 @@ from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
 from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.filters import Filters
+from mmsearch.query.keywords import fts_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
@@ -152,13 +153,21 @@ class Searcher:
         keyword_cosines: dict[int, float] = {}
         for space, (vector, weight) in wanted.items():
             ranked[space] = self._search_space(space, vector, query)
-        if SEMANTIC in wanted:
-            words = " ".join(t.text for t in terms if not t.negative)
-            ranked[SEMANTIC], keyword_cosines = self._add_keyword_matches(
-                ranked[SEMANTIC], wanted[SEMANTIC][0], words, query
+        weights = {s: w for s, (_, w) in wanted.items()}
+        expression = fts_expression(terms) if SEMANTIC in wanted else None
+        if expression is not None:
+            matched = self.catalog.keyword_search(
+                expression, query.k * 4 + 16, query.filters.sql()
             )
+            if self.settings.keyword_fusion == "rrf":
+                ranked[KEYWORD] = [(item, 1.0) for item in matched]
+                weights[KEYWORD] = 1.0
+            else:
+                ranked[SEMANTIC], keyword_cosines = self._lift_keyword_matches(
+                    ranked[SEMANTIC], wanted[SEMANTIC][0], matched, query
+                )
         # A few spare candidates: items deleted since the vector index was saved drop out here.
-        fused = self._fuse(ranked, {s: w for s, (_, w) in wanted.items()})[: query.k * 2 + 8]
+        fused = self._fuse(ranked, weights)[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         spans = self._spans([item for item, _, _ in fused], list(wanted))
         hits = Hits()
@@ -342,15 +351,16 @@ class Searcher:
             return score
         return min(1.0, max(-1.0, ab[0] * score + ab[1]))
 
-    def _add_keyword_matches(
-        self, pairs: list[tuple[int, float]], vector: np.ndarray, words: str, query: Query
+    def _lift_keyword_matches(
+        self, pairs: list[tuple[int, float]], vector: np.ndarray, matched: list[int], query: Query
     ) -> tuple[list[tuple[int, float]], dict[int, float]]:
-        """Raise the items whose name or text holds every query word (see `KEYWORD_BONUS`);
-        matches the vector search missed join, if their raised score passes the cut-off.
+        """Score fusion: raise the keyword matches (see `KEYWORD_BONUS`); those the vector
+        search missed join, if their raised score passes the cut-off. Scores stay cosines on
+        the space's scale, so they read the same and `min_score` means the same with or
+        without keyword evidence.
 
         Returns the new ranking and the (calibrated) cosines of the raised items.
         """
-        matched = self.catalog.keyword_search(words, query.k * 4 + 16, query.filters.sql())
         if not matched:
             return pairs, {}
         scores = dict(pairs)
@@ -360,10 +370,12 @@ class Searcher:
                 self._calibrated(SEMANTIC, source, float(row @ vector)) for row, source in rows
             )
         cosines = {item: scores[item] for item in matched if item in scores}
-        cutoff = self._cutoff(SEMANTIC, query)
         for item, cosine in cosines.items():
             scores[item] = cosine + KEYWORD_BONUS * (1.0 - cosine)
-        ranked = [(i, s) for i, s in scores.items() if s >= cutoff]
+        # The model's default cut-off hides weak vector matches; a literal match is not weak
+        # (IMG_2041 must find IMG_2041.jpg). A min_score the user gives holds for everything.
+        floor = query.min_score if query.min_score is not None else -1.0
+        ranked = [(i, s) for i, s in scores.items() if i not in cosines or s >= floor]
         return sorted(ranked, key=lambda kv: -kv[1]), cosines
 
     def _cutoff(self, space: str, query: Query) -> float:

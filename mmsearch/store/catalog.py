@@ -795,19 +795,17 @@ class Catalog:
     # -- text search --------------------------------------------------------------------------
 
     def keyword_search(
-        self, text: str, limit: int, where: tuple[str, Sequence[Any]] | None = None
+        self, expression: str, limit: int, where: tuple[str, Sequence[Any]] | None = None
     ) -> list[int]:
-        """Items whose file-name words or extracted text contain every word of `text` (FTS5,
-        best first), optionally restricted by an SQL condition on `items i`."""
-        query = self.db.quote_fts(text)  # every word quoted: no FTS syntax from users
-        if not query.strip('" '):
-            return []
+        """Items matching an FTS5 `expression` (built by `mmsearch.query.keywords`) over their
+        name words and extracted text, best (BM25) first, optionally restricted by an SQL
+        condition on `items i`."""
         condition, params = where or ("1", [])
         rows = self.db.execute(
             "SELECT f.rowid FROM texts_fts f JOIN items i ON i.id = f.rowid "
             f"WHERE texts_fts MATCH ? AND i.status = 'ok' AND ({condition}) "
             "ORDER BY f.rank LIMIT ?",
-            [query, *params, limit],
+            [expression, *params, limit],
         )
         return [int(r[0]) for r in rows]
 
