@@ -628,6 +628,8 @@ def _item_lines(item: Any) -> list[str]:
         lines.append("sounds:   " + ", ".join(f"{escape(label)} {score:.2f}" for label, score in item.tags))
     for start, end, text in item.transcript:
         lines.append(f"said:     {time_range(start, end)}  {escape(text, backslash=False)}")
+    for text in item.read_text:
+        lines.append(f"reads:    {escape(text, backslash=False)}")
     return lines
 
 

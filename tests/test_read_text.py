@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,12 @@ def test_words_in_an_image_find_it_and_are_kept_with_their_place(tmp_path: Path)
         info = lib.item(media / "IMG_0001.png")
         assert info.read_text == ["Lighthouse"]
         assert lib.item(media / "IMG_0003.png").read_text == []
+    shown = subprocess.run(
+        [sys.executable, "-m", "mmsearch", "info", str(media / "IMG_0001.png"), "--index",
+         str(tmp_path / "ix")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert "reads:    Lighthouse" in shown.stdout.splitlines()
 
 
 def test_reading_is_off_unless_asked(tmp_path: Path) -> None:
