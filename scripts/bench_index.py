@@ -22,6 +22,11 @@ rate is listed under Details): on a shared machine the best run is the one least
 other processes. Every photo is read once before timing, so all parts read from the page cache.
 The photos default to ../shared/data/coco_mini and ../shared/data/imagenet_sample (~400).
 
+Reading text in images (`--only read_text`; not run by default): the same photos indexed end to
+end with `read_text_in_images` off and on (fresh indexes, interleaved, best of --repeat), the
+cost as a ratio of the two rates, and what the cheap first look (text detection on a small
+copy) lets through: the share of photos read in full, and text lines kept per photo.
+
 Audio (`--only audio`; both parts run by default), in seconds of audio per second of wall time:
 
     (A1) the ESC-50 clips (276 x 5 s, non-speech), indexed in place into a fresh index, next to
@@ -96,7 +101,7 @@ DATA = REPO.parent / "shared" / "data"
 DEFAULT_FOLDERS = [DATA / "coco_mini", DATA / "imagenet_sample"]
 ESC50 = DATA / "esc50" / "audio"
 FSDD = DATA / "fsdd" / "recordings"
-PARTS = ("images", "audio")
+PARTS = ("images", "audio", "read_text")
 ENCODE_SAMPLE = 1024  # prepared images kept for the encode-only measurement (~0.8 MB each)
 NAIVE_DEFAULT_NET = "efficientnet-lite2"
 GOAL_LIMIT, GOAL_NAIVE, GOAL_RERUN = 0.85, 3.0, 0.05
@@ -972,7 +977,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="model that builds the re-run index (default: --model)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: naive, rerun")
     parser.add_argument("--only", default="images,audio",
-                        help="comma-separated parts to run: images, audio (default %(default)s)")
+                        help="comma-separated parts to run: images, audio, read_text (default %(default)s)")
     parser.add_argument("--fsdd-clips", type=int, default=48,
                         help="FSDD clips for Whisper's real-time factor (default %(default)s)")
     parser.add_argument("--long-minutes", type=float, default=20.0,
@@ -1028,6 +1033,43 @@ def measure_images(args: argparse.Namespace, workdir: Path, out: Results) -> str
     return title
 
 
+def measure_read_text(args: argparse.Namespace, workdir: Path, out: Results) -> str:
+    """Indexing with and without reading text in images; returns the title line."""
+    files = photos_in(args.folder, args.limit)
+    folder = workdir / "read-text-photos"
+    folder.mkdir()
+    for i, f in enumerate(files):
+        shutil.copyfile(f.path, folder / f"{i:05d}_{Path(f.path).name}")
+        read_bytes(str(folder / f"{i:05d}_{Path(f.path).name}"))
+    title = f"reading text in {len(files)} photos; model {args.model}; {os.cpu_count()} cores"
+    print(title, flush=True)
+    best: dict[bool, float] = {False: 0.0, True: 0.0}
+    lines_read = 0
+    read_in_full = 0
+    for attempt in range(args.repeat):
+        for reading in (False, True):
+            index = workdir / f"read-text-{attempt}-{reading}"
+            settings = Settings(read_text_in_images=reading)
+            with Library.open(index, model=args.model, settings=settings) as lib:
+                warm_up(lib.encoder(), settings.batch_size)
+                rate, report = end_to_end(lib, [folder])
+                best[reading] = max(best[reading], rate)
+                progress(f"run {attempt + 1}, reading {'on' if reading else 'off'}: {rate:.2f} img/s "
+                         f"({stages(report.stage_seconds)})")
+                if reading:
+                    read = [lib.item(p).read_text for p in map(str, sorted(folder.iterdir()))]
+                    lines_read = sum(len(r) for r in read)
+                    read_in_full = sum(bool(r) for r in read)
+    ratio = best[True] / best[False]
+    out.add("(R) end to end, reading text off", f"{best[False]:.2f} img/s")
+    out.add("    end to end, reading text on", f"{best[True]:.2f} img/s", f"cost: {ratio:.2f}x the rate")
+    out.note(f"reading text: {read_in_full} of {len(files)} photos had text read "
+             f"({lines_read} lines kept at confidence >= 0.6)")
+    out.numbers.update(read_text_off_img_s=best[False], read_text_on_img_s=best[True],
+                       read_text_rate_ratio=ratio, read_text_photos_with_text=read_in_full)
+    return title
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
@@ -1044,6 +1086,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if titles:
                 print()
             titles.append(measure_audio(args, workdir, out))
+        if "read_text" in args.only:
+            if titles:
+                print()
+            titles.append(measure_read_text(args, workdir, out))
 
     out.print(f"Indexing benchmark: {'; '.join(titles)}")
     took = time.perf_counter() - started

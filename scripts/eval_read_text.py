@@ -67,9 +67,9 @@ def doc_page(lines: list[str], out: Path) -> None:
 
 
 def rare_word(lines: list[str], used: set[str]) -> str | None:
-    """A word of a page that is long and not in any other page (what a user would search)."""
+    """A long word of a page that no other page has (what a user would search for)."""
     for line in lines:
-        for word in re.findall(r"[A-Za-z]{7,}", line):
+        for word in re.findall(r"(?<![A-Za-z])[A-Za-z]{7,}(?=[^A-Za-z])", line):  # whole words
             if word.lower() not in used:
                 return word
     return None
@@ -88,23 +88,25 @@ def build(data: Path, folder: Path, n: int) -> dict[str, str]:
         wanted[word] = name
     for i, photo in enumerate(photos[n : 2 * n]):  # distractors: the same kind of photo, no text
         shutil.copy(photo, folder / f"IMG_{2000 + i}.jpg")
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = [line.strip("#*` ") for line in readme.read_text().splitlines() if len(line.strip()) > 30]
+    repo = Path(__file__).resolve().parent.parent
+    text = [
+        line.strip("#*`|- ")
+        for doc in ("README.md", "ARCHITECTURE.md")
+        for line in (repo / doc).read_text().splitlines()
+        if len(line.strip("#*`|- ")) > 30
+    ]
+    pages = [[line[:80] for line in text[i : i + 12]] for i in range(0, len(text), 12)]
+    pages = pages[: n // 2]
     used = {w.lower() for w in WORDS}
-    pages = 0
-    for start in range(0, len(text), 12):
-        lines = [line[:80] for line in text[start : start + 12]]
-        word = rare_word(lines, used)
-        others = " ".join(text[:start] + text[start + 12 :]).lower()
-        if word is None or word.lower() in others:
+    for number, lines in enumerate(pages):
+        others = " ".join(" ".join(p) for j, p in enumerate(pages) if j != number).lower()
+        word = rare_word(lines, used | set(re.findall(r"[a-z]+", others)))
+        if word is None:
             continue
         used.add(word.lower())
-        name = f"Screenshot_{pages:03}.png"
+        name = f"Screenshot_{number:03}.png"
         doc_page(lines, folder / name)
         wanted[word] = name
-        pages += 1
-        if pages == n // 2:
-            break
     return wanted
 
 
