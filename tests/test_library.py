@@ -71,7 +71,7 @@ def test_file_name_words_raise_a_match(tmp_path: Path, media: Path) -> None:
         named = hits["zebra-crossing.png"]
         assert named.scores["keyword"] == 1.0
         cosine = named.scores["semantic"]
-        assert named.score == pytest.approx(cosine + 0.1 * (1 - cosine), abs=1e-5)
+        assert named.score == pytest.approx(cosine + 0.5 * (1 - cosine), abs=1e-5)
         # same colour, same cosine, but no name match: ranks below
         assert hits["red.png"].score < named.score and "keyword" not in hits["red.png"].scores
 

@@ -34,10 +34,14 @@ NEGATIVE_WEIGHT = 0.5
 """How hard a negative term pushes away, relative to a positive term of weight 1."""
 RRF_K = 60
 """Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
-KEYWORD_BONUS = 0.1
-"""Items whose file name or text holds every query word move this fraction of the way from their
-cosine to 1: a literal match is evidence the embedding can miss (names, places, rare words), yet
-too weak to beat a much closer meaning. Scores stay within [-1, 1]."""
+KEYWORD_BONUS = 0.5
+"""Keyword matches (every content word of the query in the item's name or text) move this
+fraction of the way from their cosine to 1: a literal match is strong evidence the embedding can
+miss (names, places, rare words). Measured against reciprocal-rank fusion of the keyword list
+(`keyword_fusion = "rrf"`) on tuxpaint, whose file names spell their captions: 0.1 gave image
+mAP 0.314 / sound mAP 0.291, 0.3 0.476 / 0.435, 0.5 0.493 / 0.705, RRF 0.495 / 0.735; coco
+(names without words) and esc50 were unchanged by all. 0.5 comes close to RRF while scores stay
+cosines within [-1, 1] that `min_score` and users can read."""
 KEYWORD = "keyword"
 _EXAMPLE_SECONDS = 600.0
 """An example sound longer than this is judged by its first ten minutes."""
