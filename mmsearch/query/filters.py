@@ -20,6 +20,9 @@ ITEM_DATE_SQL = (
 """An item's date as `YYYY-MM-DDTHH:MM:SS`: when the photo was taken (EXIF) where known, else
 when the file was last modified (local time, like the camera's clock)."""
 
+_NO_VALUE = "\0"
+"""Stands in for an empty intersection of allowed values (no kind, folder or extension is it)."""
+
 MODIFIED_SQL = "strftime('%Y-%m-%dT%H:%M:%S', i.mtime_ns / 1000000000, 'unixepoch', 'localtime')"
 
 
@@ -65,7 +68,8 @@ class Filters:
                 if f.name.startswith("not_"):
                     values[f.name] = tuple(dict.fromkeys([*mine, *theirs]))
                 elif mine and theirs:
-                    values[f.name] = tuple(v for v in mine if v in theirs) or ("\0none",)
+                    # No value in common: a value no item has, so nothing passes.
+                    values[f.name] = tuple(v for v in mine if v in theirs) or (_NO_VALUE,)
                 else:
                     values[f.name] = tuple(mine or theirs)
             elif mine is None or theirs is None:

@@ -18,9 +18,12 @@ from collections.abc import Sequence
 from mmsearch.query.parse import Term
 
 STOPWORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the their there "
-    "this to was were with".split()
-)
+    [
+        "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in",
+        "is", "it", "its", "of", "on", "or", "that", "the", "their", "there", "this", "to",
+        "was", "were", "with",
+    ]
+)  # fmt: skip
 """Words too common to be evidence that a file is the one meant; skipped outside phrases."""
 
 _WORD = re.compile(r"[^\W_]+\*?")  # FTS5 splits words at "_" too

@@ -54,8 +54,8 @@ KINDS = (IMAGE, TEXT, AUDIO)
 class Query:
     """A search request. At least one of terms, example images and example sounds is needed.
 
-    Build one from a query string with `Query.parse`; `text` is then the string as given and
-    `terms` what it says to look for.
+    `text` is a query string in the query language; `terms`, and the filters, examples and
+    `min:` it holds, are read from it when the `Query` is made.
     """
 
     text: str | None = None
