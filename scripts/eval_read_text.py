@@ -36,7 +36,8 @@ WORDS = [
     "Laundry", "Bicycle", "Camping", "Festival", "Pottery", "Gallery", "Dentist", "Brewery",
     "Orchard", "Vineyard", "Bookshop", "Jeweller", "Bistro", "Chapel", "Tailor", "Plumber",
     "Aquarium", "Planetarium", "Observatory", "Greenhouse", "Carousel", "Windmill", "Ferry",
-    "Boutique",
+    "Boutique", "Pretzel", "Lantern", "Sawmill", "Tannery", "Quarry", "Kayaking", "Arcade",
+    "Dairy", "Cobbler", "Bakehouse",
 ]  # fmt: skip
 
 
@@ -82,12 +83,6 @@ def build(data: Path, folder: Path, n: int) -> dict[str, str]:
     rng.shuffle(photos)
     folder.mkdir(parents=True, exist_ok=True)
     wanted: dict[str, str] = {}
-    for i, word in enumerate(WORDS[:n]):
-        name = f"IMG_{1000 + i}.jpg"
-        sign_on_photo(photos[i], word, folder / name, rng)
-        wanted[word] = name
-    for i, photo in enumerate(photos[n : 2 * n]):  # distractors: the same kind of photo, no text
-        shutil.copy(photo, folder / f"IMG_{2000 + i}.jpg")
     repo = Path(__file__).resolve().parent.parent
     text = [
         line.strip("#*`|- ")
@@ -97,6 +92,17 @@ def build(data: Path, folder: Path, n: int) -> dict[str, str]:
     ]
     pages = [[line[:80] for line in text[i : i + 12]] for i in range(0, len(text), 12)]
     pages = pages[: n // 2]
+    on_pages = " ".join(" ".join(p) for p in pages).lower()
+    # A sign's word must be on no page: each query has one right answer.
+    signs = [w for w in WORDS if w.lower() not in on_pages]
+    if len(signs) < n:
+        raise SystemExit(f"only {len(signs)} sign words are not on the doc pages; use --n {len(signs)}")
+    for i, word in enumerate(signs[:n]):
+        name = f"IMG_{1000 + i}.jpg"
+        sign_on_photo(photos[i], word, folder / name, rng)
+        wanted[word] = name
+    for i, photo in enumerate(photos[n : 2 * n]):  # distractors: the same kind of photo, no text
+        shutil.copy(photo, folder / f"IMG_{2000 + i}.jpg")
     used = {w.lower() for w in WORDS}
     for number, lines in enumerate(pages):
         others = " ".join(" ".join(p) for j, p in enumerate(pages) if j != number).lower()
