@@ -128,6 +128,10 @@ def measure(folder: Path, index: Path, wanted: dict[str, str], read: bool) -> di
             hits = lib.search(word, k=10, min_score=-1)
             names = [Path(h.path).name for h in hits]
             ranks.append(names.index(name) + 1 if name in names else 99)
+            if read and ranks[-1] != 1:
+                seen = lib.item(folder / name).read_text
+                print(f"  miss: {word!r} -> {name} ranked {ranks[-1] if ranks[-1] < 99 else '>10'}; "
+                      f"top {names[:1]}; read in it: {seen[:3]}")
     files = report.added
     return {
         "R@1": sum(r == 1 for r in ranks) / len(ranks),
