@@ -783,6 +783,31 @@ def _doctor_index(settings: Any, repair: bool) -> None:
     )
 
 
+@app.command()
+def tui(index: IndexOpt = None) -> None:
+    """Search interactively in the terminal: as you type, by example, with previews.
+
+    Press ? (or F1) inside for every key. Needs the `tui` extra:
+    pip install 'mmsearch[tui]'.
+
+    Example:
+        mmsearch tui
+        mmsearch tui --index ~/indexes/photos
+    """
+    with _errors():
+        settings = _settings(index)
+    try:
+        from mmsearch.tui import make_app
+
+        tui_app = make_app(index, settings=settings)
+    except ModuleNotFoundError as exc:  # textual or textual-image not installed
+        _fail(
+            f"The terminal UI needs the `tui` extra ({exc.name} is missing): "
+            "pip install 'mmsearch[tui]'."
+        )
+    tui_app.run()
+
+
 def main() -> None:
     """The console script: the same handling as the tests see, with the program named mmsearch."""
     typer.main.get_command(app).main(prog_name=PROG)
