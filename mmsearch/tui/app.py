@@ -8,6 +8,7 @@ searches, which see each committed batch).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -536,9 +537,14 @@ class MmsearchApp(App[None]):
             self._player.terminate()
         self.exit()
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        # A search or an indexing batch may still be running in a thread: let it end before the
+        # catalog closes under it (an indexing run stops at the next file: cancel is set).
+        if self._cancel_index is not None:
+            self._cancel_index.set()
+        try:
+            await asyncio.wait_for(self.workers.wait_for_complete(), timeout=10)
+        except asyncio.TimeoutError:
+            return  # leave the catalog open: the process is ending anyway
         if self.library is not None:
-            try:
-                self.library.close()
-            except Exception:
-                pass
+            self.library.close()

@@ -136,7 +136,6 @@ class Preview(VerticalScroll):
         hit, info = details.hit, details.info
         title = Text(f"{KIND_ICONS.get(hit.kind, '?')} {os.path.basename(hit.path)}", style="bold")
         title.append(f"\n{short_path(os.path.dirname(hit.path))}", style="dim")
-        self.query_one("#preview-title", Static).update(title)
         body = Text()
         if details.problem:
             body.append(details.problem, style="red")
@@ -156,6 +155,7 @@ class Preview(VerticalScroll):
             snippet = Text(details.passage)
             snippet.highlight_words(query_words(query), style="bold black on yellow", case_sensitive=False)
             body.append_text(snippet)
+        self.query_one("#preview-title", Static).update(title)
         self.query_one("#preview-body", Static).update(body)
 
     @staticmethod

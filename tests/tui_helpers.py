@@ -1,0 +1,87 @@
+"""Shared by the TUI tests: a small indexed collection and ways to wait for the app's workers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from textual.pilot import Pilot
+
+from conftest import COLOURS, make_image
+from mmsearch import Library
+from mmsearch.config import Settings
+from mmsearch.tui import make_app
+from mmsearch.tui.app import MmsearchApp
+
+MODEL = "hash-test"
+SIZE = (120, 34)
+
+
+def tone(path: Path, freq: float, seconds: float, rate: int = 22_050) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, 0.4 * np.sin(2 * np.pi * freq * t), rate)
+    return path
+
+
+def collection(root: Path) -> Path:
+    """Images, notes and sounds: what a user's folder might hold, in miniature."""
+    make_image(root / "red.png", COLOURS["red"])
+    make_image(root / "photos" / "blue.jpg", COLOURS["blue"], stripe=10)
+    make_image(root / "photos" / "blue-copy.jpg", COLOURS["blue"], stripe=12)
+    make_image(root / "photos" / "green.webp", COLOURS["green"], stripe=30)
+    (root / "notes").mkdir(parents=True, exist_ok=True)
+    (root / "notes" / "bread.md").write_text(
+        "# Bread\n\nMix flour, water, salt and yeast. Knead the dough and bake the bread.\n"
+    )
+    (root / "notes" / "garden.txt").write_text("Plant tomatoes and basil in the garden in spring.\n")
+    tone(root / "sounds" / "hum.wav", 150, 3.0)
+    tone(root / "sounds" / "whistle.wav", 3000, 2.0)
+    return root
+
+
+def build_index(tmp_path: Path, root: Path | None = None) -> Path:
+    media = collection(root or tmp_path / "media")
+    index = tmp_path / "index"
+    with Library.open(index, model=MODEL) as lib:
+        lib.index([media])
+    return index
+
+
+def app_for(index: Path, **settings: object) -> MmsearchApp:
+    return make_app(index, settings=Settings(**settings))
+
+
+async def settle(pilot: Pilot, rounds: int = 3, indexing: bool = False) -> None:
+    """Let the debounce timer fire and the workers (open, search, preview; indexing too when
+    `indexing`) finish."""
+    for _ in range(rounds):
+        await pilot.pause(0.08)
+        running = [w for w in pilot.app.workers if indexing or w.group != "index"]
+        await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
+        await pilot.pause()
+
+
+async def search(pilot: Pilot, text: str) -> None:
+    app = pilot.app
+    app.query_one("#search").focus()
+    app.query_one("#search").value = ""
+    await pilot.press(*text) if text else None
+    await settle(pilot)
+
+
+def row_names(app: MmsearchApp) -> list[str]:
+    return [Path(h.path).name for h in app.hits]
+
+
+def table_names(app: MmsearchApp) -> list[str]:
+    """The file names as drawn in the results table (what the user sees)."""
+    table = app.query_one("#results")
+    return [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+
+
+def rendered(widget: object) -> str:
+    """A Static's content as plain text."""
+    return str(widget.render())  # type: ignore[attr-defined]
