@@ -26,7 +26,8 @@ async def test_typing_searches_as_you_type_and_the_status_line_says_what_happene
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert "Ready: 8 items" in rendered(app.status)
-        await search(pilot, "bread")
+        await pilot.press(*"bread")
+        await settle(pilot)
         assert table_names(app)[0] == "bread.md"
         status = rendered(app.status)
         assert "match" in status and " ms" in status and "hash-test" in status and "index" in status

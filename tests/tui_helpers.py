@@ -51,7 +51,7 @@ def build_index(tmp_path: Path, root: Path | None = None) -> Path:
 
 
 def app_for(index: Path, **settings: object) -> MmsearchApp:
-    return make_app(index, settings=Settings(**settings))
+    return make_app(index, settings=Settings(**{"model": MODEL, **settings}))
 
 
 async def settle(pilot: Pilot, rounds: int = 3, indexing: bool = False) -> None:
@@ -65,10 +65,10 @@ async def settle(pilot: Pilot, rounds: int = 3, indexing: bool = False) -> None:
 
 
 async def search(pilot: Pilot, text: str) -> None:
-    app = pilot.app
-    app.query_one("#search").focus()
-    app.query_one("#search").value = ""
-    await pilot.press(*text) if text else None
+    """Put `text` in the search box (as a paste would) and wait for the results."""
+    box = pilot.app.query_one("#search")
+    box.focus()
+    box.value = text
     await settle(pilot)
 
 
