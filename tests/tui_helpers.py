@@ -77,9 +77,14 @@ def row_names(app: MmsearchApp) -> list[str]:
 
 
 def table_names(app: MmsearchApp) -> list[str]:
-    """The file names as drawn in the results table (what the user sees)."""
-    table = app.query_one("#results")
-    return [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+    """The file names of the rows as drawn (each row checked to show its hit's name)."""
+    rows = app.query_one("#results")
+    names = []
+    for i in range(rows.option_count):
+        name = Path(app.hits[i].path).name
+        assert name in rows.row_text(i), f"row {i} does not show {name}"
+        names.append(name)
+    return names
 
 
 def rendered(widget: object) -> str:

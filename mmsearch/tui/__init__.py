@@ -28,7 +28,8 @@ def make_app(
         index: the index folder; None uses `settings.index_path()`.
         settings: `mmsearch.config.Settings` to use (default: read from config and environment
             when the app starts, in a worker).
-        debounce: seconds to wait after a keystroke before searching (default 0.05).
+        debounce: seconds of quiet after a keystroke before searching (default 0: at once;
+            searches never pile up, see `MmsearchApp._search_now`).
     """
     # textual-image asks the terminal which image protocol it speaks (kitty, sixel, or half
     # blocks) when imported, which it cannot do once Textual owns the terminal: import it first.

@@ -21,7 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import Footer, Header, Input, OptionList
 from textual.worker import get_current_worker
 
 from mmsearch.errors import (
@@ -35,10 +35,11 @@ from mmsearch.tui import system
 from mmsearch.tui.preview import Preview, load_details
 from mmsearch.tui.request import Filters, Request, parse_box, quote_path
 from mmsearch.tui.screens import AddFolderScreen, HelpScreen, ProblemScreen
-from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultsTable, StatusLine, short_path
+from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultList, StatusLine, short_path
 
-DEBOUNCE = 0.05
-"""Seconds of quiet after a keystroke before searching: a burst of typing searches once."""
+DEBOUNCE = 0.0
+"""Seconds of quiet after a keystroke before searching. None by default: searches never queue
+up anyway (one runs at a time; keys typed meanwhile are searched together when it ends)."""
 RESULTS = 50
 
 HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
@@ -133,11 +134,15 @@ class MmsearchApp(App[None]):
         """Generation of the newest search asked for."""
         self.shown = 0
         """Generation of the results on screen (a smaller one never replaces them)."""
+        self.first_frame_at = 0.0
+        """time.time() when the first frame was drawn (read by scripts/bench_tui.py)."""
         self.drawn_at = 0.0
         """perf_counter() when the last results were drawn (read by scripts/bench_tui.py)."""
         self.last_command: list[str] = []
         """The last program started for open / reveal / play (shown in tests)."""
         self._timer: Timer | None = None
+        self._searching = False
+        self._search_again = False
         self._request: Request | None = None
         self._cancel_index: threading.Event | None = None
         self._player: subprocess.Popen[bytes] | None = None
@@ -151,7 +156,7 @@ class MmsearchApp(App[None]):
             id="search",
         )
         with Horizontal(id="main"):
-            yield ResultsTable(id="results")
+            yield ResultList(id="results")
             yield Preview(id="preview")
         yield FilterPanel(id="filters")
         yield IndexPanel(id="indexing")
@@ -160,8 +165,12 @@ class MmsearchApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).focus()
-        # After the first frame: the engine's imports (numpy, faiss, the model) come later.
-        self.call_after_refresh(self._open_library, False)
+        # After the first frame: the engine's imports (faiss, the model) come later.
+        self.call_after_refresh(self._first_frame)
+
+    def _first_frame(self) -> None:
+        self.first_frame_at = time.time()
+        self._open_library(False)
 
     @property
     def status(self) -> StatusLine:
@@ -248,20 +257,29 @@ class MmsearchApp(App[None]):
             return
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_timer(self.debounce, self._search_now)
+        if self.debounce > 0:
+            self._timer = self.set_timer(self.debounce, self._search_now)
+        else:
+            self._search_now()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "search":
             if self._timer is not None:
                 self._timer.stop()
             self._search_now()
-            self.query_one("#results", ResultsTable).focus()
+            self.query_one("#results", ResultList).focus()
 
     def on_filter_panel_changed(self, event: FilterPanel.Changed) -> None:
         self.filters = event.filters
         self._search_now()
 
     def _search_now(self) -> None:
+        """Search for what the box and the filters say now.
+
+        At most one search runs at a time; what is typed meanwhile waits, and only its latest
+        state is searched when the running one ends (a burst of keys costs one extra search, and
+        a lone keystroke searches at once).
+        """
         self._timer = None
         request = parse_box(self.query_one("#search", Input).value, self.filters, RESULTS)
         self.requested += 1
@@ -271,13 +289,17 @@ class MmsearchApp(App[None]):
         if request.empty:
             self.shown = self.requested
             self.hits = []
-            self.query_one("#results", ResultsTable).show([])
+            self.query_one("#results", ResultList).show([])
             self.query_one("#preview", Preview).clear()
             self.status.say("Type to search; paste an image or sound file to search by example.")
             return
+        if self._searching:
+            self._search_again = True
+            return
+        self._searching = True
         self._search(self.requested, request)
 
-    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    @work(thread=True, group="search", exit_on_error=False)
     def _search(self, generation: int, request: Request) -> None:
         started = time.perf_counter()
         hits: list[Hit] | None = None
@@ -289,30 +311,29 @@ class MmsearchApp(App[None]):
         except Exception as exc:  # never a traceback
             error = f"internal error ({type(exc).__name__}: {exc}); please report it."
         elapsed = time.perf_counter() - started
-        if get_current_worker().is_cancelled:
-            return  # a newer search replaced this one
         self._from_worker(self._show_results, generation, request, hits, error, elapsed)
 
     def _show_results(
         self, generation: int, request: Request, hits: list[Hit] | None, error: str | None, elapsed: float
     ) -> None:
-        if generation <= self.shown:
-            return  # a newer search's results are already on screen
+        self._searching = False
+        if self._search_again:  # the box changed meanwhile: these results are stale already
+            self._search_again = False
+            self._search_now()
+            return
+        if generation <= self.shown or generation < self.requested:
+            return  # never replace newer results (or the cleared list of an emptied box)
         if error is not None:
             self.status.say(error, "red")
             return
         assert hits is not None and self.library is not None
         self.shown = generation
         self.hits = hits
-        table = self.query_one("#results", ResultsTable)
-        table.show(hits)
+        self.query_one("#results", ResultList).show(hits)
         self.status.results(
             len(hits), elapsed, self.library.spec.name, str(self.library.path), request.filters.describe()
         )
-        if hits:
-            table.move_cursor(row=0)
-            self._preview(hits[0])
-        else:
+        if not hits:
             self.query_one("#preview", Preview).clear("No matches above the cut-off.")
         self.call_after_refresh(self._drawn)
 
@@ -323,15 +344,18 @@ class MmsearchApp(App[None]):
 
     @property
     def selected(self) -> Hit | None:
-        table = self.query_one("#results", ResultsTable)
-        if not self.hits or table.row_count == 0:
+        index = self.query_one("#results", ResultList).highlighted
+        if not self.hits or index is None:
             return None
-        return self.hits[min(table.cursor_row, len(self.hits) - 1)]
+        return self.hits[min(index, len(self.hits) - 1)]
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         hit = self.selected
         if hit is not None:
             self._preview(hit)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_open()  # enter (or a click on the highlighted row) opens, as in a file manager
 
     def _preview(self, hit: Hit) -> None:
         text = self._request.text if self._request else None
@@ -418,7 +442,7 @@ class MmsearchApp(App[None]):
         if panel.display:
             panel.query_one("#kind-image").focus()
         else:
-            self.query_one("#results", ResultsTable).focus()
+            self.query_one("#results", ResultList).focus()
 
     def action_toggle_kind(self, kind: str) -> None:
         panel = self.query_one("#filters", FilterPanel)
@@ -440,7 +464,7 @@ class MmsearchApp(App[None]):
 
     def on_key(self, event: Any) -> None:
         if self.focused is self.query_one("#search", Input) and event.key in ("down", "escape"):
-            self.query_one("#results", ResultsTable).focus()
+            self.query_one("#results", ResultList).focus()
             event.stop()
 
     # -- indexing -----------------------------------------------------------------------------

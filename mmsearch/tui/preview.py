@@ -98,6 +98,12 @@ def passage(path: str, words: list[str]) -> str:
 def load_details(library: Any, hit: Hit, query: str | None) -> Details:
     """Everything the preview needs of `hit` (runs in a worker: it reads files)."""
     details = Details(hit)
+    if not os.path.isfile(hit.path):
+        details.problem = (
+            "The file is gone (moved, deleted, or on a drive that is not mounted); "
+            "index its folder again (ctrl+n) to update the index."
+        )
+        return details
     try:
         details.info = library.item(hit.id if hit.id is not None else hit.path)
         if hit.kind == AUDIO:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, Static
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
 
 from mmsearch.cli import time_range
 from mmsearch.media.kinds import AUDIO, IMAGE, TEXT
@@ -61,33 +61,44 @@ def format_elapsed(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.0f} s"
 
 
-class ResultsTable(DataTable[Text | str]):
-    """One row per hit: score bar, kind icon, file name, folder, and for sounds the time range."""
+class ResultList(OptionList):
+    """One line per hit: score bar and score, kind icon, file name, folder, and for sounds the
+    time range. (An OptionList, not a DataTable: it draws 50 rows about three times faster,
+    which is most of a keystroke's time on a large collection.)"""
 
     BINDINGS = [("slash", "app.focus_search", "Search")]
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        self.add_column("score", key="score", width=14)
-        self.add_column(" ", key="kind", width=1)
-        self.add_column("name", key="name")
-        self.add_column("folder", key="folder")
-        self.add_column("where", key="where", width=11)
-
     def show(self, hits: Sequence[Hit]) -> None:
-        self.clear()
-        for i, (hit, fraction) in enumerate(zip(hits, bar_fractions(hits))):
-            bar = Text(score_bar(fraction), style="green")
-            bar.append(f" {hit.score:.3f}", style="dim")
-            self.add_row(
-                bar,
-                Text(KIND_ICONS.get(hit.kind, "?"), style=KIND_STYLES.get(hit.kind, "")),
-                Text(os.path.basename(hit.path), style="bold"),
-                Text(short_path(os.path.dirname(hit.path)), style="dim"),
-                time_range(hit.start, hit.end),
-                key=str(i),
-            )
+        width = max(self.size.width - 4, 60)
+        names = [os.path.basename(h.path) for h in hits]
+        name_width = min(max((len(n) for n in names), default=10), max(16, width // 3))
+        where_width = 11 if any(h.start is not None for h in hits) else 0
+        folder_width = max(8, width - 14 - 3 - name_width - 2 - where_width - 2)
+        prompts = []
+        for hit, name, fraction in zip(hits, names, bar_fractions(hits)):
+            line = Text(score_bar(fraction), style="green", no_wrap=True, overflow="ellipsis")
+            line.append(f" {hit.score:5.3f} ", style="dim")
+            line.append(KIND_ICONS.get(hit.kind, "?"), style=KIND_STYLES.get(hit.kind, ""))
+            line.append(" " + _fit(name, name_width) + "  ", style="bold")
+            line.append(_fit(short_path(os.path.dirname(hit.path)), folder_width, left=True), style="dim")
+            if hit.start is not None:
+                line.append("  " + time_range(hit.start, hit.end), style="yellow")
+            prompts.append(line)
+        self.clear_options()
+        self.add_options(prompts)
+        if prompts:
+            self.highlighted = 0
+
+    def row_text(self, index: int) -> str:
+        """Row `index` as drawn (plain text)."""
+        return str(self.get_option_at_index(index).prompt)
+
+
+def _fit(text: str, width: int, left: bool = False) -> str:
+    """`text` padded or cut to `width` cells; `left` cuts the start (a folder's end says most)."""
+    if len(text) <= width:
+        return text.ljust(width)
+    return ("…" + text[len(text) - width + 1 :]) if left else (text[: width - 1] + "…")
 
 
 class StatusLine(Static):
