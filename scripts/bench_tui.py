@@ -72,10 +72,10 @@ def launch_times(index: Path, launches: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(launches):
         started = time.time()
-        out = subprocess.run(
+        child = subprocess.run(
             [sys.executable, "-c", CHILD, str(index)], capture_output=True, text=True, check=True
         )
-        line = next(l for l in out.stdout.splitlines() if l.startswith("{"))
+        line = next(l for l in child.stdout.splitlines() if l.startswith("{"))
         times = json.loads(line)
         out["interpreter"].append(times["began"] - started)
         out["imports"].append(times["imported"] - times["began"])

@@ -35,7 +35,7 @@ from mmsearch.tui import system
 from mmsearch.tui.preview import Preview, load_details
 from mmsearch.tui.request import Filters, Request, parse_box, quote_path
 from mmsearch.tui.screens import AddFolderScreen, HelpScreen, ProblemScreen
-from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultList, StatusLine, short_path
+from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultList, StatusLine, short_path, tilde
 
 DEBOUNCE = 0.0
 """Seconds of quiet after a keystroke before searching. None by default: searches never queue
@@ -225,7 +225,7 @@ class MmsearchApp(App[None]):
     def _open_failed(self, exc: BaseException) -> None:
         name = type(exc).__name__
         if isinstance(exc, IndexNotFoundError):
-            self.status.say(str(exc), "red")
+            self.status.say(tilde(str(exc)), "red")
 
             def decided(choice: str | None) -> None:
                 if choice == "create":
@@ -237,14 +237,14 @@ class MmsearchApp(App[None]):
             self.push_screen(
                 ProblemScreen(
                     "No index yet",
-                    f"{exc}\n\nCreate an empty index there now and choose a folder to index?",
+                    f"{tilde(str(exc))}\n\nCreate an empty index there now and choose a folder to index?",
                     [("create", "Create it and index a folder"), ("quit", "Quit")],
                 ),
                 decided,
             )
             return
         title = _FATAL_TITLES.get(name, "The index could not be opened")
-        message = str(exc) if isinstance(exc, MmsearchError) else (
+        message = tilde(str(exc)) if isinstance(exc, MmsearchError) else (
             f"internal error ({name}: {exc}); please report it."
         )
         self.status.say(message, "red")

@@ -29,6 +29,14 @@ def short_path(path: str) -> str:
     return path
 
 
+def tilde(message: str) -> str:
+    """Every path under the home folder in `message` written with ~ (error messages name paths)."""
+    home = os.path.expanduser("~")
+    if home in ("", "/"):
+        return message
+    return message.replace(home + os.sep, "~" + os.sep)
+
+
 def score_bar(fraction: float, width: int = 8) -> str:
     """A bar `width` cells wide filled to `fraction` (0..1), in eighths of a cell."""
     eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
