@@ -158,8 +158,12 @@ class MmsearchApp(App[None]):
         with Horizontal(id="main"):
             yield ResultList(id="results")
             yield Preview(id="preview")
-        yield FilterPanel(id="filters")
-        yield IndexPanel(id="indexing")
+        filters = FilterPanel(id="filters")
+        filters.border_title = "Filters (ctrl+f hides)"
+        yield filters
+        indexing = IndexPanel(id="indexing")
+        indexing.border_title = "Indexing"
+        yield indexing
         yield StatusLine("Opening the index…", id="status")
         yield Footer()
 

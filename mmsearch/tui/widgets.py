@@ -137,14 +137,14 @@ class FilterPanel(Vertical):
         self.min_score: float | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label("Filters", classes="panel-title")
-        with Horizontal(classes="kinds"):
+        with Horizontal(classes="row"):
             yield Checkbox("1 images", id="kind-image")
             yield Checkbox("2 text", id="kind-text")
             yield Checkbox("3 sounds", id="kind-audio")
-        yield Input(placeholder="folder, e.g. ~/Pictures/2023", id="filter-folder")
-        yield Input(placeholder="extensions, e.g. jpg png", id="filter-ext")
-        yield Label(self._min_label(), id="filter-min")
+            yield Label(self._min_label(), id="filter-min")
+        with Horizontal(classes="row"):
+            yield Input(placeholder="only under folder, e.g. ~/Pictures/2023", id="filter-folder")
+            yield Input(placeholder="only extensions, e.g. jpg png", id="filter-ext")
 
     def _min_label(self) -> str:
         value = "model default" if self.min_score is None else f"{self.min_score:.2f}"
