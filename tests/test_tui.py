@@ -351,3 +351,42 @@ async def test_a_query_syntax_mistake_is_shown_in_the_status_line(index: Path) -
         await settle(pilot)
         await search(pilot, 'red 200:"car"')
         assert "weight" in rendered(app.status).lower()
+
+
+async def test_a_file_gone_or_damaged_since_indexing_is_explained_in_the_preview(
+    index: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "media" / "photos" / "blue.jpg").write_bytes(b"\xff\xd8\xff\xe0 damaged now")
+    (tmp_path / "media" / "photos" / "blue-copy.jpg").unlink()
+    app = app_for(index)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "blue")
+        rows = app.query_one("#results")
+        rows.highlighted = row_names(app).index("blue.jpg")
+        await settle(pilot)
+        body = rendered(app.query_one("#preview-body"))
+        assert "blue.jpg" in body and ("corrupt" in body or "truncated" in body)
+        assert not app.query_one("#preview").query(".preview-image")
+        rows.highlighted = row_names(app).index("blue-copy.jpg")
+        await settle(pilot)
+        assert "The file is gone" in rendered(app.query_one("#preview-body"))
+
+
+async def test_the_mouse_selects_a_row_and_presses_buttons(index: Path) -> None:
+    app = app_for(index)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "blue")
+        first = app.selected
+        await pilot.click("#results", offset=(10, 2))  # the second row (inside the border)
+        await settle(pilot)
+        assert app.selected is not None and app.selected != first
+        assert Path(app.selected.path).name in rendered(app.query_one("#preview-title"))
+        await pilot.press("f1")
+        await pilot.pause()
+        app.screen.query_one("#help-close").scroll_visible(animate=False)
+        await pilot.pause()
+        await pilot.click("#help-close")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)

@@ -358,9 +358,6 @@ class MmsearchApp(App[None]):
         if hit is not None:
             self._preview(hit)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.action_open()  # enter (or a click on the highlighted row) opens, as in a file manager
-
     def _preview(self, hit: Hit) -> None:
         text = self._request.text if self._request else None
         self._load_preview(hit, text)

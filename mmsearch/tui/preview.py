@@ -26,6 +26,8 @@ WAVE_MAX_SECONDS = 600.0
 """Longer recordings show the waveform of their first ten minutes (decoding is the slow part)."""
 _LEVELS = "▁▂▃▄▅▆▇█"
 _PASSAGE_WORDS = 80
+PICTURE_SIDE = 320
+"""Pixels of the shorter side decoded for the preview: a terminal pane shows fewer."""
 _MAX_DOCUMENT_BYTES = 2_000_000
 
 
@@ -37,6 +39,8 @@ class Details:
     info: ItemInfo | None = None
     peaks: list[float] = field(default_factory=list)
     passage: str = ""
+    picture: Any = None
+    """The decoded image (PIL) for images."""
     problem: str = ""
 
 
@@ -95,6 +99,16 @@ def passage(path: str, words: list[str]) -> str:
     return max(chunks, key=overlap).strip()  # max keeps the first of equals
 
 
+def _picture(path: str, max_pixels: int) -> Any:
+    """The image, decoded here in the worker (EXIF orientation applied, JPEGs at reduced scale)
+    rather than by the image widget while drawing, where a damaged file would break the frame."""
+    from mmsearch.media.images import decode_image
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode_image(data, path=path, max_pixels=max_pixels, min_side=PICTURE_SIDE).image
+
+
 def load_details(library: Any, hit: Hit, query: str | None) -> Details:
     """Everything the preview needs of `hit` (runs in a worker: it reads files)."""
     details = Details(hit)
@@ -106,7 +120,9 @@ def load_details(library: Any, hit: Hit, query: str | None) -> Details:
         return details
     try:
         details.info = library.item(hit.id if hit.id is not None else hit.path)
-        if hit.kind == AUDIO:
+        if hit.kind == IMAGE:
+            details.picture = _picture(hit.path, library.settings.max_image_pixels)
+        elif hit.kind == AUDIO:
             details.peaks, _ = peaks(hit.path)
         elif hit.kind == TEXT:
             details.passage = passage(hit.path, query_words(query))
@@ -129,14 +145,14 @@ class Preview(VerticalScroll):
         self.query_one("#preview-body", Static).update("")
         self._set_image(None)
 
-    def _set_image(self, path: str | None) -> None:
+    def _set_image(self, picture: Any) -> None:
         for old in self.query(".preview-image"):
             old.remove()
-        if path is None:
+        if picture is None:
             return
         from textual_image.widget import Image
 
-        self.mount(Image(path, classes="preview-image"), after="#preview-title")
+        self.mount(Image(picture, classes="preview-image"), after="#preview-title")
 
     def show(self, details: Details, query: str | None) -> None:
         hit, info = details.hit, details.info
@@ -151,7 +167,7 @@ class Preview(VerticalScroll):
             width, height = (info.width, info.height) if info else (hit.width, hit.height)
             dims = f"{width}×{height} · " if width and height else ""
             title.append(f"\n{dims}{size}{' · ' + taken if taken else ''}")
-            self._set_image(None if details.problem else hit.path)
+            self._set_image(details.picture)
         else:
             self._set_image(None)
         if hit.kind == AUDIO:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
@@ -74,7 +75,10 @@ class ResultList(OptionList):
     time range. (An OptionList, not a DataTable: it draws 50 rows about three times faster,
     which is most of a keystroke's time on a large collection.)"""
 
-    BINDINGS = [("slash", "app.focus_search", "Search")]
+    BINDINGS = [
+        Binding("slash", "app.focus_search", "Search"),
+        Binding("enter", "app.open", "Open", show=False),  # a click only selects
+    ]
 
     def show(self, hits: Sequence[Hit]) -> None:
         width = max(self.size.width - 4, 60)
