@@ -41,6 +41,8 @@ DEBOUNCE = 0.0
 """Seconds of quiet after a keystroke before searching. None by default: searches never queue
 up anyway (one runs at a time; keys typed meanwhile are searched together when it ends)."""
 RESULTS = 50
+REFRESH_WHILE_INDEXING = 2.0
+"""Seconds between searches again for the query on screen while an indexing run commits."""
 
 HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Searching", [
@@ -143,6 +145,7 @@ class MmsearchApp(App[None]):
         self._timer: Timer | None = None
         self._searching = False
         self._search_again = False
+        self._shown_question: tuple[Any, ...] = ()
         self._request: Request | None = None
         self._cancel_index: threading.Event | None = None
         self._player: subprocess.Popen[bytes] | None = None
@@ -333,7 +336,12 @@ class MmsearchApp(App[None]):
         assert hits is not None and self.library is not None
         self.shown = generation
         self.hits = hits
-        self.query_one("#results", ResultList).show(hits)
+        rows = self.query_one("#results", ResultList)
+        asked = (request.text, request.images, request.audios)
+        if asked != self._shown_question:
+            rows.highlighted = None  # a new question (not just new filters): start at the top
+        self._shown_question = asked
+        rows.show(hits)
         self.status.results(
             len(hits), elapsed, self.library.spec.name, str(self.library.path), request.filters.describe()
         )
@@ -508,10 +516,13 @@ class MmsearchApp(App[None]):
     @work(thread=True, exit_on_error=False, group="index")
     def _index(self, folder: str, cancel: threading.Event) -> None:
         started = time.perf_counter()
-        phase = {"name": "", "since": started, "shown": 0.0}
+        phase = {"name": "", "since": started, "shown": 0.0, "searched": started}
 
         def progress(p: Any) -> None:
             now = time.perf_counter()
+            if now - phase["searched"] > REFRESH_WHILE_INDEXING:
+                phase["searched"] = now
+                self._from_worker(self._refresh_results)
             if p.phase != phase["name"]:
                 phase.update(name=p.phase, since=now)
             if now - phase["shown"] < 0.1 and p.done < p.total:
@@ -541,13 +552,16 @@ class MmsearchApp(App[None]):
             line, severity = f"Indexing failed: internal error ({type(exc).__name__}: {exc}).", "error"
         self._from_worker(self._index_done, line, severity, skipped)
 
+    def _refresh_results(self) -> None:
+        """Search again for what is on screen: an indexing run committed new items meanwhile."""
+        if self._request is not None and not self._request.empty:
+            self._search_now()  # (queued behind a search already running)
+
     def _index_done(self, line: str, severity: str, skipped: list[tuple[str, str]]) -> None:
         self._cancel_index = None
         self.query_one("#indexing", IndexPanel).finished(line, skipped)
         self.notify(line, severity=severity, timeout=8)  # type: ignore[arg-type]
-        if self._request is not None and not self._request.empty:
-            self.shown = min(self.shown, self.requested - 1)
-            self._search_now()
+        self._refresh_results()
 
     # -- help and quitting --------------------------------------------------------------------
 

@@ -96,10 +96,20 @@ class ResultList(OptionList):
             if hit.start is not None:
                 line.append("  " + time_range(hit.start, hit.end), style="yellow")
             prompts.append(line)
+        keep = self.highlighted_path
         self.clear_options()
         self.add_options(prompts)
+        self.paths = [h.path for h in hits]
         if prompts:
-            self.highlighted = 0
+            # The same file stays selected when the list is redrawn around it (new items
+            # committed by an indexing run, a filter that keeps it); a new query starts on top.
+            self.highlighted = self.paths.index(keep) if keep in self.paths else 0
+
+    @property
+    def highlighted_path(self) -> str | None:
+        index = self.highlighted
+        paths = getattr(self, "paths", [])
+        return paths[index] if index is not None and index < len(paths) else None
 
     def row_text(self, index: int) -> str:
         """Row `index` as drawn (plain text)."""
