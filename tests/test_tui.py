@@ -396,3 +396,20 @@ async def test_the_mouse_selects_a_row_and_presses_buttons(index: Path) -> None:
         await pilot.click("#help-close")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_an_index_whose_vectors_do_not_fit_the_model_gets_a_screen(index: Path) -> None:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(index / "catalog.db") as db:  # as if the model's weights were swapped
+        (raw,) = db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()
+        dims = {space: dim + 1 for space, dim in json.loads(raw).items()}
+        db.execute("UPDATE meta SET value = ? WHERE key = 'spaces'", [json.dumps(dims)])
+    app = app_for(index)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ProblemScreen)
+        assert "another model" in app.screen.title_text
+        message = rendered(app.screen.query_one("#problem-message"))
+        assert "dimensions" in message and "new folder" in message
