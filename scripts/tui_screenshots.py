@@ -47,8 +47,8 @@ def make_collection(home: Path) -> dict[str, Path]:
     if shutil.which("espeak-ng"):
         subprocess.run(
             ["espeak-ng", "-s", "140", "-w", str(memo),
-             "The team meeting moves to Thursday at nine. Please bring the budget report "
-             "and the slides for the new coffee machine."],
+             ("The team meeting moves to Thursday at nine. Please bring the budget report "
+              "and the slides for the new coffee machine.")],
             check=True,
         )
     rate = 22_050

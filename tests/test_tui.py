@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from tui_helpers import SIZE, app_for, build_index, rendered, row_names, search, settle, table_names
+
 from mmsearch.tui import system
 from mmsearch.tui.screens import AddFolderScreen, HelpScreen, ProblemScreen
 
@@ -333,7 +333,7 @@ async def test_a_busy_index_and_an_unreadable_example_are_notified_not_raised(
     app = app_for(index)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        with open(index / "write.lock", "w") as lock:
+        with open(index / "write.lock", "w") as lock:  # noqa: ASYNC230 - a lock file, instant
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process is indexing
             app.start_index(str(tmp_path / "media"))
             await settle(pilot, indexing=True)

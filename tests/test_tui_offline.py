@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from skimage import data as skimage_data
-
 from tui_helpers import SIZE, row_names, search, settle, table_names
+
 from mmsearch import Library
 from mmsearch.config import Settings
 from mmsearch.tui import make_app

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-
 from tui_helpers import SIZE, app_for, build_index, search, settle
+
 from mmsearch.tui import widgets
 
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tui_helpers import build_index
 
 pytestmark = pytest.mark.skipif(
@@ -24,7 +23,7 @@ def wait_for(tmux: list[str], text: str, seconds: float = 40.0) -> str:
     screen = ""
     while time.monotonic() < deadline:
         screen = subprocess.run(
-            [*tmux, "capture-pane", "-p", "-t", "tui"], capture_output=True, text=True
+            [*tmux, "capture-pane", "-p", "-t", "tui"], capture_output=True, text=True, check=True
         ).stdout
         if text in screen:
             return screen
@@ -53,11 +52,11 @@ def test_typing_a_query_in_a_real_terminal_shows_the_file(tmp_path: Path) -> Non
         subprocess.run([*tmux, "send-keys", "-t", "tui", "C-q"], check=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            alive = subprocess.run([*tmux, "has-session", "-t", "tui"], capture_output=True)
+            alive = subprocess.run([*tmux, "has-session", "-t", "tui"], capture_output=True, check=False)
             if alive.returncode != 0:
                 break  # the app quit and its session closed
             time.sleep(0.2)
         else:
             raise AssertionError("ctrl+q did not quit the app")
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from conftest import COLOURS, make_image
 from textual.pilot import Pilot
 
-from conftest import COLOURS, make_image
 from mmsearch import Library
 from mmsearch.config import Settings
 from mmsearch.tui import make_app

@@ -21,7 +21,7 @@ def make_app(
     *,
     settings: Any | None = None,
     debounce: float | None = None,
-) -> "MmsearchApp":
+) -> MmsearchApp:
     """The TUI app for the index at `index` (default: the configured one).
 
     Args:

@@ -13,12 +13,11 @@ import os
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, OptionList
@@ -94,7 +93,7 @@ class MmsearchApp(App[None]):
     TITLE = "mmsearch"
     ENABLE_COMMAND_PALETTE = False
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+l", "more_like_this", "More like this"),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+f", "toggle_filters", "Filters"),
@@ -207,7 +206,7 @@ class MmsearchApp(App[None]):
         except MmsearchError as exc:
             self._from_worker(self._open_failed, exc)
             return
-        except Exception as exc:  # never a traceback: say what broke
+        except Exception as exc:  # noqa: BLE001 - never a traceback: the UI says what broke: say what broke
             self._from_worker(self._open_failed, exc)
             return
         self._from_worker(self._library_ready, library, stats, create)
@@ -315,7 +314,7 @@ class MmsearchApp(App[None]):
             hits = self.library.search(**request.search_args())  # type: ignore[union-attr]
         except MmsearchError as exc:
             error = str(exc)
-        except Exception as exc:  # never a traceback
+        except Exception as exc:  # noqa: BLE001 - never a traceback: the UI says what broke
             error = f"internal error ({type(exc).__name__}: {exc}); please report it."
         elapsed = time.perf_counter() - started
         self._from_worker(self._show_results, generation, request, hits, error, elapsed)
@@ -548,7 +547,7 @@ class MmsearchApp(App[None]):
             line, severity = f"Cancelled. {exc}", "warning"
         except MmsearchError as exc:
             line, severity = str(exc), "error"
-        except Exception as exc:  # never a traceback
+        except Exception as exc:  # noqa: BLE001 - never a traceback: the UI says what broke
             line, severity = f"Indexing failed: internal error ({type(exc).__name__}: {exc}).", "error"
         self._from_worker(self._index_done, line, severity, skipped)
 
@@ -583,7 +582,7 @@ class MmsearchApp(App[None]):
             self._cancel_index.set()
         try:
             await asyncio.wait_for(self.workers.wait_for_complete(), timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return  # leave the catalog open: the process is ending anyway
         if self.library is not None:
             self.library.close()

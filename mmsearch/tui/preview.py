@@ -78,7 +78,7 @@ def query_words(query: str | None) -> list[str]:
 
     try:
         terms = parse_text(query)
-    except Exception:  # a half-typed query: highlight its plain words
+    except Exception:  # noqa: BLE001 - a half-typed query: highlight its plain words
         return re.findall(r"[^\W_]{2,}", query)
     return [w for t in terms if not t.negative for w in re.findall(r"[^\W_]{2,}", t.text)]
 
@@ -126,7 +126,7 @@ def load_details(library: Any, hit: Hit, query: str | None) -> Details:
             details.peaks, _ = peaks(hit.path)
         elif hit.kind == TEXT:
             details.passage = passage(hit.path, query_words(query))
-    except Exception as exc:  # a file gone or unreadable since indexing: say so in the pane
+    except Exception as exc:  # noqa: BLE001 - a file unreadable since indexing: say so in the pane
         details.problem = str(exc) or type(exc).__name__
     return details
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
@@ -41,7 +42,7 @@ class PathSuggester(Suggester):
 class HelpScreen(ModalScreen[None]):
     """Every binding, grouped, with what it does."""
 
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def __init__(self, sections: Iterable[tuple[str, list[tuple[str, str]]]]) -> None:
         super().__init__()
@@ -74,7 +75,7 @@ class HelpScreen(ModalScreen[None]):
 class AddFolderScreen(ModalScreen[str | None]):
     """Ask for a folder to index, with completion; returns the path or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", show=False)]
 
     def __init__(self, start: str = "") -> None:
         super().__init__()
@@ -92,7 +93,7 @@ class AddFolderScreen(ModalScreen[str | None]):
 
     def action_complete(self) -> None:
         box = self.query_one(Input)
-        if box._suggestion:  # noqa: SLF001 - Input has no public "accept suggestion"
+        if box._suggestion:
             box.value = box._suggestion
             box.cursor_position = len(box.value)
 
@@ -124,7 +125,7 @@ class ProblemScreen(ModalScreen[str]):
 
     Returns the id of the chosen button."""
 
-    BINDINGS = [Binding("escape", "leave", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave", "Close")]
 
     def __init__(self, title: str, message: str, choices: list[tuple[str, str]]) -> None:
         super().__init__()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
@@ -75,7 +76,7 @@ class ResultList(OptionList):
     time range. (An OptionList, not a DataTable: it draws 50 rows about three times faster,
     which is most of a keystroke's time on a large collection.)"""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "app.focus_search", "Search"),
         Binding("enter", "app.open", "Open", show=False),  # a click only selects
     ]
