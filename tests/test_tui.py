@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from tui_helpers import SIZE, app_for, build_index, rendered, row_names, search, settle, table_names
+from tui_helpers import build_index, rendered, row_names, running, search, settle, table_names
 
 from mmsearch.tui import system
 from mmsearch.tui.screens import AddFolderScreen, HelpScreen, ProblemScreen
@@ -22,9 +22,7 @@ def index(tmp_path: Path) -> Path:
 
 
 async def test_typing_searches_as_you_type_and_the_status_line_says_what_happened(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         assert "Ready: 8 items" in rendered(app.status)
         await pilot.press(*"bread")
         await settle(pilot)
@@ -37,9 +35,7 @@ async def test_typing_searches_as_you_type_and_the_status_line_says_what_happene
 
 
 async def test_a_slow_older_search_never_replaces_a_newer_result(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         release = threading.Event()
         real_search = app.library.search
 
@@ -60,9 +56,7 @@ async def test_a_slow_older_search_never_replaces_a_newer_result(index: Path) ->
 
 
 async def test_rows_show_score_bar_kind_folder_and_sound_time_range(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "high")
         rows = app.query_one("#results")
         whistle = rows.row_text(table_names(app).index("whistle.wav"))
@@ -72,9 +66,7 @@ async def test_rows_show_score_bar_kind_folder_and_sound_time_range(index: Path)
 
 
 async def test_the_preview_shows_what_the_selected_hit_is(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "flour dough")
         preview = app.query_one("#preview")
         body = app.query_one("#preview-body").render()
@@ -100,9 +92,7 @@ async def test_the_preview_shows_what_the_selected_hit_is(index: Path) -> None:
 
 
 async def test_more_like_this_and_a_pasted_example_search_by_that_file(index: Path, tmp_path: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "blue")
         table = app.query_one("#results")
         table.focus()
@@ -130,9 +120,7 @@ async def test_more_like_this_and_a_pasted_example_search_by_that_file(index: Pa
 
 
 async def test_more_like_this_on_a_document_says_what_works(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "bread")
         app.query_one("#results").focus()
         await pilot.press("m")
@@ -142,9 +130,7 @@ async def test_more_like_this_on_a_document_says_what_works(index: Path) -> None
 
 
 async def test_filter_keys_restrict_kind_extension_folder_and_min_score(index: Path, tmp_path: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "blue")
         assert row_names(app) == ["blue.jpg", "blue-copy.jpg"]  # the model's cut-off
         app.query_one("#results").focus()
@@ -185,9 +171,7 @@ async def test_open_reveal_copy_and_play_start_the_right_programs(
     started: list[list[str]] = []
     monkeypatch.setattr(system, "launch", lambda command: started.append(list(command)) or _Done())
     monkeypatch.setattr(system.shutil, "which", lambda name: f"/usr/bin/{name}")
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "high")
         app.query_one("#results").focus()
         app.query_one("#results").highlighted = row_names(app).index("whistle.wav")
@@ -204,9 +188,7 @@ async def test_with_no_sound_player_installed_play_says_what_to_install(
     index: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(system.shutil, "which", lambda name: None)
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "high")
         app.query_one("#results").focus()
         app.query_one("#results").highlighted = row_names(app).index("whistle.wav")
@@ -226,9 +208,7 @@ async def test_indexing_a_folder_from_the_ui_makes_it_searchable(index: Path, tm
     extra.mkdir()
     (extra / "recipes.md").write_text("Pancakes: eggs, milk, flour; fry them in butter.\n")
     (extra / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "pancakes")
         assert "recipes.md" not in row_names(app)
         await pilot.press("ctrl+n")
@@ -254,9 +234,7 @@ async def test_cancelling_indexing_keeps_searching_working_and_stops_cleanly(
     for i in range(6):
         (extra / f"note{i}.md").parent.mkdir(exist_ok=True)
         (extra / f"note{i}.md").write_text(f"Note number {i} about pancakes.\n")
-    app = app_for(index, batch_size=1)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index, batch_size=1) as (app, pilot):
         real_index = app.library.index
         cancelled = threading.Event()
 
@@ -285,9 +263,7 @@ async def test_cancelling_indexing_keeps_searching_working_and_stops_cleanly(
 
 
 async def test_help_lists_every_binding(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -303,9 +279,7 @@ async def test_help_lists_every_binding(index: Path) -> None:
 
 
 async def test_a_missing_index_offers_to_create_one(tmp_path: Path) -> None:
-    app = app_for(tmp_path / "nowhere")
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(tmp_path / "nowhere") as (app, pilot):
         assert isinstance(app.screen, ProblemScreen)
         assert "No index at" in rendered(app.screen.query_one("#problem-message"))
         await pilot.click("#create")
@@ -316,9 +290,7 @@ async def test_a_missing_index_offers_to_create_one(tmp_path: Path) -> None:
 
 async def test_a_damaged_index_gets_a_screen_saying_what_to_do(index: Path) -> None:
     (index / "catalog.db").write_bytes(b"")
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         assert isinstance(app.screen, ProblemScreen)
         message = rendered(app.screen.query_one("#problem-message"))
         assert "empty" in message and "backup" in message
@@ -330,9 +302,7 @@ async def test_a_damaged_index_gets_a_screen_saying_what_to_do(index: Path) -> N
 async def test_a_busy_index_and_an_unreadable_example_are_notified_not_raised(
     index: Path, tmp_path: Path
 ) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         with open(index / "write.lock", "w") as lock:  # noqa: ASYNC230 - a lock file, instant
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process is indexing
             app.start_index(str(tmp_path / "media"))
@@ -347,9 +317,7 @@ async def test_a_busy_index_and_an_unreadable_example_are_notified_not_raised(
 
 
 async def test_a_query_syntax_mistake_is_shown_in_the_status_line(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, 'red 200:"car"')
         assert "weight" in rendered(app.status).lower()
 
@@ -359,9 +327,7 @@ async def test_a_file_gone_or_damaged_since_indexing_is_explained_in_the_preview
 ) -> None:
     (tmp_path / "media" / "photos" / "blue.jpg").write_bytes(b"\xff\xd8\xff\xe0 damaged now")
     (tmp_path / "media" / "photos" / "blue-copy.jpg").unlink()
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "blue")
         rows = app.query_one("#results")
         rows.highlighted = row_names(app).index("blue.jpg")
@@ -375,9 +341,7 @@ async def test_a_file_gone_or_damaged_since_indexing_is_explained_in_the_preview
 
 
 async def test_the_mouse_selects_a_row_and_presses_buttons(index: Path) -> None:
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, pilot):
         await search(pilot, "blue")
         first = app.selected
         await pilot.click("#results", offset=(10, 2))  # the second row (inside the border)
@@ -406,9 +370,7 @@ async def test_an_index_whose_vectors_do_not_fit_the_model_gets_a_screen(index: 
         (raw,) = db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()
         dims = {space: dim + 1 for space, dim in json.loads(raw).items()}
         db.execute("UPDATE meta SET value = ? WHERE key = 'spaces'", [json.dumps(dims)])
-    app = app_for(index)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with running(index) as (app, _pilot):
         assert isinstance(app.screen, ProblemScreen)
         assert "another model" in app.screen.title_text
         message = rendered(app.screen.query_one("#problem-message"))

@@ -6,6 +6,7 @@ and look at the report's pictures before committing the new SVGs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,34 +24,30 @@ def stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return build_index(tmp_path)
 
 
-def test_results_with_an_image_preview(snap_compare, stable: Path) -> None:
+def searched(query: str, *keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    """Before the picture: search for `query`, then press `keys`."""
+
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot)
-        await search(pilot, "blue")
-        await pilot.press("down")  # into the results
+        await search(pilot, query)
+        await pilot.press(*keys)
         await settle(pilot)
 
-    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=run_before)
+    return run_before
+
+
+def test_results_with_an_image_preview(snap_compare, stable: Path) -> None:
+    # "down": focus goes to the results (and no blinking cursor is in the picture)
+    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=searched("blue", "down"))
 
 
 def test_a_sound_with_its_waveform_and_tags(snap_compare, stable: Path) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        await settle(pilot)
-        await search(pilot, "high")
-        await pilot.press("down")  # focus leaves the box: no blinking cursor in the picture
-        await settle(pilot)
-
-    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=searched("high", "down"))
 
 
 def test_the_filter_panel(snap_compare, stable: Path) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        await settle(pilot)
-        await search(pilot, "blue")
-        await pilot.press("down", *["minus"] * 4, "1")
-        await settle(pilot)
-
-    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=run_before)
+    keys = ("down", "minus", "minus", "minus", "minus", "1")
+    assert snap_compare(app_for(stable), terminal_size=SIZE, run_before=searched("blue", *keys))
 
 
 def test_the_help_screen(snap_compare, stable: Path) -> None:

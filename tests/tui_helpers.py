@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,15 @@ def build_index(tmp_path: Path, root: Path | None = None) -> Path:
 
 def app_for(index: Path, **settings: object) -> MmsearchApp:
     return make_app(index, settings=Settings(**{"model": MODEL, **settings}))
+
+
+@asynccontextmanager
+async def running(index: Path, **settings: object) -> AsyncIterator[tuple[MmsearchApp, Pilot]]:
+    """The app on `index`, started headless, with the index open and the model loaded."""
+    app = app_for(index, **settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        yield app, pilot
 
 
 async def settle(pilot: Pilot, rounds: int = 3, indexing: bool = False) -> None:
