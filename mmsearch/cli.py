@@ -794,12 +794,11 @@ def tui(index: IndexOpt = None) -> None:
         mmsearch tui
         mmsearch tui --index ~/indexes/photos
     """
-    with _errors():
-        settings = _settings(index)
     try:
         from mmsearch.tui import make_app
 
-        tui_app = make_app(index, settings=settings)
+        # Settings are read in the app's start-up worker (a bad one gets a screen there).
+        tui_app = make_app(index)
     except ModuleNotFoundError as exc:  # textual or textual-image not installed
         _fail(
             f"The terminal UI needs the `tui` extra ({exc.name} is missing): "

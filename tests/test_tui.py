@@ -375,3 +375,15 @@ async def test_an_index_whose_vectors_do_not_fit_the_model_gets_a_screen(index: 
         assert "another model" in app.screen.title_text
         message = rendered(app.screen.query_one("#problem-message"))
         assert "dimensions" in message and "new folder" in message
+
+
+async def test_a_bad_setting_gets_a_screen_naming_it(index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmsearch.tui import make_app
+
+    monkeypatch.setenv("MMSEARCH_BATCH_SIZE", "0")
+    app = make_app(index)  # as `mmsearch tui` does: settings are read in the start-up worker
+    async with app.run_test(size=(120, 34)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ProblemScreen)
+        assert "setting" in app.screen.title_text
+        assert "MMSEARCH_BATCH_SIZE" in rendered(app.screen.query_one("#problem-message"))
