@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
 
 from mmsearch.cli import time_range
@@ -124,8 +125,24 @@ def _fit(text: str, width: int, left: bool = False) -> str:
     return ("…" + text[len(text) - width + 1 :]) if left else (text[: width - 1] + "…")
 
 
-class StatusLine(Static):
-    """How many matched, how long it took, the model and the index; or what went wrong."""
+class StatusLine(Widget):
+    """How many matched, how long it took, the model and the index; or what went wrong.
+
+    One line of fixed height that repaints without a layout pass (a Static's update re-lays out
+    the whole screen, which would cost every keystroke a few milliseconds)."""
+
+    DEFAULT_CSS = "StatusLine { height: 1; }"
+
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._text = Text(text)
+
+    def render(self) -> Text:
+        return self._text
+
+    def update(self, text: Text | str) -> None:
+        self._text = text if isinstance(text, Text) else Text(text)
+        self.refresh()
 
     def results(self, count: int, seconds: float, model: str, index: str, filters: str) -> None:
         text = Text()
