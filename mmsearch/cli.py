@@ -803,6 +803,30 @@ def _doctor_index(settings: Any, repair: bool) -> None:
     )
 
 
+@app.command()
+def tui(index: IndexOpt = None) -> None:
+    """Search interactively in the terminal: as you type, by example, with previews.
+
+    Press ? (or F1) inside for every key. Needs the `tui` extra:
+    pip install 'mmsearch[tui]'.
+
+    Example:
+        mmsearch tui
+        mmsearch tui --index ~/indexes/photos
+    """
+    try:
+        from mmsearch.tui import make_app
+
+        # Settings are read in the app's start-up worker (a bad one gets a screen there).
+        tui_app = make_app(index)
+    except ModuleNotFoundError as exc:  # textual or textual-image not installed
+        _fail(
+            f"The terminal UI needs the `tui` extra ({exc.name} is missing): "
+            "pip install 'mmsearch[tui]'."
+        )
+    tui_app.run()
+
+
 def main() -> None:
     """The console script: the same handling as the tests see, with the program named mmsearch."""
     typer.main.get_command(app).main(prog_name=PROG)

