@@ -88,6 +88,8 @@ class Query:
     audios: Sequence[str] = ()
     """Example recordings: "more like this sound"."""
     audio_weight: float = 1.0
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    """Ready-made query vectors by space (`Library.search_vector`): searched as given."""
 
     def __post_init__(self) -> None:
         """Values from programs get the same checks as the command line's."""
@@ -204,11 +206,13 @@ class Searcher:
         self, query: Query, terms: list[Term]
     ) -> dict[str, tuple[np.ndarray, float]]:
         """space -> (unit query vector, fusion weight)."""
-        if not terms and not query.images and not query.audios:
+        if not terms and not query.images and not query.audios and not query.vectors:
             raise QueryError(
                 "Nothing to search for: give query text, an example image or sound, or several."
             )
-        out: dict[str, tuple[np.ndarray, float]] = {}
+        out: dict[str, tuple[np.ndarray, float]] = {
+            space: (l2_normalise(vector), 1.0) for space, vector in query.vectors.items()
+        }
         if terms:
             encoder = self._encoder()
             signed = np.array(
