@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
+import io
 import os
-import shutil
-import tempfile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,10 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmsearch.errors import NotIndexedError, QueryError
 from mmsearch.results import Hit
-from mmsearch.server.routes import _ERRORS, LimitExceeded, service
+from mmsearch.server.routes import _ERRORS, LimitExceeded, saved_examples, service
 from mmsearch.server.service import Service
 
-router = APIRouter(tags=["clip-retrieval"], responses=_ERRORS)
+# ClipClient posts its JSON without a Content-Type (clip back's Flask reads it with force=True);
+# FastAPI versions that check the Content-Type are told to accept that here.
+_LENIENT = (
+    {"strict_content_type": False}
+    if "strict_content_type" in inspect.signature(APIRouter).parameters else {}
+)
+router = APIRouter(tags=["clip-retrieval"], responses=_ERRORS, **_LENIENT)
 Svc = Annotated[Service, Depends(service)]
 _KINDS = {"image": ["image"], "text": ["text"], "audio": ["audio"]}
 
@@ -43,6 +49,9 @@ class KnnRequest(BaseModel):
     num_images: int = Field(40, ge=1)
     indice_name: str | None = None
     deduplicate: bool = False
+    min_score: float = Field(-1.0, ge=-1, le=1, allow_inf_nan=False)
+    """An mmsearch extension: drop matches below this cosine. clip back has no cut-off (plain
+    nearest neighbours), so neither has this API unless asked."""
 
 
 class KnnResult(BaseModel):
@@ -115,16 +124,19 @@ def knn_service(svc: Svc, req: KnnRequest, request: Request) -> list[dict[str, A
     # Ask for a few more when copies are to be dropped, so num_images can still be met.
     k = min(svc.config.max_k, req.num_images * 2 if req.deduplicate else req.num_images)
     if req.text:
-        hits = svc.library.search(req.text, k=k, kinds=kinds)
+        hits = svc.library.search(req.text, k=k, kinds=kinds, min_score=req.min_score)
     elif req.image:
-        hits = _image_search(svc, req.image, k, kinds)
+        hits = _image_search(svc, req.image, k, kinds, req.min_score)
     elif req.image_url:
         raise QueryError(
             "This server does not fetch image_url (it would let clients make it call any "
             "address); send the image itself in `image` (base64)."
         )
     elif req.embedding_input:
-        hits = svc.library.search_vector(req.embedding_input, space=_space_for(svc, len(req.embedding_input)), k=k, kinds=kinds)
+        space = _space_for(svc, len(req.embedding_input))
+        hits = svc.library.search_vector(
+            req.embedding_input, space=space, k=k, kinds=kinds, min_score=req.min_score
+        )
     else:
         raise QueryError("Give one of text, image (base64) or embedding_input.")
     if req.deduplicate:
@@ -142,24 +154,17 @@ def _space_for(svc: Service, dim: int) -> str:
     raise QueryError(f"An embedding of {dim} numbers fits no space of this index: {shown}.")
 
 
-def _image_search(svc: Service, encoded: str, k: int, kinds: list[str]) -> list[Hit]:
+def _image_search(
+    svc: Service, encoded: str, k: int, kinds: list[str], min_score: float
+) -> list[Hit]:
     try:
         data = base64.b64decode(encoded, validate=False)
     except (binascii.Error, ValueError):
         raise QueryError("`image` is not base64 data; send the image file's bytes in base64.") from None
     if not data:
         raise QueryError("`image` is empty; send the image file's bytes in base64.")
-    folder = tempfile.mkdtemp(prefix="mmsearch-upload-")
-    try:
-        path = os.path.join(folder, "example")
-        with open(path, "wb") as out:
-            out.write(data)
-        from mmsearch.server.routes import _check_pixels
-
-        _check_pixels(path, "in `image`", svc.config.max_image_pixels)
-        return svc.library.search(image=path, k=k, kinds=kinds)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with saved_examples([("image", io.BytesIO(data))], svc.config.max_image_pixels) as paths:
+        return svc.library.search(image=paths, k=k, kinds=kinds, min_score=min_score)
 
 
 @router.get("/indices-list", response_model=list[str])

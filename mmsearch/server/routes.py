@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -124,18 +124,22 @@ def search_get(
 
 
 @contextmanager
-def _saved(uploads: list[UploadFile], limit_pixels: int | None) -> Iterator[list[str]]:
-    """Uploaded example files as temporary files (deleted afterwards)."""
+def saved_examples(files: list[tuple[str, BinaryIO]], limit_pixels: int | None) -> Iterator[list[str]]:
+    """Uploaded example files, given as (name, stream), as temporary files deleted afterwards.
+
+    Raises:
+        LimitExceeded: an image above `limit_pixels` (checked from its header).
+    """
     folder = tempfile.mkdtemp(prefix="mmsearch-upload-")
     try:
         paths = []
-        for n, upload in enumerate(uploads):
-            ext = os.path.splitext(upload.filename or "")[1]
+        for n, (name, stream) in enumerate(files):
+            ext = os.path.splitext(name)[1]
             path = os.path.join(folder, f"example-{n}{ext if _EXT.fullmatch(ext) else ''}")
             with open(path, "wb") as out:
-                shutil.copyfileobj(upload.file, out)
+                shutil.copyfileobj(stream, out)
             if limit_pixels is not None:
-                _check_pixels(path, upload.filename or path, limit_pixels)
+                _check_pixels(path, name, limit_pixels)
             paths.append(path)
         yield paths
     finally:
@@ -169,7 +173,12 @@ def search_upload(
         req = SearchRequest.model_validate(json.loads(query or "{}"))
     except (ValueError, ValidationError) as exc:
         raise QueryError(f"The `query` field is not a valid search request: {exc}") from None
-    with _saved(images, svc.config.max_image_pixels) as image_paths, _saved(audios, None) as sound_paths:
+    image_files = [(f.filename or "image", f.file) for f in images]
+    sound_files = [(f.filename or "sound", f.file) for f in audios]
+    with (
+        saved_examples(image_files, svc.config.max_image_pixels) as image_paths,
+        saved_examples(sound_files, None) as sound_paths,
+    ):
         return run_search(svc, req, image_paths, sound_paths)
 
 
