@@ -35,6 +35,11 @@ if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v ap
     || echo "Could not install espeak-ng; the tests that need test speech will be skipped."
 fi
 
+# docs/embedding.md's curl examples are run by a test.
+if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq curl) >/dev/null 2>&1 || echo "Could not install curl."
+fi
+
 # Convert and cache the offline model once (ONNX export, label embeddings), so the first
 # index run does not pay for it.
 .venv/bin/mmsearch doctor --prepare

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmsearch.errors import NotIndexedError, QueryError
 from mmsearch.results import Hit
-from mmsearch.server.routes import _ERRORS, LimitExceeded, saved_examples, service
+from mmsearch.server.routes import _ERRORS, LimitExceeded, check_no_nul, saved_examples, service
 from mmsearch.server.service import Service
 
 # ClipClient posts its JSON without a Content-Type (clip back's Flask reads it with force=True);
@@ -124,6 +124,7 @@ def knn_service(svc: Svc, req: KnnRequest, request: Request) -> list[dict[str, A
     # Ask for a few more when copies are to be dropped, so num_images can still be met.
     k = min(svc.config.max_k, req.num_images * 2 if req.deduplicate else req.num_images)
     if req.text:
+        check_no_nul([req.text])
         hits = svc.library.search(req.text, k=k, kinds=kinds, min_score=req.min_score)
     elif req.image:
         hits = _image_search(svc, req.image, k, kinds, req.min_score)

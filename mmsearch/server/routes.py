@@ -77,14 +77,19 @@ def ready(svc: Svc) -> Any:
 # -- searching -----------------------------------------------------------------------------------
 
 
+def check_no_nul(values: list[str]) -> None:
+    """NUL cannot be in a path, and in query text the full-text index takes it for damage
+    (`Library.search` reports "catalog failed"), so it is refused here, plainly."""
+    if any("\x00" in value for value in values):
+        raise QueryError("The request holds a NUL character (in its text or a path); remove it.")
+
+
 def run_search(
     svc: Service, req: SearchRequest, images: list[str] = [], audios: list[str] = []  # noqa: B006
 ) -> dict[str, Any]:
     if req.k > svc.config.max_k:
         raise LimitExceeded(f"k={req.k} is above this server's limit of {svc.config.max_k}.")
-    for value in [*req.images, *req.audios, *req.folders, *req.extensions]:
-        if "\x00" in value:
-            raise QueryError("A path or extension holds a NUL character; remove it.")
+    check_no_nul([*req.images, *req.audios, *req.folders, *req.extensions, req.query_text() or ""])
     examples = [svc.servable_path(p)[1] for p in req.images]
     examples += [svc.servable(i)[1] for i in req.image_ids] + images
     sounds = [svc.servable_path(p)[1] for p in req.audios]
@@ -195,7 +200,7 @@ def item(svc: Svc, item_id: ItemId) -> dict[str, Any]:
     "/items/{item_id}/file",
     tags=["items"],
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}},
 )
 def item_file(svc: Svc, item_id: ItemId) -> FileResponse:
     """The original file (only inside the indexed folders)."""
@@ -246,7 +251,7 @@ def _limits(svc: Service) -> Limits:
     c = svc.config
     return Limits(
         max_k=c.max_k, max_upload_bytes=c.max_upload_bytes, max_image_pixels=c.max_image_pixels,
-        request_seconds=c.request_seconds, thumbnail_sizes=c.thumbnail_sizes,
+        request_seconds=c.request_seconds, thumbnail_sizes=list(c.thumbnail_sizes),
     )
 
 
@@ -271,9 +276,7 @@ def stats(svc: Svc) -> dict[str, Any]:
 @router.post("/index/jobs", response_model=JobOut, status_code=202, tags=["index"])
 def start_job(svc: Svc, req: JobRequest) -> dict[str, Any]:
     """Start indexing configured folders (one job at a time; searches go on meanwhile)."""
-    for folder in req.folders:
-        if "\x00" in folder:
-            raise QueryError("A folder name holds a NUL character; remove it.")
+    check_no_nul(req.folders)
     folders = svc.allowed_job_folders(req.folders) if req.folders else svc.job_folders()
     if not folders:
         raise QueryError(

@@ -112,8 +112,10 @@ class ItemOut(BaseModel):
     sample_rate: int | None = None
     channels: int | None = None
     codec: str | None = None
-    tags: list[tuple[str, float]] = Field(default_factory=list)
-    transcript: list[tuple[float, float, str]] = Field(default_factory=list)
+    tags: list[list[str | float]] = Field(default_factory=list)
+    """Sound labels as [label, score] pairs, best first."""
+    transcript: list[list[float | str]] = Field(default_factory=list)
+    """What is said, as [start, end, text] segments."""
 
 
 class StatsOut(BaseModel):
@@ -135,7 +137,8 @@ class Limits(BaseModel):
     max_upload_bytes: int
     max_image_pixels: int
     request_seconds: float
-    thumbnail_sizes: tuple[int, int]
+    thumbnail_sizes: list[int]
+    """[smallest, largest] thumbnail side in pixels."""
 
 
 class JobOut(BaseModel):
