@@ -41,7 +41,7 @@ from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.search import Filters, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
-from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
+from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manifest
 from mmsearch.version import __version__
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,12 @@ class Library:
         self.readonly = readonly
         self._catalog = catalog
         about = {"model": spec.to_json(), "mmsearch_version": __version__}
+        milvus = None
+        if settings.vector_store == "milvus":
+            uri = settings.milvus_uri or str(path / "milvus.db")
+            milvus = MilvusOptions(uri, settings.milvus_token, settings.milvus_index)
         self._spaces = SpaceSet(
-            path, catalog, settings.exact_search_below, about, readonly=readonly
+            path, catalog, settings.exact_search_below, about, readonly=readonly, milvus=milvus
         )
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
