@@ -467,10 +467,11 @@ class SpaceSet:
 
     def _milvus_problems(self, space: str, dim: int, entry: dict[str, Any], expected: int) -> list[str]:
         if self.milvus is None:
-            return [
+            message = (
                 f"{space}: its vectors are in Milvus ({entry['collection']}) but the settings say "
                 'vector_store = "faiss" (set it back, or `mmsearch doctor --repair`)'
-            ]
+            )
+            return [message]
         store, why = self._load_milvus(space, dim, entry)
         if store is None:
             return [f"{space}: {why}"]
