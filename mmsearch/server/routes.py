@@ -18,10 +18,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from mmsearch.errors import QueryError
+from mmsearch.results import Stats
 from mmsearch.server.schemas import (
     ErrorBody,
     Health,
-    HitOut,
     ItemOut,
     JobOut,
     JobRequest,
@@ -30,7 +30,6 @@ from mmsearch.server.schemas import (
     Ready,
     SearchRequest,
     SearchResponse,
-    StatsOut,
     StatusOut,
 )
 from mmsearch.server.service import Service
@@ -267,7 +266,7 @@ def status(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/stats", response_model=StatsOut, tags=["index"])
+@router.get("/stats", response_model=Stats, tags=["index"])
 def stats(svc: Svc) -> dict[str, Any]:
     """What the index holds (`mmsearch info --json`)."""
     return svc.library.stats().to_json()
@@ -303,5 +302,3 @@ def cancel_job(svc: Svc, job_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> 
     """Cancel a job: it stops between files, keeping what it committed."""
     return svc.jobs.cancel(job_id).to_json()
 
-
-__all__ = ["HitOut", "LimitExceeded", "router", "run_search"]

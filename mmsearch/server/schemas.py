@@ -1,10 +1,13 @@
-"""The HTTP service's request and response bodies (pydantic models: they make the OpenAPI schema)."""
+"""The HTTP service's request and response bodies (pydantic models: they make the OpenAPI schema).
+Items, hits and statistics answer with the library's own dataclasses (`mmsearch.results`)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mmsearch.results import Hit
 
 Kind = Literal["image", "text", "audio"]
 
@@ -74,30 +77,15 @@ class SearchRequest(BaseModel):
         return " ".join(parts) or None
 
 
-class HitOut(BaseModel):
-    """One result: the same fields as `mmsearch search --json`."""
-
-    path: str
-    score: float
-    kind: str
-    scores: dict[str, float]
-    size: int | None = None
-    width: int | None = None
-    height: int | None = None
-    taken_at: str | None = None
-    duration: float | None = None
-    start: float | None = None
-    end: float | None = None
-    id: int | None = None
-
-
 class SearchResponse(BaseModel):
-    hits: list[HitOut]
+    hits: list[Hit]
+    """The same fields as `mmsearch search --json` (`Hit`)."""
     took_ms: float
 
 
 class ItemOut(BaseModel):
-    """What the index knows of one file (`mmsearch info PATH --json`)."""
+    """`ItemInfo` (`mmsearch info --json`), with its tuples as lists: OpenAPI tools read
+    fixed-length arrays unevenly."""
 
     id: int | None
     path: str
@@ -116,20 +104,6 @@ class ItemOut(BaseModel):
     """Sound labels as [label, score] pairs, best first."""
     transcript: list[list[float | str]] = Field(default_factory=list)
     """What is said, as [start, end, text] segments."""
-
-
-class StatsOut(BaseModel):
-    path: str
-    model: str
-    items: dict[str, int]
-    failed: int
-    roots: list[str]
-    spaces: dict[str, dict[str, object]]
-    offline_roots: list[str]
-    exclusions: list[str]
-    catalog_bytes: int
-    index_bytes: int
-    media_bytes: int
 
 
 class Limits(BaseModel):
