@@ -185,3 +185,44 @@ def test_a_new_index_is_created_and_served_empty(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path / "fresh", settings=Settings(model="hash-test"))) as c:
         assert c.get("/status").json()["items"] == {}
         assert c.post("/search", json={"text": "anything"}).json()["hits"] == []
+
+
+def test_audio_preview_is_a_wav_excerpt(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+
+    media = tmp_path / "media"
+    media.mkdir()
+    rate = 16000
+    t = np.arange(rate * 20) / rate
+    soundfile.write(media / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * t), rate)
+    index = tmp_path / "index"
+    from mmsearch import Library
+
+    with Library.open(index, model="hash-test", settings=Settings()) as lib:
+        lib.index([media])
+        tone = lib.item(media / "tone.wav").id
+    with TestClient(make_app(index, settings=Settings(), warm_up=False)) as c:
+        r = c.get(f"/items/{tone}/preview", params={"start": 5, "seconds": 4})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        samples, got_rate = soundfile.read(io.BytesIO(r.content))
+        assert got_rate == 22050 and len(samples) == 4 * 22050
+        assert 0.15 < float(np.abs(samples).max()) < 0.35  # the tone, not silence
+        # more than the recording holds: what it holds; from past its end: a JSON error
+        long = c.get(f"/items/{tone}/preview", params={"start": 0, "seconds": 600})
+        assert len(soundfile.read(io.BytesIO(long.content))[0]) == 20 * 22050
+        past = c.get(f"/items/{tone}/preview", params={"start": 100})
+        assert past.status_code == 422 and "shorter than" in past.json()["error"]
+
+
+def test_a_job_fails_plainly_when_another_process_writes(setup) -> None:
+    import fcntl
+
+    index, _ = setup
+    with open(index / "write.lock", "w") as lock, TestClient(make_app(index, settings=Settings(), warm_up=False)) as c:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        job = c.post("/index/jobs", json={}).json()
+        while (state := c.get(f"/index/jobs/{job['id']}").json())["state"] == "running":
+            time.sleep(0.02)
+        assert state["state"] == "failed" and "Another mmsearch process is writing" in state["error"]
+        assert c.post("/search", json={"text": "red", "k": 1}).json()["hits"]  # searches go on
