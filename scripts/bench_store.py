@@ -8,6 +8,7 @@ size); queries are held-out noisy copies of collection vectors.
 Usage:
     .venv/bin/python scripts/bench_store.py [--sizes 100000 1000000] [--queries 200]
         [--milvus-queries 50] [--milvus-index FLAT IVF_FLAT] [--skip-milvus-above N]
+        [--milvus-uri http://host:19530]
 """
 
 from __future__ import annotations
@@ -81,13 +82,16 @@ def faiss_store(factory: str, ids: np.ndarray, vectors: np.ndarray) -> VectorSto
     return FaissStore.build(DIM, factory, blocks(ids, vectors))
 
 
-def milvus_store(folder: Path, index_type: str, ids: np.ndarray, vectors: np.ndarray) -> VectorStore:
+def milvus_store(
+    folder: Path, uri: str | None, index_type: str, ids: np.ndarray, vectors: np.ndarray
+) -> VectorStore:
     from mmsearch.store.milvus import MilvusStore, client
 
-    store = MilvusStore.create(client(str(folder / f"bench-{index_type}.db")), "bench", DIM, index_type)
+    milvus = client(uri or str(folder / f"bench-{index_type}.db"))
+    store = MilvusStore.create(milvus, "mmsearch_bench", DIM, index_type)
     for block_ids, block in blocks(ids, vectors):
         store.add(block_ids, block)
-    store.milvus.flush("bench")
+    store.milvus.flush("mmsearch_bench")
     len(store)  # waits until the rows are visible
     return store
 
@@ -99,6 +103,8 @@ def main() -> None:
     parser.add_argument("--milvus-queries", type=int, default=50,
                         help="queries for Milvus Lite (its exact search is slow at 1M)")
     parser.add_argument("--milvus-index", nargs="*", default=["FLAT", "IVF_FLAT"])
+    parser.add_argument("--milvus-uri", help="a Milvus server (http://host:19530) instead of "
+                        "Milvus Lite; the collection mmsearch_bench is dropped and recreated")
     parser.add_argument("--skip-milvus-above", type=int, default=10**9,
                         help="skip Milvus Lite for collections larger than this")
     args = parser.parse_args()
@@ -122,7 +128,7 @@ def main() -> None:
         if n <= args.skip_milvus_above:
             for index_type in args.milvus_index:
                 cases.append((f"Milvus Lite {index_type}",
-                              partial(milvus_store, folder, index_type, ids, vectors),
+                              partial(milvus_store, folder, args.milvus_uri, index_type, ids, vectors),
                               args.milvus_queries))
         for name, build, n_queries in cases:
             print(f"   {name}: inserting ...", flush=True)
