@@ -17,6 +17,15 @@ from mmsearch.store.vectors import VectorStore
 BACKENDS = ["faiss", "milvus"]
 
 
+@pytest.fixture(autouse=True)
+def _close_milvus():
+    """Each test's Milvus Lite file runs its own server process: stop them as tests end."""
+    yield
+    from mmsearch.store.milvus import close_all
+
+    close_all()
+
+
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 

@@ -62,6 +62,19 @@ def client(uri: str, token: str | None = None) -> Any:
         return _clients[uri]
 
 
+def close_all() -> None:
+    """Close every client this process opened (and so stop the Milvus Lite servers they run).
+    For tests and program shutdown: close the `Library`s using Milvus first."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for milvus in clients:
+        try:
+            milvus.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("closing a Milvus client: %s", exc)
+
+
 def collection_name(prefix: str, space: str) -> str:
     """A valid collection name (letters, digits, underscores) for one space of one index."""
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}_{space}")
