@@ -118,6 +118,27 @@ def test_a_reader_sees_what_the_writer_committed(settings: Settings, tmp_path: P
         reader.close()
 
 
+def test_a_reader_sees_commits_before_the_writer_saves(settings: Settings, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    make_image(media / "red.png", COLOURS["red"])
+    index = tmp_path / "index"
+    with Library.open(index, model="hash-test", settings=settings) as writer:
+        writer.index([media])
+        reader = Library.open(index, settings=settings, readonly=True)
+        assert names(reader.search("red", k=1)) == ["red.png"]
+        make_image(media / "yellow.png", COLOURS["yellow"])
+        seen: list[list[str]] = []
+
+        def before_save(p) -> None:  # every batch is committed; the vector stores not yet saved
+            if p.phase == "save" and p.done == 0:
+                seen.append(names(reader.search("yellow", k=1)))
+                seen.append(names(reader.search("red", k=1)))
+
+        writer.index(progress=before_save)
+        assert seen == [["yellow.png"], ["red.png"]]
+        reader.close()
+
+
 def test_repair_rebuilds_the_vectors_from_the_catalog(settings: Settings, tmp_path: Path) -> None:
     media = tmp_path / "media"
     for name, colour in COLOURS.items():
