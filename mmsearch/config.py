@@ -155,7 +155,9 @@ class Settings(BaseSettings):
     Milvus Lite in `milvus.db` inside the index folder."""
     milvus_token: str | None = None
     """Credentials for a Milvus cluster (`user:password` or an API key)."""
-    milvus_index: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"] = "FLAT"
+    milvus_index: Literal[
+        "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"
+    ] = "FLAT"
     """Milvus index type of new collections (see docs/milvus.md)."""
 
     _index_source: str | None = PrivateAttr(default=None)

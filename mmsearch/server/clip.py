@@ -120,7 +120,9 @@ def knn_service(svc: Svc, req: KnnRequest, request: Request) -> list[dict[str, A
     if kinds is None:
         raise QueryError(f"modality {req.modality!r} is not one of {', '.join(_KINDS)}.")
     if req.num_images > svc.config.max_k:
-        raise LimitExceeded(f"num_images={req.num_images} is above this server's limit of {svc.config.max_k}.")
+        raise LimitExceeded(
+            f"num_images={req.num_images} is above this server's limit of {svc.config.max_k}."
+        )
     # Ask for a few more when copies are to be dropped, so num_images can still be met.
     k = min(svc.config.max_k, req.num_images * 2 if req.deduplicate else req.num_images)
     if req.text:
