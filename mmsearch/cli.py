@@ -827,6 +827,71 @@ def tui(index: IndexOpt = None) -> None:
     tui_app.run()
 
 
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes the index).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MMSEARCH_TOKEN", show_default=False,
+            help="Require `Authorization: Bearer TOKEN` on every request ($MMSEARCH_TOKEN).",
+        ),
+    ] = None,
+    folder: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder indexing jobs may index, besides the indexed ones (repeatable)."),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="A web origin allowed to call from a browser (repeatable; none by default)."),
+    ] = None,
+    max_k: Annotated[int, typer.Option(min=1, max=MAX_K, help="The most hits one request returns.")] = 1000,
+    max_upload_mb: Annotated[
+        int, typer.Option(min=1, max=4096, help="The largest request body (uploads), in MiB.")
+    ] = 32,
+    request_seconds: Annotated[
+        float, typer.Option(min=1, max=3600, help="Abandon a request not answered by then.")
+    ] = 60.0,
+) -> None:
+    """Serve the index over HTTP (FastAPI): search, items, thumbnails, indexing jobs, and
+    clip-retrieval's /knn-service API. Interactive docs at /docs, the schema at /openapi.json.
+
+    Example:
+        mmsearch serve
+        mmsearch serve --index ~/photos-index --port 9000 --token s3cret
+        curl 'http://127.0.0.1:8765/search?q=a+red+car&k=5'
+    """
+    with _errors():
+        try:
+            import uvicorn
+
+            from mmsearch.server import ServiceConfig, make_app
+        except ImportError as exc:
+            _fail(f"The HTTP service needs its extra packages ({exc.name} is missing): "
+                  "pip install 'mmsearch[server]'.")
+        settings = _settings(index)
+        config = ServiceConfig(
+            token=token or None,
+            folders=tuple(str(f) for f in folder or []),
+            cors_origins=tuple(cors_origin or []),
+            max_k=max_k,
+            max_upload_bytes=max_upload_mb * 1024 * 1024,
+            request_seconds=request_seconds,
+        )
+        api = make_app(settings.index_path(), settings=settings, config=config)
+        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+            typer.echo(
+                f"Warning: listening on {host} without --token: anyone who reaches this port "
+                "can search the index and read its files.", err=True,
+            )
+        typer.echo(f"Serving {api.state.service.index} on http://{host}:{port} (docs: /docs)", err=True)
+        uvicorn.run(api, host=host, port=port, log_level="info" if _state["verbose"] else "warning")
+
+
 def main() -> None:
     """The console script: the same handling as the tests see, with the program named mmsearch."""
     typer.main.get_command(app).main(prog_name=PROG)

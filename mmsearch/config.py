@@ -14,7 +14,7 @@ import shlex
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -156,6 +156,17 @@ class Settings(BaseSettings):
     """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
     find the image. Costs a text-detection pass per image (see the README for the rate); off
     by default. Images indexed while it was off are read on the next `index --verify`."""
+    vector_store: Literal["faiss", "milvus"] = "faiss"
+    """Where vector indexes live: FAISS files in the index folder, or Milvus collections."""
+    milvus_uri: str | None = None
+    """Milvus to use (`http://host:19530`, or a local `.db` file for Milvus Lite); default:
+    Milvus Lite in `milvus.db` inside the index folder."""
+    milvus_token: str | None = None
+    """Credentials for a Milvus cluster (`user:password` or an API key)."""
+    milvus_index: Literal[
+        "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"
+    ] = "FLAT"
+    """Milvus index type of new collections (see docs/milvus.md)."""
 
     _index_source: str | None = PrivateAttr(default=None)
 
@@ -287,6 +298,8 @@ def allowed_values(name: str) -> str:
     info = Settings.model_fields.get(name)
     if info is None:
         return "a valid value"
+    if get_origin(info.annotation) is Literal:
+        return "one of " + ", ".join(get_args(info.annotation))
     if info.annotation is int:
         low = high = None
         for rule in info.metadata:

