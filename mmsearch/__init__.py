@@ -6,8 +6,11 @@
     >>> lib.search("a cat on a sofa", k=5)
 
 Importing this package loads no model libraries (torch, faiss, onnxruntime): they load on first
-use.
+use. `Library` itself (numpy, SQLite, settings) loads on first access, so a shell that needs only
+the errors or the result types at start (`mmsearch --help`, the TUI's first frame) starts sooner.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from mmsearch.errors import (
     IndexBusyError,
@@ -22,7 +25,6 @@ from mmsearch.errors import (
     QueryError,
     UnknownModelError,
 )
-from mmsearch.library import Library
 from mmsearch.results import Hit, IndexReport, ItemInfo, Progress, Skipped, Stats
 from mmsearch.version import __version__
 
@@ -47,3 +49,15 @@ __all__ = [
     "UnknownModelError",
     "__version__",
 ]
+
+
+if TYPE_CHECKING:
+    from mmsearch.library import Library
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Library":
+        from mmsearch.library import Library
+
+        return Library
+    raise AttributeError(f"module 'mmsearch' has no attribute {name!r}")

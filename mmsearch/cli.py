@@ -19,7 +19,6 @@ import typer.core
 from mmsearch.errors import ConfigError, MmsearchError
 from mmsearch.media import kinds as _media_kinds
 from mmsearch.media.kinds import IMAGE, TEXT
-from mmsearch.query.parse import QuerySyntaxError
 
 try:  # typer >= 0.2x bundles its own copy of click
     from typer._click import exceptions as _click_errors
@@ -230,6 +229,10 @@ def _errors() -> Iterator[None]:
     A query mistake (`QuerySyntaxError`) keeps its lines: the query, a caret under the
     mistake, the fix. Every other message is one line. Ctrl-C exits 130.
     """
+    # Imported here, not at the top: `mmsearch.query` loads the engine (numpy, SQLite, settings),
+    # which `--help` and the TUI's first frame do without.
+    from mmsearch.query.parse import QuerySyntaxError
+
     try:
         yield
     except QuerySyntaxError as exc:  # deliberate lines: the query, a caret, the fix

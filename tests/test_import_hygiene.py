@@ -37,7 +37,12 @@ def test_cli_help_loads_no_heavy_library() -> None:
 
 
 def test_the_tui_draws_before_the_engine_loads() -> None:
-    """Building the TUI app (what runs before its first frame) loads no model or vector library:
-    the index is opened and the model loaded in a worker afterwards."""
-    code = "from mmsearch.tui import make_app\nmake_app('/nonexistent')"
+    """What `mmsearch tui` runs before its first frame loads no model or vector library, nor the
+    engine itself (Library, settings, SQLite): the index is opened in a worker afterwards."""
+    code = (
+        "import mmsearch.cli\nfrom mmsearch.tui import make_app\nmake_app('/nonexistent')\n"
+        "import sys\n"
+        "assert not {'mmsearch.library', 'mmsearch.query', 'pydantic', 'sqlite_utils'} "
+        "& set(sys.modules), 'the engine loaded before the first frame'"
+    )
     assert [m for m in loaded_heavy_modules(code) if m != "textual"] == []
