@@ -215,3 +215,11 @@ def test_names_phrases_and_prefixes_find_their_files(tmp_path: Path, fusion: str
         assert top("IMG_20*", k=2) == {"IMG_2041.png", "IMG_2077.png"}
         assert top('"red car"') == {"red car park.png"}
         assert top('"red car" -park') != {"red car park.png"}
+
+
+def test_control_characters_in_the_text_are_not_taken_for_damage(tmp_path: Path, media: Path) -> None:
+    # A NUL once reached the FTS5 query, whose error read as a damaged catalog.
+    with Library.open(tmp_path / "ix", model="hash-test", settings=Settings()) as lib:
+        lib.index([media])
+        hits = lib.search("bread\x00flour", k=3)
+        assert hits and Path(hits[0].path).name == "bread.md"
