@@ -56,3 +56,19 @@ def test_reading_is_off_unless_asked(tmp_path: Path) -> None:
         report = lib.index([media])
         assert "read_text" not in report.stage_seconds
         assert lib.item(media / "IMG_0001.png").read_text == []
+
+
+def test_a_word_run_together_with_others_in_the_image_still_finds_it(tmp_path: Path) -> None:
+    """OCR often loses the spaces of small print ("multimodalsearch"): the word is still found."""
+    from mmsearch.store.catalog import Catalog, ItemFacts, ReadWord
+
+    catalog = Catalog(tmp_path / "catalog.db")
+    facts = ItemFacts(
+        str(tmp_path / "page.png"), str(tmp_path), "image", 10, 1, "h",
+        read_words=(ReadWord("Localmultimodalsearch.Point it", (0, 0, 1, 0.1), 0.9),),
+    )
+    item, _, _ = catalog.write_item(facts, {})
+    assert catalog.keyword_search('"multimodal"', 5) == []  # not a word of its own
+    assert catalog.keyword_search('"multimodal"', 5, inside_read_text='"multimodal"') == [item]
+    catalog.delete_items([item])  # and a removed item is gone from it too
+    assert catalog.keyword_search('"multimodal"', 5, inside_read_text='"multimodal"') == []

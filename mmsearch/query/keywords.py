@@ -63,3 +63,17 @@ def fts_expression(terms: Sequence[Term]) -> str | None:
     if negative:
         expression = f"({expression}) NOT ({' OR '.join(negative)})"
     return expression
+
+
+def substring_expression(terms: Sequence[Term]) -> str | None:
+    """The expression for words inside run-together text (a trigram index): every content word
+    of 3 or more letters of the positive terms, anywhere; None when there is none. Negatives are
+    left to the main expression."""
+    words = [
+        _quote(word.rstrip("*").lower())
+        for term in terms
+        if not term.negative
+        for word in _WORD.findall(term.text)
+        if len(word.rstrip("*")) >= 3 and word.rstrip("*").lower() not in STOPWORDS
+    ]
+    return " AND ".join(words) if words else None

@@ -22,7 +22,7 @@ from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
 from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.filters import Filters
-from mmsearch.query.keywords import fts_expression
+from mmsearch.query.keywords import fts_expression, substring_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
@@ -163,7 +163,10 @@ class Searcher:
         expression = fts_expression(terms) if SEMANTIC in wanted else None
         if expression is not None:
             matched = self.catalog.keyword_search(
-                expression, query.k * 4 + 16, query.filters.sql()
+                expression,
+                query.k * 4 + 16,
+                query.filters.sql(),
+                inside_read_text=substring_expression(terms),
             )
             if self.settings.keyword_fusion == "rrf":
                 ranked[KEYWORD] = [(item, 1.0) for item in matched]

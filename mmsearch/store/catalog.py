@@ -181,6 +181,13 @@ def _v3_to_v4(db: sqlite_utils.Database) -> None:
         "CASCADE, text TEXT NOT NULL, x0 REAL, y0 REAL, x1 REAL, y1 REAL, confidence REAL)"
     )
     db.execute("CREATE INDEX read_words_item ON read_words(item_id)")
+    # Text read in images often runs words together ("multimodalsearch"): a trigram index of it
+    # finds a word inside such a run. Kept by write_item; a trigger drops removed items.
+    db.execute("CREATE VIRTUAL TABLE seen_trigrams USING fts5(seen, tokenize='trigram')")
+    db.execute(
+        "CREATE TRIGGER seen_trigrams_forget AFTER DELETE ON items BEGIN "
+        "DELETE FROM seen_trigrams WHERE rowid = old.id; END"
+    )
     db["texts"].disable_fts()
     db.execute("ALTER TABLE texts ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
     db["texts"].enable_fts(
@@ -430,6 +437,11 @@ class Catalog:
     def rebuild_fts(self) -> None:
         with self.write():
             self.db.execute("INSERT INTO texts_fts(texts_fts) VALUES ('rebuild')")
+            self.db.execute("DELETE FROM seen_trigrams")
+            self.db.execute(
+                "INSERT INTO seen_trigrams(rowid, seen) SELECT item_id, seen FROM texts "
+                "WHERE seen != ''"
+            )
 
     # -- roots and exclusions -----------------------------------------------------------------
 
@@ -572,6 +584,12 @@ class Catalog:
                 [(item_id, start, end, text) for start, end, text in facts.transcript],
             )
             self.db.execute("DELETE FROM read_words WHERE item_id = ?", [item_id])
+            self.db.execute("DELETE FROM seen_trigrams WHERE rowid = ?", [item_id])
+            if facts.read_words:
+                self.db.execute(
+                    "INSERT INTO seen_trigrams(rowid, seen) VALUES (?, ?)",
+                    [item_id, " ".join(w.text for w in facts.read_words)],
+                )
             self.db.conn.executemany(
                 "INSERT INTO read_words(item_id, text, x0, y0, x1, y1, confidence) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -602,6 +620,7 @@ class Catalog:
             item_id, old = self._upsert_item(facts, status=ERROR, error=reason)
             for table in ("texts", "tags", "transcripts", "read_words"):
                 self.db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
+            self.db.execute("DELETE FROM seen_trigrams WHERE rowid = ?", [item_id])
             if old:
                 self._bump_generation()
         return old
@@ -795,11 +814,18 @@ class Catalog:
     # -- text search --------------------------------------------------------------------------
 
     def keyword_search(
-        self, expression: str, limit: int, where: tuple[str, Sequence[Any]] | None = None
+        self,
+        expression: str,
+        limit: int,
+        where: tuple[str, Sequence[Any]] | None = None,
+        *,
+        inside_read_text: str | None = None,
     ) -> list[int]:
         """Items matching an FTS5 `expression` (built by `mmsearch.query.keywords`) over their
         name words and extracted text, best (BM25) first, optionally restricted by an SQL
-        condition on `items i`."""
+        condition on `items i`; then, with `inside_read_text` (an expression of words of 3 or
+        more letters), items whose text read in images holds those words anywhere, even run
+        together with others."""
         condition, params = where or ("1", [])
         rows = self.db.execute(
             "SELECT f.rowid FROM texts_fts f JOIN items i ON i.id = f.rowid "
@@ -807,7 +833,17 @@ class Catalog:
             "ORDER BY f.rank LIMIT ?",
             [expression, *params, limit],
         )
-        return [int(r[0]) for r in rows]
+        found = [int(r[0]) for r in rows]
+        if inside_read_text and len(found) < limit:
+            more = self.db.execute(
+                "SELECT f.rowid FROM seen_trigrams f JOIN items i ON i.id = f.rowid "
+                f"WHERE seen_trigrams MATCH ? AND i.status = 'ok' AND ({condition}) "
+                "ORDER BY f.rank LIMIT ?",
+                [inside_read_text, *params, limit],
+            )
+            known = set(found)
+            found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
+        return found
 
     # -- reporting ----------------------------------------------------------------------------
 
