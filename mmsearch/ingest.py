@@ -24,6 +24,7 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexCancelled, MediaError
 from mmsearch.media import (
     AUDIO,
@@ -393,7 +394,7 @@ class Ingest:
                 self._write_sounds(sounds, replaced)
                 sounds = []
             if len(images) >= batch_size:
-                self._write(encoder.embed_images, images, replaced)
+                self._write(encoder.embed_images_with_regions, images, replaced)
                 images = []
             if sum(len(p.chunks) for p in texts) >= batch_size:
                 self._write_texts(encoder, texts, replaced, (done, total))
@@ -402,7 +403,7 @@ class Ingest:
             if self._cancel is not None and self._cancel.is_set():
                 break
         if images:
-            self._write(encoder.embed_images, images, replaced)
+            self._write(encoder.embed_images_with_regions, images, replaced)
         if texts:
             self._write_texts(encoder, texts, replaced, (done, total))
         if sounds:
@@ -534,15 +535,17 @@ class Ingest:
 
     def _write(
         self,
-        embed: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
+        embed: Callable[
+            [list[np.ndarray]], tuple[dict[str, np.ndarray], list[RegionCodes | None]]
+        ],
         batch: list[_Prepared],
         replaced: set[str],
     ) -> None:
         t = time.perf_counter()
-        vectors = embed([p.image for p in batch if p.image is not None])
+        vectors, regions = embed([p.image for p in batch if p.image is not None])
         self._stage("encode", t)
         per_item = [{space: rows[i : i + 1] for space, rows in vectors.items()} for i in range(len(batch))]
-        self._commit(batch, per_item, replaced)
+        self._commit(batch, per_item, replaced, regions=regions)
 
     def _write_texts(
         self,
@@ -577,14 +580,17 @@ class Ingest:
         replaced: set[str],
         per_item_spans: list[dict[str, list[Span]]] | None = None,
         per_item_sources: list[dict[str, list[str | None]]] | None = None,
+        regions: list[RegionCodes | None] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
         spans = per_item_spans or [{} for _ in batch]
         sources = per_item_sources or [{} for _ in batch]
         with self.catalog.write():
-            for prepared, vectors, times, made_by in zip(batch, per_item, spans, sources):
-                _, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
+            for n, (prepared, vectors, times, made_by) in enumerate(zip(batch, per_item, spans, sources)):
+                item_id, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
+                if regions is not None:  # images: what each region shows, for the reranker
+                    self.catalog.write_regions(item_id, regions[n])
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1
