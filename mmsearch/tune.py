@@ -15,7 +15,8 @@ It runs on the CPU in seconds to minutes.
 
 The captions are split by image (`HELD_OUT` of the images held out); the adapter is trained on
 the rest, and the reranker with it is compared with the reranker without it on the held-out
-captions (`Reranker` itself, on the first stage's top-N). Only a gain in R@1 there turns it on:
+captions (`Reranker` itself, on the first stage's top-N). Only a gain there (in R@1, ties
+decided by R@5) turns it on:
 then it is trained again on every caption with the weight that won, and stored in the index
 folder with its provenance (`query/rerank.py: TunedAdapter`). Otherwise any earlier adapter is
 left as it was and the report says why.
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -55,7 +57,7 @@ HARD_NEGATIVES = 8
 """Per caption, how many of the first stage's wrong top images join the loss."""
 EPOCHS = 30
 TEMPERATURE = 0.05
-_MD_IMAGE = re.compile(r"!\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_IMAGE = re.compile(r'!\[([^\]]*)\]\(\s*(?:<([^>]+)>|([^)\s]+))(?:\s+"[^"]*")?\s*\)')
 _XMP_DESCRIPTION = re.compile(
     rb"<dc:description>.*?<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL | re.IGNORECASE
 )
@@ -105,7 +107,8 @@ def markdown_captions(note: Path) -> list[tuple[str, str]]:
     except OSError:
         return []
     out = []
-    for alt, target in _MD_IMAGE.findall(text):
+    for alt, bracketed, bare in _MD_IMAGE.findall(text):
+        target = unquote(bracketed or bare)  # `my%20photo.jpg` names `my photo.jpg`
         if "://" in target or target.startswith("data:") or not _clean(alt):
             continue
         out.append((str((note.parent / target).resolve()), _clean(alt)))
@@ -373,7 +376,7 @@ class Tuner:
         report.after = best
         report.weight = best_weight
         if best_weight == 0.0:
-            report.reason = "the adapter did not raise held-out R@1; nothing was changed"
+            report.reason = "the adapter did not raise held-out R@1 (or R@5 at equal R@1); nothing was changed"
             report.seconds = time.perf_counter() - started
             return report
 
