@@ -37,7 +37,7 @@ from mmsearch.errors import (
 from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
-from mmsearch.query.rerank import Reranker, TunedAdapter
+from mmsearch.query.rerank import WEIGHTS_FILE, Reranker, TunedAdapter
 from mmsearch.query.search import Filters, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
@@ -544,12 +544,25 @@ class Library:
             )
             return tuner.run(found, seed=seed)
 
+    def _tuned_adapter(self) -> TunedAdapter | None:
+        """The adapter `tune` stored, read again only when its file changed."""
+        try:
+            stat = (self.path / WEIGHTS_FILE).stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        cached = getattr(self, "_adapter_cache", None)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, TunedAdapter.load(self.path) if stamp else None)
+            self._adapter_cache = cached
+        return cached[1]
+
     def _reranker(self) -> Reranker | None:
         """The second stage, with the adapter `tune` turned on for this index, if any."""
         if not self.settings.rerank:
             return None
         with self._guard():
-            adapter = TunedAdapter.load(self.path)
+            adapter = self._tuned_adapter()
         return Reranker(
             self._catalog, self.encoder, top_n=self.settings.rerank_top_n, adapter=adapter
         )

@@ -33,3 +33,10 @@ def test_cli_help_loads_no_heavy_library() -> None:
         "try:\n    app()\nexcept SystemExit:\n    pass"
     )
     assert loaded_heavy_modules(code) == []
+
+
+def test_reranker_and_tune_modules_load_no_heavy_library() -> None:
+    # The reranker runs inside every search and tune trains with torch: torch loads only when
+    # an adapter is trained, and neither module brings it in by being imported.
+    code = "import mmsearch.query.rerank, mmsearch.tune, mmsearch.encoders.regions"
+    assert loaded_heavy_modules(code) == []
