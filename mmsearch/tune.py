@@ -354,7 +354,7 @@ class Tuner:
 
         rng = np.random.default_rng(seed)
         shuffled = rng.permutation(np.unique(owners))
-        held = set(shuffled[: max(1, int(round(len(shuffled) * HELD_OUT)))].tolist())
+        held = set(shuffled[: max(1, round(len(shuffled) * HELD_OUT))].tolist())
         test = np.array([o in held for o in owners])
         report.held_out_captions = int(test.sum())
         self._say(f"training on {int((~test).sum())} captions, {report.held_out_captions} held out")

@@ -782,10 +782,10 @@ def eval_staged(
     tuned = [rank_tuned[queries[i]] for i in held]
     added = statistics.median(ms_zero) - statistics.median(ms_first)
     results = []
-    notes = [f"{len(queries)} distinct captions with an indexed image, {len(images)} images; "
-             f"k={STAGE_K}; stages share one index and the same queries",
-             "keyword fusion (FTS/BM25) is not on this branch: the first stage includes only "
-             "the existing file-name/text keyword bonus"]
+    notes = [(f"{len(queries)} distinct captions with an indexed image, {len(images)} images; "
+              f"k={STAGE_K}; stages share one index and the same queries"),
+             ("keyword fusion (FTS/BM25) is not on this branch: the first stage includes only "
+              "the existing file-name/text keyword bonus")]
     label = f"{name} caption->image"
     for stage, ranks, t in (("first stage", ranks_first, "first"), ("+ zero-shot rerank", ranks_zero, "zero")):
         metrics = [Metric("R@1", recall_at(ranks, 1), targets.get(f"{t} R@1")),
@@ -803,12 +803,12 @@ def eval_staged(
          Metric("R@1 gain from tuning", gain, targets.get("tuned gain")),
          Metric("added ms/query (N=50)", added)],
         len(indexed), report, statistics.median(ms_zero), command,
-        [f"tuned: {FOLDS} folds over images, adapter turned on in {turned_on} of {FOLDS} "
-         f"(tune {statistics.fmean(tune_seconds):.0f} s per fold); {len(queries) - len(held)} "
-         "captions shared by images of different folds are left out of this row",
-         f"added latency of the zero-shot rerank at N={STAGE_K}: median {added:.1f} ms "
-         f"(first stage {statistics.median(ms_first):.1f} ms, with rerank "
-         f"{statistics.median(ms_zero):.1f} ms; word vectors cached across queries)"],
+        [(f"tuned: {FOLDS} folds over images, adapter turned on in {turned_on} of {FOLDS} "
+          f"(tune {statistics.fmean(tune_seconds):.0f} s per fold); {len(queries) - len(held)} "
+          "captions shared by images of different folds are left out of this row"),
+         (f"added latency of the zero-shot rerank at N={STAGE_K}: median {added:.1f} ms "
+          f"(first stage {statistics.median(ms_first):.1f} ms, with rerank "
+          f"{statistics.median(ms_zero):.1f} ms; word vectors cached across queries)")],
     ))
     return results
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ class WordEncoder(Encoder):
     """Stands in for a model: each word is its own axis; a region code's ids name words."""
 
     spec = ModelSpec("words", "test", {})
-    spaces = {SEMANTIC: len(WORDS)}
+    spaces: ClassVar[dict[str, int]] = {SEMANTIC: len(WORDS)}
 
     def prepare_image(self, image):
         raise NotImplementedError

@@ -103,7 +103,7 @@ def striped_library(tmp_path: Path):
 
 
 def test_tune_turns_the_adapter_on_when_held_out_captions_gain(striped_library) -> None:
-    lib, captions, root = striped_library
+    lib, captions, _ = striped_library
 
     def bars_on_the_left_in_top3() -> int:
         hits = lib.search("a red picture with a bar on the left", k=3, min_score=-1)
@@ -138,3 +138,24 @@ def test_tune_finds_markdown_alt_text_among_the_indexed_notes(striped_library) -
     report = lib.tune()
     assert report.captions == 1 and report.sources == {"markdown": 1}
     assert not report.enabled  # one caption teaches nothing measurable
+
+
+def test_the_tune_command_reports_what_it_found_and_whether_it_turned_on(striped_library) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    lib, captions, _ = striped_library
+    folder = str(lib.path)
+    lib.close()  # the command opens the index itself, as a user's shell would
+    runner = CliRunner()
+    shown = runner.invoke(app, ["tune", "--index", folder, "--captions", str(captions)])
+    assert shown.exit_code == 0, shown.output
+    assert "36 caption(s) of 36 image(s) (36 csv)." in shown.output
+    assert "Turned on: held-out R@1" in shown.output
+    as_json = runner.invoke(app, ["tune", "--index", folder, "--captions", str(captions), "--json"])
+    assert json.loads(as_json.output)["enabled"] is True
+    missing = runner.invoke(app, ["tune", "--index", folder, "--captions", "/nowhere/caps.csv"])
+    assert missing.exit_code != 0 and "Cannot read the captions file" in missing.output

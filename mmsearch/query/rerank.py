@@ -55,12 +55,15 @@ Measured on flickr8k_1k and coco_mini (scripts/eval_retrieval.py): 0.5 and 2 wer
 WEIGHTS_FILE = "rerank.npz"
 PROVENANCE_FILE = "rerank.json"
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-STOP_WORDS = frozenset(
-    """a an the of in on at to and or is are was were be been being with without his her their
-    its it this that these those there here for from by into onto up down while as one two three
-    some other each near next front top out over under through across who which what where when
-    has have had he she they them him we you i my your our very just""".split()
-)
+STOP_WORDS = frozenset((
+    "a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are", "was", "were", "be",
+    "been", "being", "with", "without", "his", "her", "their", "its", "it", "this", "that",
+    "these", "those", "there", "here", "for", "from", "by", "into", "onto", "up", "down", "while",
+    "as", "one", "two", "three", "some", "other", "each", "near", "next", "front", "top", "out",
+    "over", "under", "through", "across", "who", "which", "what", "where", "when", "has", "have",
+    "had", "he", "she", "they", "them", "him", "we", "you", "i", "my", "your", "our", "very",
+    "just",
+))
 """Words that name nothing one could see: they would match every image a little."""
 
 
