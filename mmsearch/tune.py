@@ -42,7 +42,15 @@ import numpy as np
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import QueryError
 from mmsearch.media.paths import canonical_path
-from mmsearch.query.rerank import Candidate, Reranker, TunedAdapter
+from mmsearch.query.rerank import (
+    ADAPTED,
+    REGION_WEIGHT,
+    RERANK,
+    Candidate,
+    Reranker,
+    TunedAdapter,
+    fuse,
+)
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -361,15 +369,27 @@ class Tuner:
         adapter_parts = train_adapter(vis, texts[~test], owners[~test], hard[~test], seed=seed)
 
         held_rows = np.where(test)[0]
-        base = Reranker(self.catalog, self._encoder, top_n=self.top_n)
-        report.before = recalls(self._ranks(base, captions, texts, first, held_rows, all_items, owners))
+        # Each held-out caption's candidates and second-stage scores are computed once; the
+        # weights are then compared on them (weight 0 = the reranker as it is without tuning).
+        probe = Reranker(
+            self.catalog, self._encoder, top_n=self.top_n,
+            adapter=TunedAdapter(*adapter_parts, weight=1.0, region_weight=REGION_WEIGHT),
+        )
+        held_out = [self._scored(probe, captions[r].text, texts[r], first[r], all_items) for r in held_rows]
+        targets = [all_items[owners[r]] for r in held_rows]
+
+        def measured(weight: float) -> dict[str, float]:
+            ranks: list[int | None] = []
+            for (head, parts), target in zip(held_out, targets):
+                ranked = fuse(head, parts, {RERANK: probe.region_weight, ADAPTED: weight}) or head
+                order = [item for item, _, _ in ranked]
+                ranks.append(order.index(target) if target in order else None)
+            return recalls(ranks)
+
+        report.before = measured(0.0)
         best_weight, best = 0.0, report.before
         for weight in ADAPTER_WEIGHTS:
-            tuned = Reranker(
-                self.catalog, self._encoder, top_n=self.top_n,
-                adapter=TunedAdapter(*adapter_parts, weight=weight, region_weight=base.region_weight),
-            )
-            got = recalls(self._ranks(tuned, captions, texts, first, held_rows, all_items, owners))
+            got = measured(weight)
             self._say(f"adapter weight {weight}: held-out {got} (without: {report.before})")
             if (got["R@1"], got["R@5"]) > (best["R@1"], best["R@5"]):
                 best_weight, best = weight, got
@@ -382,7 +402,7 @@ class Tuner:
 
         self._say("training again on every caption")
         parts = train_adapter(vis, texts, owners, hard, seed=seed)
-        adapter = TunedAdapter(*parts, weight=best_weight, region_weight=base.region_weight)
+        adapter = TunedAdapter(*parts, weight=best_weight, region_weight=REGION_WEIGHT)
         adapter.save(
             self.folder,
             {
@@ -415,24 +435,11 @@ class Tuner:
         k = min(HARD_NEGATIVES, scores.shape[1] - 1)
         return np.argpartition(-scores, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(owners), 0), int)
 
-    def _ranks(
-        self,
-        reranker: Reranker,
-        captions: Sequence[Caption],
-        texts: np.ndarray,
-        first: np.ndarray,
-        rows: np.ndarray,
+    def _scored(
+        self, reranker: Reranker, text: str, vector: np.ndarray, first: np.ndarray,
         items: Sequence[int],
-        owners: np.ndarray,
-    ) -> list[int | None]:
-        """0-based rank of each caption's image after `reranker` (None past the top-N)."""
-        ranks: list[int | None] = []
-        for row in rows:
-            order = np.argsort(-first[row])[: self.top_n]
-            candidates: list[Candidate] = [
-                (items[i], float(first[row, i]), {SEMANTIC: float(first[row, i])}) for i in order
-            ]
-            ranked = [item for item, _, _ in reranker.rerank(captions[row].text, texts[row], candidates)]
-            target = items[owners[row]]
-            ranks.append(ranked.index(target) if target in ranked else None)
-        return ranks
+    ) -> tuple[list[Candidate], dict[str, tuple[np.ndarray, dict[int, float]]]]:
+        """A caption's first-stage top-N over every image, and the reranker's scores of them."""
+        order = np.argsort(-first)[: self.top_n]
+        head: list[Candidate] = [(items[i], float(first[i]), {SEMANTIC: float(first[i])}) for i in order]
+        return head, reranker.scores(text, vector, [item for item, _, _ in head])

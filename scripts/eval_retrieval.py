@@ -32,7 +32,8 @@ The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
     flickr8k  each distinct caption of the 500 Flickr8k photos -> its image(s)   R@1/5/10 for
               the first stage, + zero-shot rerank, + rerank tuned on 4/5 of the images'
               captions (5 folds), and the rerank's added latency per query
-    rerank    the same three stages for coco_mini and tuxpaint
+    rerank    the same three stages for coco_mini and tuxpaint (rerank_coco, rerank_tuxpaint:
+              one of them)
 
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
 zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
@@ -77,7 +78,7 @@ from mmsearch.query.parse import parse_text
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DATASETS = ("coco", "tuxpaint", "cifar10", "neardup", "esc50", "fsdd", "tuxpaint_sounds", "mixed",
-            "flickr8k", "rerank")
+            "flickr8k", "rerank", "rerank_coco", "rerank_tuxpaint")
 ALIASES = {"coco_mini": "coco", "cifar": "cifar10", "tux": "tuxpaint", "esc": "esc50",
            "tux_sounds": "tuxpaint_sounds", "flickr8k_1k": "flickr8k", "flickr": "flickr8k"}
 TARGET_MODEL = "offline-default"
@@ -821,12 +822,19 @@ def eval_flickr8k(args: argparse.Namespace) -> list[Result]:
     )
 
 
+def eval_rerank_coco(args: argparse.Namespace) -> list[Result]:
+    coco = args.data / "coco_mini"
+    return eval_staged("coco_mini", coco, read_manifest(coco / "manifest.csv"), args)
+
+
+def eval_rerank_tuxpaint(args: argparse.Namespace) -> list[Result]:
+    tux = args.data / "tuxpaint"
+    return eval_staged("tuxpaint", tux, read_manifest(tux / "images_manifest.csv"), args)
+
+
 def eval_rerank(args: argparse.Namespace) -> list[Result]:
     """The staged report for coco_mini and tuxpaint (flickr8k_1k has its own entry)."""
-    coco = args.data / "coco_mini"
-    tux = args.data / "tuxpaint"
-    return (eval_staged("coco_mini", coco, read_manifest(coco / "manifest.csv"), args)
-            + eval_staged("tuxpaint", tux, read_manifest(tux / "images_manifest.csv"), args))
+    return eval_rerank_coco(args) + eval_rerank_tuxpaint(args)
 
 
 EVALUATORS: dict[str, Callable[[argparse.Namespace], Result | list[Result]]] = {
@@ -840,6 +848,8 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], Result | list[Result]]] = {
     "mixed": eval_mixed,
     "flickr8k": eval_flickr8k,
     "rerank": eval_rerank,
+    "rerank_coco": eval_rerank_coco,
+    "rerank_tuxpaint": eval_rerank_tuxpaint,
 }
 
 

@@ -227,41 +227,36 @@ class Reranker:
         """
         if len(candidates) < 2:
             return candidates
-        with one_blas_thread():
-            return self._rerank(text, query_vector, candidates)
+        return self._rerank(text, query_vector, candidates)
 
     def _rerank(
         self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
     ) -> list[Candidate]:
         head, tail = candidates[: self.top_n], candidates[self.top_n :]
-        items = [item for item, _, _ in head]
-        first = np.array([score for _, score, _ in head], np.float64)
-        fused = zscore(first)
-        total_weight = 1.0
-        extra: dict[int, dict[str, float]] = {}
-        regions = self._region_scores(text, items)
-        if regions is not None and self.region_weight > 0:
-            fused = fused + self.region_weight * regions[0]
-            total_weight += self.region_weight
-            for item, raw in regions[1].items():
-                extra.setdefault(item, {})[RERANK] = raw
-        if self.adapter is not None and query_vector is not None:
-            adapted = self._adapter_scores(query_vector, items)
-            if adapted is not None:
-                fused = fused + self.adapter.weight * adapted[0]
-                total_weight += self.adapter.weight
-                for item, raw in adapted[1].items():
-                    extra.setdefault(item, {})[ADAPTED] = raw
-        if not extra:
-            return candidates
-        # Back onto the first stage's scale: same mean and spread over the N candidates.
-        rescored = first.mean() + first.std() * fused / total_weight
-        order = np.argsort(-rescored, kind="stable")
-        reranked = [
-            (items[i], float(rescored[i]), {**head[i][2], **extra.get(items[i], {})})
-            for i in order
-        ]
-        return reranked + tail
+        parts = self.scores(text, query_vector, [item for item, _, _ in head])
+        weights = {RERANK: self.region_weight}
+        if self.adapter is not None:
+            weights[ADAPTED] = self.adapter.weight
+        reranked = fuse(head, parts, weights)
+        return candidates if reranked is None else reranked + tail
+
+    def scores(
+        self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
+    ) -> dict[str, tuple[np.ndarray, dict[int, float]]]:
+        """The second-stage scores of candidate `items`: name (`RERANK`, `ADAPTED`) -> (z-score
+        per candidate, raw score per item that has one). Names that cannot be computed (no
+        content words, no regions, no adapter) are left out."""
+        parts: dict[str, tuple[np.ndarray, dict[int, float]]] = {}
+        with one_blas_thread():
+            if self.region_weight > 0:
+                regions = self._region_scores(text, items)
+                if regions is not None:
+                    parts[RERANK] = regions
+            if self.adapter is not None and query_vector is not None:
+                adapted = self._adapter_scores(query_vector, items)
+                if adapted is not None:
+                    parts[ADAPTED] = adapted
+        return parts
 
     def _region_scores(
         self, text: str, items: Sequence[int]
@@ -312,3 +307,30 @@ class Reranker:
             return np.zeros(len(items))
         return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
 
+
+def fuse(
+    head: Sequence[Candidate],
+    parts: dict[str, tuple[np.ndarray, dict[int, float]]],
+    weights: dict[str, float],
+) -> list[Candidate] | None:
+    """`head` reordered by its z-scored first-stage score plus the weighted z-scores of `parts`
+    (see `Reranker.scores`), rescored onto the first stage's scale (same mean and spread over
+    the candidates); None when no part has any weight."""
+    used = {name: part for name, part in parts.items() if weights.get(name, 0.0) > 0}
+    if not used:
+        return None
+    first = np.array([score for _, score, _ in head], np.float64)
+    fused = zscore(first)
+    total_weight = 1.0
+    extra: dict[int, dict[str, float]] = {}
+    for name, (z, raw) in used.items():
+        fused = fused + weights[name] * z
+        total_weight += weights[name]
+        for item, value in raw.items():
+            extra.setdefault(item, {})[name] = value
+    rescored = first.mean() + first.std() * fused / total_weight
+    order = np.argsort(-rescored, kind="stable")
+    return [
+        (head[i][0], float(rescored[i]), {**head[i][2], **extra.get(head[i][0], {})})
+        for i in order
+    ]
