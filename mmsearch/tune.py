@@ -255,7 +255,8 @@ def train_adapter(
             negatives).
         caption_vectors: `(captions, text dim)` unit text embeddings.
         owners: `(captions,)` row of each caption's image in `visual`.
-        hard: `(captions, h)` rows of images the first stage wrongly ranked high for it.
+        hard: `(captions, h)` rows of images the first stage wrongly ranked high for it, all
+            of them images that are some training caption's own (see `Tuner.run`).
 
     Returns:
         `(mean, scale, matrix, bias)` as `TunedAdapter` takes them.
@@ -358,12 +359,15 @@ class Tuner:
         texts = encoder.embed_texts([c.text for c in captions])
         owners = np.array([row_of[item_of[c.path]] for c in captions])
         first = texts @ sem.T
-        hard = self._hard_negatives(first, owners)
-
         rng = np.random.default_rng(seed)
         shuffled = rng.permutation(np.unique(owners))
         held = set(shuffled[: max(1, round(len(shuffled) * HELD_OUT))].tolist())
         test = np.array([o in held for o in owners])
+        # Negatives only among the images being taught: an image seen only as a negative (held
+        # out, or without a caption) is learnt to be nobody's answer, and the adapter then
+        # buries it for every query (measured: held-out R@1 0.004, chance 0.002).
+        hard = self._hard_negatives(first, owners, np.unique(owners[~test]))
+        hard_all = self._hard_negatives(first, owners, np.unique(owners))
         report.held_out_captions = int(test.sum())
         self._say(f"training on {int((~test).sum())} captions, {report.held_out_captions} held out")
         adapter_parts = train_adapter(vis, texts[~test], owners[~test], hard[~test], seed=seed)
@@ -401,7 +405,7 @@ class Tuner:
             return report
 
         self._say("training again on every caption")
-        parts = train_adapter(vis, texts, owners, hard, seed=seed)
+        parts = train_adapter(vis, texts, owners, hard_all, seed=seed)
         adapter = TunedAdapter(*parts, weight=best_weight, region_weight=REGION_WEIGHT)
         adapter.save(
             self.folder,
@@ -428,12 +432,16 @@ class Tuner:
         return report
 
     @staticmethod
-    def _hard_negatives(first: np.ndarray, owners: np.ndarray) -> np.ndarray:
-        """Per caption, the first stage's best-ranked images that are not its own."""
-        scores = first.copy()
+    def _hard_negatives(first: np.ndarray, owners: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """Per caption, the first stage's best-ranked images among `allowed` (rows of images
+        with training captions) that are not its own."""
+        scores = np.full_like(first, -np.inf)
+        scores[:, allowed] = first[:, allowed]
         scores[np.arange(len(owners)), owners] = -np.inf
-        k = min(HARD_NEGATIVES, scores.shape[1] - 1)
-        return np.argpartition(-scores, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(owners), 0), int)
+        k = min(HARD_NEGATIVES, len(allowed) - 1)
+        if k <= 0:
+            return np.zeros((len(owners), 0), int)
+        return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
     def _scored(
         self, reranker: Reranker, text: str, vector: np.ndarray, first: np.ndarray,
