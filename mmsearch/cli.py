@@ -697,6 +697,40 @@ def include(
 
 
 @app.command()
+def tune(
+    captions: Annotated[
+        Path | None,
+        typer.Option(help="A CSV of path,caption for indexed images, used with what is found."),
+    ] = None,
+    index: IndexOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Teach the reranker this collection from the captions it already has: alt text of images
+    in Markdown notes, sidecar .txt/.xmp files, EXIF/XMP descriptions, and --captions FILE.
+    The result is turned on only if it finds held-out captions' images better.
+
+    Example:
+        mmsearch tune
+        mmsearch tune --captions ~/photos/captions.csv
+    """
+    with _errors(), _existing_index(index) as lib:
+        report = lib.tune(captions, progress=None if json_out else typer.echo)
+    if json_out:
+        from dataclasses import asdict
+
+        _print_json(asdict(report))
+        return
+    sources = ", ".join(f"{n} {kind}" for kind, n in sorted(report.sources.items())) or "none"
+    typer.echo(f"{report.captions} caption(s) of {report.images} image(s) ({sources}).")
+    if report.before:
+        typer.echo(
+            f"Held-out captions ({report.held_out_captions}): R@1 {report.before['R@1']:.3f} "
+            f"without, {report.after['R@1']:.3f} with the adapter."
+        )
+    typer.echo(("Turned on: " if report.enabled else "Not turned on: ") + report.reason + ".")
+
+
+@app.command()
 def models(json_out: JsonOpt = False) -> None:
     """List the model presets (and the OpenCLIP name patterns).
 

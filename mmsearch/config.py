@@ -167,6 +167,10 @@ class Settings(BaseSettings):
         "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"
     ] = "FLAT"
     """Milvus index type of new collections (see docs/milvus.md)."""
+    rerank: bool = True
+    """Rerank the best `rerank_top_n` hits of a text query by what image regions show."""
+    rerank_top_n: int = Field(50, ge=2, le=1000)
+    """How many first-stage hits the reranker reorders (each costs ~0.3 ms)."""
 
     _index_source: str | None = PrivateAttr(default=None)
 

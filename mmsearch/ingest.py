@@ -26,6 +26,7 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
 from mmsearch.encoders.ocr import READ_SIDE as OCR_SIDE
 from mmsearch.encoders.ocr import READ_TEXT, TextReader
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexCancelled, MediaError, ModelUnavailableError
 from mmsearch.media import (
     AUDIO,
@@ -559,10 +560,13 @@ class Ingest:
         )
 
     def _write_images(self, encoder: Encoder, batch: list[_Prepared], replaced: set[str]) -> None:
-        """Embed and commit images; text read in one joins its `semantic` vectors as a chunk
-        of its own (source "read-text"), so a query for the words finds the image."""
+        """Embed and commit images with their region codes (for the reranker); text read in one
+        joins its `semantic` vectors as a chunk of its own (source "read-text"), so a query for
+        the words finds the image."""
         t = time.perf_counter()
-        vectors = encoder.embed_images([p.image for p in batch if p.image is not None])
+        vectors, regions = encoder.embed_images_with_regions(
+            [p.image for p in batch if p.image is not None]
+        )
         texts = [p.chunks[0] for p in batch if p.chunks]
         read = iter(encoder.embed_texts(texts) if texts and SEMANTIC in vectors else ())
         self._stage("encode", t)
@@ -575,7 +579,7 @@ class Ingest:
                 made_by[SEMANTIC] = [None, READ_TEXT]
             per_item.append(rows)
             sources.append(made_by)
-        self._commit(batch, per_item, replaced, per_item_sources=sources)
+        self._commit(batch, per_item, replaced, per_item_sources=sources, regions=regions)
 
     def _write_texts(
         self,
@@ -610,14 +614,17 @@ class Ingest:
         replaced: set[str],
         per_item_spans: list[dict[str, list[Span]]] | None = None,
         per_item_sources: list[dict[str, list[str | None]]] | None = None,
+        regions: list[RegionCodes | None] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
         spans = per_item_spans or [{} for _ in batch]
         sources = per_item_sources or [{} for _ in batch]
         with self.catalog.write():
-            for prepared, vectors, times, made_by in zip(batch, per_item, spans, sources):
-                _, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
+            for n, (prepared, vectors, times, made_by) in enumerate(zip(batch, per_item, spans, sources)):
+                item_id, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
+                if regions is not None:  # images: what each region shows, for the reranker
+                    self.catalog.write_regions(item_id, regions[n])
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1

@@ -7,10 +7,11 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,11 +40,15 @@ from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.filters import Filters
+from mmsearch.query.rerank import WEIGHTS_FILE, Reranker, TunedAdapter
 from mmsearch.query.search import Hits, Query, Searcher
-from mmsearch.results import IndexReport, ItemInfo, Skipped, Stats
+from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
 from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manifest
 from mmsearch.version import __version__
+
+if TYPE_CHECKING:
+    from mmsearch.tune import TuneReport
 
 log = logging.getLogger(__name__)
 
@@ -520,6 +525,7 @@ class Library:
             self.settings,
             default_cutoffs(self.spec),
             score_calibration(self.spec),
+            reranker=self._reranker(),
         )
         with self._guard():
             return searcher.search(query)
@@ -563,6 +569,61 @@ class Library:
                 self._catalog, self._spaces, self.encoder, self.settings,
                 default_cutoffs(self.spec), score_calibration(self.spec),
             ).search(query)
+
+    def tune(
+        self,
+        captions: PathArg | Sequence[tuple[PathArg, str]] | None = None,
+        *,
+        progress: Callable[[str], None] | None = None,
+        seed: int = 0,
+    ) -> TuneReport:
+        """Learn from the captions the collection already has (Markdown alt text, sidecar
+        .txt/.xmp, EXIF/XMP descriptions) and, if given, `captions`: a CSV file of
+        `path,caption` or (path, caption) pairs. The adapter is turned on only when it raises
+        R@1 on a held-out part of those captions (see `mmsearch/tune.py`).
+
+        Raises:
+            QueryError: the captions file cannot be read.
+            ReadOnlyIndexError: the index is open read-only.
+        """
+        from mmsearch.tune import Caption, Tuner, harvest_captions
+
+        with self._writing():
+            csv_file = None
+            given: list[Caption] = []
+            if isinstance(captions, (str, os.PathLike)):
+                csv_file = Path(canonical_path(captions))
+            elif captions is not None:
+                given = [Caption(canonical_path(p), str(t), "given") for p, t in captions]
+            found = harvest_captions(self._catalog, csv_file) + given
+            tuner = Tuner(
+                self._catalog, self.encoder, self.path, top_n=self.settings.rerank_top_n,
+                progress=progress,
+            )
+            return tuner.run(found, seed=seed)
+
+    def _tuned_adapter(self) -> TunedAdapter | None:
+        """The adapter `tune` stored, read again only when its file changed."""
+        try:
+            stat = (self.path / WEIGHTS_FILE).stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        cached = getattr(self, "_adapter_cache", None)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, TunedAdapter.load(self.path) if stamp else None)
+            self._adapter_cache = cached
+        return cached[1]
+
+    def _reranker(self) -> Reranker | None:
+        """The second stage, with the adapter `tune` turned on for this index, if any."""
+        if not self.settings.rerank:
+            return None
+        with self._guard():
+            adapter = self._tuned_adapter()
+        return Reranker(
+            self._catalog, self.encoder, top_n=self.settings.rerank_top_n, adapter=adapter
+        )
 
     def item(self, path_or_id: PathArg | int) -> ItemInfo:
         """What the index knows of one file (by path, or by the `id` of a `Hit`): kind, size,

@@ -165,17 +165,20 @@ def test_onnx_image_model_matches_torch(
     )
     assert in_torch.image_backend == "torch" and encoder.image_backend == "onnx"
     arrays = [encoder.prepare_image(p) for p in photos.values()]
-    onnx_logits, onnx_features = encoder.classify(arrays)
-    torch_logits, torch_features = in_torch.classify(arrays)
+    onnx_logits, onnx_features, onnx_regions = encoder.classify(arrays)
+    torch_logits, torch_features, torch_regions = in_torch.classify(arrays)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-3)
     np.testing.assert_allclose(onnx_features, torch_features, atol=1e-3)
+    np.testing.assert_allclose(onnx_regions, torch_regions, atol=1e-3)
+    # The head is linear: the mean of the regions' logits is the image's.
+    np.testing.assert_allclose(onnx_regions.mean(axis=1), onnx_logits, atol=1e-3)
 
 
 @pytest.mark.models
 def test_imagenet_top_class_of_the_cat(
     encoder: OfflineEncoder, photos: dict[str, Image.Image]
 ) -> None:
-    logits, _ = encoder.classify([encoder.prepare_image(photos["chelsea"])])
+    logits, _, _ = encoder.classify([encoder.prepare_image(photos["chelsea"])])
     names = efficientnet.imagenet_class_names()
     top5 = [names[i] for i in np.argsort(-logits[0])[:5]]
     assert {"tabby", "tiger cat", "Egyptian cat"} & set(top5), top5

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mmsearch.encoders.regions import RegionCodes
+
 SEMANTIC = "semantic"
 """Images and text documents mapped into the text encoder's space; answers text queries."""
 VISUAL = "visual"
@@ -124,6 +126,30 @@ class Encoder(ABC):
 
         Returns every image space the model fills (at least `semantic` and `visual`).
         """
+
+    def embed_images_with_regions(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
+        """`embed_images`, plus what each region of each image shows (for the reranker), from
+        the same pass through the network. Models without region outputs give None."""
+        return self.embed_images(batch), [None] * len(batch)
+
+    def region_vectors(self, codes: RegionCodes) -> np.ndarray | None:
+        """Unit vectors `(regions, dim)` in `semantic` for stored regions, or None when this
+        model cannot read that format (the reranker then leaves the item as it ranked)."""
+        return None
+
+    def region_similarities(
+        self, regions: Sequence[RegionCodes], texts: np.ndarray
+    ) -> list[np.ndarray | None]:
+        """Per image, the cosines `(texts, regions)` of unit text vectors `(n, dim)` with its
+        regions; None for an image whose regions this model cannot read. Models may compute it
+        without building the region vectors (see `OfflineEncoder`)."""
+        out: list[np.ndarray | None] = []
+        for codes in regions:
+            vectors = self.region_vectors(codes)
+            out.append(None if vectors is None or len(vectors) == 0 else texts @ vectors.T)
+        return out
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -45,8 +45,13 @@ RESIZE_CROP = "crop"
 """Resize the shorter side to the input size, then cut the centre square."""
 DEFAULT_RESIZE = RESIZE_SQUASH
 
-ImageRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-"""Prepared pixels `(n, 3, S, S)` float32 -> `(logits (n, 1000), pooled features (n, dim))`."""
+ImageRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""Prepared pixels `(n, 3, S, S)` float32 -> `(logits (n, 1000), pooled features (n, dim),
+region logits (n, regions, 1000))`: the classifier applied to each cell of the last feature map
+(9 x 9 for Lite2 at 260 px, 7 x 7 for Lite0), which says what is where for the reranker."""
+
+_EXPORT_VARIANT = "regions"
+"""Part of the ONNX file name: exports before region logits existed had two outputs."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def _efficientnet_weights(name: str) -> tuple[ImageModelInfo, Path]:
 
 
 def _build_efficientnet(name: str, weights: Path) -> Any:
-    """The torch classifier wrapped to return `(logits, pooled features)`."""
+    """The torch classifier wrapped to return `(logits, pooled features, region logits)`."""
     try:
         import torch
     except ImportError as exc:
@@ -110,8 +115,11 @@ def _build_efficientnet(name: str, weights: Path) -> Any:
             self.net = net
 
         def forward(self, pixels: Any) -> Any:
-            pooled = self.net.extract_features(pixels).mean(dim=(2, 3))
-            return self.net._fc(pooled), pooled  # dropout is the identity in eval mode
+            cells = self.net.extract_features(pixels)  # (n, features, h, w)
+            pooled = cells.mean(dim=(2, 3))
+            # The head is linear, so the mean of the region logits is the image's logits.
+            regions = self.net._fc(cells.flatten(2).transpose(1, 2))
+            return self.net._fc(pooled), pooled, regions  # dropout is the identity in eval mode
 
     return LogitsAndFeatures(net).eval()
 
@@ -123,7 +131,7 @@ class OnnxImageRunner:
         self.info, self.weights = _efficientnet_weights(name)
         self.name = name
         key = model_key(name, self.info.pip, self.weights)
-        self.onnx_path = cache_dir / f"{name}-{key}.onnx"
+        self.onnx_path = cache_dir / f"{name}-{_EXPORT_VARIANT}-{key}.onnx"
         self.session = load_session(self.onnx_path, device, self._export, f"image model {name}")
 
     def _export(self, target: Path) -> None:
@@ -140,18 +148,19 @@ class OnnxImageRunner:
                 model,
                 {"pixels": sample},
                 target,
-                output_names=["logits", "features"],
+                output_names=["logits", "features", "regions"],
                 dynamic_axes={
                     "pixels": {0: "batch"},
                     "logits": {0: "batch"},
                     "features": {0: "batch"},
+                    "regions": {0: "batch"},
                 },
                 what=what,
             )
 
-    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, features = self.session.run(None, {"pixels": pixels})
-        return logits, features
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logits, features, regions = self.session.run(None, {"pixels": pixels})
+        return logits, features, regions
 
 
 class TorchImageRunner:
@@ -169,12 +178,11 @@ class TorchImageRunner:
         self.model = self.model.to(self.dtype)
         self._lock = threading.Lock()  # torch modules are not documented as re-entrant
 
-    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(pixels).to(self.device.torch_device, dtype=self.dtype)
-            logits, features = self.model(x)
-            return logits.float().cpu().numpy(), features.float().cpu().numpy()
+            return tuple(out.float().cpu().numpy() for out in self.model(x))  # type: ignore[return-value]
 
 
 def load_runner(
@@ -227,6 +235,16 @@ def conse_mix(
     Returns:
         `(n, dim)` float32, unit rows.
     """
+    top, weights = conse_weights(logits, top_k=top_k, temperature=temperature)
+    return conse_vectors(top, weights, label_vectors)
+
+
+def conse_weights(
+    logits: np.ndarray, *, top_k: int, temperature: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classes ConSE mixes and their weights: `(ids (n, k), weights (n, k))`, weights
+    summing to 1 per row. Kept apart from the mixing so regions can be stored as these few
+    numbers and mixed when a query needs them."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z -= z.max(axis=1, keepdims=True)
     probs = np.exp(z)
@@ -234,7 +252,14 @@ def conse_mix(
     top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
     weights = np.take_along_axis(probs, top, axis=1)
     weights /= weights.sum(axis=1, keepdims=True)
-    mixed = np.einsum("nk,nkd->nd", weights, label_vectors[top].astype(np.float64))
+    return top, weights
+
+
+def conse_vectors(top: np.ndarray, weights: np.ndarray, label_vectors: np.ndarray) -> np.ndarray:
+    """Unit vectors mixing `label_vectors[top]` by `weights` (the output of `conse_weights`)."""
+    mixed = np.einsum(
+        "nk,nkd->nd", np.asarray(weights, np.float64), label_vectors[top].astype(np.float64)
+    )
     return l2_normalise(mixed)
 
 

@@ -46,12 +46,15 @@ from mmsearch.encoders.efficientnet import (
     DEFAULT_RESIZE,
     IMAGE_MODELS,
     conse_mix,
+    conse_vectors,
+    conse_weights,
     imagenet_class_names,
     load_runner,
     prepare_pixels,
 )
 from mmsearch.encoders.minilm import TEXT_DIM, TEXT_MODELS, MiniLM
 from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, require_package
+from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
 from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
 
@@ -162,32 +165,91 @@ class OfflineEncoder(Encoder):
         """Resize and TF-normalise one image into a `(3, S, S)` float32 array (thread-safe)."""
         return prepare_pixels(image, self.input_size, self._resize_mode)
 
-    def classify(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw network outputs for prepared images: `(logits (n, 1000), pooled (n, dim))`."""
-        n = len(batch)
-        logits = np.empty((n, 1000), dtype=np.float32)
-        features = np.empty((n, self._visual_dim), dtype=np.float32)
-        for start in range(0, n, _IMAGE_CHUNK):
+    def classify(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw network outputs for prepared images:
+        `(logits (n, 1000), pooled (n, dim), region logits (n, regions, 1000))`."""
+        logits, features, regions = [], [], []
+        for start in range(0, len(batch), _IMAGE_CHUNK):
             chunk = np.ascontiguousarray(
                 np.stack(batch[start : start + _IMAGE_CHUNK]), dtype=np.float32
             )
-            logits[start : start + len(chunk)], features[start : start + len(chunk)] = (
-                self._image(chunk)
-            )
-        return logits, features
+            out = self._image(chunk)
+            logits.append(out[0])
+            features.append(out[1])
+            regions.append(out[2])
+        return np.concatenate(logits), np.concatenate(features), np.concatenate(regions)
 
     def embed_images(self, batch: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """`semantic` (label bridge, 384-d) and `visual` (pooled features) for prepared images."""
+        return self.embed_images_with_regions(batch)[0]
+
+    def embed_images_with_regions(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
+        """`embed_images` plus each image's regions: per cell of the last feature map, the
+        label bridge's top-k classes and weights (see `regions`)."""
         if len(batch) == 0:
-            return {
+            empty = {
                 SEMANTIC: np.zeros((0, TEXT_DIM), dtype=np.float32),
                 VISUAL: np.zeros((0, self._visual_dim), dtype=np.float32),
             }
-        logits, features = self.classify(batch)
+            return empty, []
+        logits, features, region_logits = self.classify(batch)
         semantic = conse_mix(
             logits, self.label_vectors, top_k=self.top_k, temperature=self.temperature
         )
-        return {SEMANTIC: semantic, VISUAL: l2_normalise(features)}
+        n, cells, classes = region_logits.shape
+        ids, weights = conse_weights(
+            region_logits.reshape(n * cells, classes), top_k=self.top_k,
+            temperature=self.temperature,
+        )
+        # Scaled so each region's mix is unit length: a query then needs no norms (see
+        # `region_similarities`).
+        mixed = np.einsum("rk,rkd->rd", weights, self.label_vectors[ids])
+        weights = weights / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-6)
+        codes: list[RegionCodes | None] = [
+            RegionCodes.from_label_topk(
+                ids[i * cells : (i + 1) * cells], weights[i * cells : (i + 1) * cells]
+            )
+            for i in range(n)
+        ]
+        return {SEMANTIC: semantic, VISUAL: l2_normalise(features)}, codes
+
+    def region_vectors(self, codes: RegionCodes) -> np.ndarray | None:
+        """The stored regions mixed back into `semantic` vectors (see `regions`)."""
+        if codes.format != LABEL_TOPK:
+            return None
+        ids, weights = codes.label_topk()
+        if ids.size and ids.max() >= len(self.label_vectors):
+            return None
+        return conse_vectors(ids, weights, self.label_vectors)
+
+    def region_similarities(
+        self, regions: Sequence[RegionCodes], texts: np.ndarray
+    ) -> list[np.ndarray | None]:
+        """`Encoder.region_similarities` without mixing 384-d region vectors: stored weights
+        are scaled so that `sum_k w_k L_k` is a unit vector (see `embed_images_with_regions`),
+        so a region's cosine with a text t is `sum_k w_k (t . L_k)`, with `t . L` computed once
+        per query for the 1000 labels."""
+        readable = [c.format == LABEL_TOPK and c.count > 0 for c in regions]
+        if not any(readable):
+            return [None] * len(regions)
+        decoded = [c.label_topk() for c, ok in zip(regions, readable) if ok]
+        ids = np.concatenate([i for i, _ in decoded])
+        weights = np.concatenate([w for _, w in decoded])
+        if ids.max() >= len(self.label_vectors):
+            return [None] * len(regions)
+        text_label = np.asarray(texts, np.float32) @ self.label_vectors.T  # (texts, labels)
+        cosines = (text_label[:, ids] * weights).sum(axis=2)  # (texts, regions)
+        out: list[np.ndarray | None] = []
+        start = 0
+        for ok, codes in zip(readable, regions):
+            if ok:
+                out.append(cosines[:, start : start + codes.count])
+                start += codes.count
+            else:
+                out.append(None)
+        return out
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """MiniLM embeddings `(n, 384)`, unit rows; texts beyond 256 tokens are truncated."""

@@ -24,6 +24,7 @@ from mmsearch.media.paths import canonical_path
 from mmsearch.query.filters import Filters
 from mmsearch.query.keywords import fts_expression, substring_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
+from mmsearch.query.rerank import Reranker
 from mmsearch.results import Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
@@ -140,7 +141,9 @@ class Searcher:
         settings: Settings,
         default_cutoffs: dict[str, float],
         calibration: dict[str, dict[str, tuple[float, float]]] | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
+        self.reranker = reranker
         self.catalog = catalog
         self.spaces = spaces
         self._encoder = encoder
@@ -176,7 +179,11 @@ class Searcher:
                     ranked[SEMANTIC], wanted[SEMANTIC][0], matched, query
                 )
         # A few spare candidates: items deleted since the vector index was saved drop out here.
-        fused = self._fuse(ranked, weights)[: query.k * 2 + 8]
+        fused = self._fuse(ranked, weights)
+        if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
+            words = " ".join(t.text for t in terms if not t.negative)
+            fused = self.reranker.rerank(words, wanted[SEMANTIC][0], fused)
+        fused = fused[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         spans = self._spans([item for item, _, _ in fused], list(wanted))
         hits = Hits()
@@ -328,6 +335,8 @@ class Searcher:
         cutoff = self._cutoff(space, query)
         # Documents have several chunk vectors: fetch more than k so k distinct items remain.
         fetch = query.k * 4 + 16
+        if self.reranker is not None:  # the reranker sees its top-N even when k is small
+            fetch = max(fetch, self.reranker.top_n)
         with self.spaces.reading() as stores:  # held still while a writer thread commits
             store = stores.get(space)
             if store is None or len(store) == 0:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import numpy as np
 import sqlite_utils
 
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import (
     DiskFullError,
     IndexBusyError,
@@ -33,7 +34,7 @@ from mmsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -198,12 +199,39 @@ def _v3_to_v4(db: sqlite_utils.Database) -> None:
     )
 
 
+# -- region features (reranker) ------------------------------------------------------------
+
+
+def _v4_to_v5(db: sqlite_utils.Database) -> None:
+    """What each region of an image shows (`encoders/regions.py`), for the reranker. Items
+    indexed before have none: the reranker leaves them where the first stage put them."""
+    db.execute(
+        "CREATE TABLE regions (item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE "
+        "CASCADE, format TEXT NOT NULL, count INTEGER NOT NULL, width INTEGER NOT NULL, "
+        "data BLOB NOT NULL)"
+    )
+
+
+def write_regions(db: sqlite_utils.Database, item_id: int, codes: RegionCodes | None) -> None:
+    """Store (or clear, with None) an item's regions; call inside the item's transaction."""
+    db.execute("DELETE FROM regions WHERE item_id = ?", [item_id])
+    if codes is not None:
+        db.execute(
+            "INSERT INTO regions(item_id, format, count, width, data) VALUES (?, ?, ?, ?, ?)",
+            [item_id, codes.format, codes.count, codes.width, codes.data],
+        )
+
+
+# -- end of region features ------------------------------------------------------------------
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }
 
 
@@ -752,6 +780,19 @@ class Catalog:
             item: np.stack([vector for vector, _ in rows])
             for item, rows in self.item_vector_rows(item_ids, space).items()
         }
+
+    def item_regions(self, item_ids: Sequence[int]) -> dict[int, RegionCodes]:
+        """item id -> its stored regions (see `encoders/regions.py`); items without are left out."""
+        sql = "SELECT item_id, format, count, width, data FROM regions WHERE item_id IN ({marks})"
+        return {
+            row[0]: RegionCodes(row[1], int(row[2]), int(row[3]), bytes(row[4]))
+            for row in self._rows_for_ids(sql, item_ids, [])
+        }
+
+    def write_regions(self, item_id: int, codes: RegionCodes | None) -> None:
+        """Store or clear one item's regions (joins the caller's transaction, if any)."""
+        with self.write():
+            write_regions(self.db, item_id, codes)
 
     def max_vector_id(self, space: str) -> int:
         row = self.db.execute("SELECT max(id) FROM vectors WHERE space = ?", [space]).fetchone()

@@ -1,0 +1,336 @@
+"""Second stage: rerank the first stage's top-N images by what their regions show.
+
+The first stage compares one query vector with one vector per image: "a man climbing a rock
+wall" against a mixture of ImageNet class names for the whole picture. The reranker looks
+closer (late interaction, as in ColBERT): each content word of the query ("man", "climbing",
+"rock", "wall") is embedded on its own, matched to the regions of the image that fit it best
+(the mean of its `TOP_REGIONS` best cosines, a soft max), and the words' matches are averaged.
+No training is needed: regions and words already live in the model's text space
+(`Encoder.region_vectors`).
+
+When `mmsearch tune` found a gain on held-out captions of the user's own collection, it also
+stored a linear adapter (`TunedAdapter`) mapping an image's `visual` features into the text
+space; its cosine with the query is a third score.
+
+Scores of the two or three stages are z-normalised over the N candidates and added with their
+weights (cosines of different models are not comparable, ranks would throw away how sure each
+is). Candidates without regions (documents, sounds, images indexed before regions existed)
+score the candidates' mean on the region term, so they keep their first-stage place relative
+to it. The fused value is mapped back onto the first stage's scale (same mean and spread over
+the N), so scores stay comparable with those of the hits below the N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmsearch.encoders.base import VISUAL, Encoder, l2_normalise
+from mmsearch.errors import IndexFormatError
+from mmsearch.store.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+RERANK = "rerank"
+"""Key of the region score in `Hit.scores`."""
+ADAPTED = "adapted"
+"""Key of the tuned adapter's cosine in `Hit.scores`."""
+TOP_REGIONS = 5
+"""A word's match with an image is the mean of its best this-many region cosines: one region
+is noisy (a stray "umbrella" cell), the whole image is what the first stage already saw."""
+REGION_WEIGHT = 1.0
+"""Weight of the region score against the first stage's (both z-normalised over the N).
+Measured on flickr8k_1k and coco_mini (scripts/eval_retrieval.py): 0.5 and 2 were worse."""
+WEIGHTS_FILE = "rerank.npz"
+PROVENANCE_FILE = "rerank.json"
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+STOP_WORDS = frozenset((
+    "a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are", "was", "were", "be",
+    "been", "being", "with", "without", "his", "her", "their", "its", "it", "this", "that",
+    "these", "those", "there", "here", "for", "from", "by", "into", "onto", "up", "down", "while",
+    "as", "one", "two", "three", "some", "other", "each", "near", "next", "front", "top", "out",
+    "over", "under", "through", "across", "who", "which", "what", "where", "when", "has", "have",
+    "had", "he", "she", "they", "them", "him", "we", "you", "i", "my", "your", "our", "very",
+    "just",
+))
+"""Words that name nothing one could see: they would match every image a little."""
+
+
+WORD_CACHE = 4096
+"""Word vectors kept per model: a session's queries share many words, and each embedding costs
+a run of the text model (~5 ms on a quiet core for a query's words, several times that when
+the machine is busy)."""
+_word_vectors: weakref.WeakKeyDictionary[Encoder, OrderedDict[str, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+_blas: dict[str, Any] = {}
+_blas_lock = threading.Lock()
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """BLAS limited to one thread while a query's small products run: OpenBLAS's thread pool
+    turned a (6 x 384) @ (384 x 1000) product from 0.6 ms into 24-31 ms on these 2-core
+    machines whenever another process held a core (measured). A controller made once costs
+    ~0.7 ms per use; without threadpoolctl nothing is limited."""
+    with _blas_lock:
+        if "controller" not in _blas:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _blas["controller"] = ThreadpoolController()
+            except ImportError:
+                _blas["controller"] = None
+    controller = _blas["controller"]
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+def word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
+    """Unit text vectors of single words, `(len(words), dim)`, from a small per-model cache."""
+    with _blas_lock:
+        cache = _word_vectors.setdefault(encoder, OrderedDict())
+        missing = [w for w in words if w not in cache]
+    if missing:
+        fresh = encoder.embed_texts(missing)
+        with _blas_lock:
+            for word, vector in zip(missing, fresh):
+                cache[word] = vector
+            while len(cache) > WORD_CACHE:
+                cache.popitem(last=False)
+    with _blas_lock:
+        rows = []
+        for word in words:
+            vector = cache.get(word)
+            if vector is None:  # evicted meanwhile by another thread's words
+                vector = encoder.embed_texts([word])[0]
+            else:
+                cache.move_to_end(word)
+            rows.append(vector)
+    return np.stack(rows)
+
+
+def content_words(text: str, limit: int = 16) -> list[str]:
+    """The query's words worth matching to regions, lower-cased, in order, each once."""
+    seen: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word not in STOP_WORDS and len(word) > 1 and word not in seen:
+            seen.append(word)
+    return seen[:limit]
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """Values centred and scaled to unit spread; all-equal values give zeros."""
+    spread = float(values.std())
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
+
+
+@dataclass(frozen=True)
+class TunedAdapter:
+    """What `mmsearch tune` learnt on a collection's own captions (see `mmsearch/tune.py`)."""
+
+    mean: np.ndarray
+    """(visual dim,) subtracted from `visual` vectors before the map."""
+    scale: np.ndarray
+    """(visual dim,) divides them after."""
+    matrix: np.ndarray
+    """(visual dim, text dim)."""
+    bias: np.ndarray
+    """(text dim,)."""
+    weight: float
+    """Weight of the adapter's z-scored cosine in the fusion."""
+    region_weight: float
+    """Weight of the region score chosen alongside it."""
+
+    def embed(self, visual: np.ndarray) -> np.ndarray:
+        """`visual` vectors `(n, dim)` mapped into the text space, unit rows."""
+        return l2_normalise(((visual - self.mean) / self.scale) @ self.matrix + self.bias)
+
+    def save(self, folder: Path, provenance: dict[str, object]) -> None:
+        """Write the weights and where they came from into an index folder."""
+        np.savez(
+            folder / WEIGHTS_FILE,
+            mean=self.mean, scale=self.scale, matrix=self.matrix, bias=self.bias,
+            weights=np.array([self.weight, self.region_weight], np.float64),
+        )
+        (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> TunedAdapter | None:
+        """The adapter stored in an index folder, if `tune` turned one on."""
+        path = folder / WEIGHTS_FILE
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                weight, region_weight = (float(x) for x in data["weights"])
+                adapter = cls(
+                    data["mean"].astype(np.float32), data["scale"].astype(np.float32),
+                    data["matrix"].astype(np.float32), data["bias"].astype(np.float32),
+                    weight, region_weight,
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise IndexFormatError(
+                f"The tuned reranker weights {path} cannot be read ({exc}); delete the file "
+                "(search then uses the untuned reranker) or run `mmsearch tune` again."
+            ) from exc
+        if adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0]):
+            raise IndexFormatError(
+                f"The tuned reranker weights {path} have mismatched shapes; delete the file or "
+                "run `mmsearch tune` again."
+            )
+        return adapter
+
+
+Candidate = tuple[int, float, dict[str, float]]
+"""(item id, score, per-space scores), as `Searcher._fuse` returns them."""
+
+
+class Reranker:
+    """Reorders the first `top_n` fused candidates of a text query (see the module doc)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Callable[[], Encoder],
+        *,
+        top_n: int = 50,
+        adapter: TunedAdapter | None = None,
+        region_weight: float = REGION_WEIGHT,
+    ) -> None:
+        self.catalog = catalog
+        self._encoder = encoder
+        self.top_n = top_n
+        self.adapter = adapter
+        self.region_weight = adapter.region_weight if adapter is not None else region_weight
+
+    def rerank(
+        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
+    ) -> list[Candidate]:
+        """`candidates` with the first `top_n` reordered and rescored; the rest unchanged.
+
+        Args:
+            text: the query's positive words.
+            query_vector: the query's `semantic` vector (for the tuned adapter), if any.
+            candidates: the first stage's list, best first.
+        """
+        if len(candidates) < 2:
+            return candidates
+        return self._rerank(text, query_vector, candidates)
+
+    def _rerank(
+        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
+    ) -> list[Candidate]:
+        head, tail = candidates[: self.top_n], candidates[self.top_n :]
+        parts = self.scores(text, query_vector, [item for item, _, _ in head])
+        weights = {RERANK: self.region_weight}
+        if self.adapter is not None:
+            weights[ADAPTED] = self.adapter.weight
+        reranked = fuse(head, parts, weights)
+        return candidates if reranked is None else reranked + tail
+
+    def scores(
+        self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
+    ) -> dict[str, tuple[np.ndarray, dict[int, float]]]:
+        """The second-stage scores of candidate `items`: name (`RERANK`, `ADAPTED`) -> (z-score
+        per candidate, raw score per item that has one). Names that cannot be computed (no
+        content words, no regions, no adapter) are left out."""
+        parts: dict[str, tuple[np.ndarray, dict[int, float]]] = {}
+        with one_blas_thread():
+            if self.region_weight > 0:
+                regions = self._region_scores(text, items)
+                if regions is not None:
+                    parts[RERANK] = regions
+            if self.adapter is not None and query_vector is not None:
+                adapted = self._adapter_scores(query_vector, items)
+                if adapted is not None:
+                    parts[ADAPTED] = adapted
+        return parts
+
+    def _region_scores(
+        self, text: str, items: Sequence[int]
+    ) -> tuple[np.ndarray, dict[int, float]] | None:
+        """(z-scored region score per candidate, raw score per item that has regions)."""
+        words = content_words(text)
+        if not words:
+            return None
+        stored = self.catalog.item_regions(items)
+        if not stored:
+            return None
+        encoder = self._encoder()
+        # Words in the label bridge's template ("a photo of a dog."), as the labels were
+        # embedded: R@1 .120 against .114 for bare words (flickr8k_1k, 500 captions).
+        template = str(encoder.spec.options.get("bridge_template", "{name}"))
+        vectors = word_vectors(encoder, [template.format(name=w) for w in words])
+        ids = list(stored)
+        raw: dict[int, float] = {}
+        for item, sims in zip(ids, encoder.region_similarities([stored[i] for i in ids], vectors)):
+            if sims is None or sims.shape[1] == 0:
+                continue
+            k = min(TOP_REGIONS, sims.shape[1])
+            best = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+            raw[item] = float(best.mean())
+        if len(raw) < 2:
+            return None
+        return self._zscored(items, raw), raw
+
+    def _adapter_scores(
+        self, query_vector: np.ndarray, items: Sequence[int]
+    ) -> tuple[np.ndarray, dict[int, float]] | None:
+        assert self.adapter is not None
+        visual = self.catalog.item_vectors(items, VISUAL)
+        if len(visual) < 2:
+            return None
+        ids = list(visual)
+        mapped = self.adapter.embed(np.stack([visual[i].mean(axis=0) for i in ids]))
+        raw = {item: float(score) for item, score in zip(ids, mapped @ query_vector)}
+        return self._zscored(items, raw), raw
+
+    @staticmethod
+    def _zscored(items: Sequence[int], raw: dict[int, float]) -> np.ndarray:
+        """Per candidate, its z-scored value among those that have one; 0 (the mean) for those
+        that have none."""
+        values = np.array(list(raw.values()), np.float64)
+        mean, spread = values.mean(), values.std()
+        if spread <= 1e-9:
+            return np.zeros(len(items))
+        return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
+
+
+def fuse(
+    head: Sequence[Candidate],
+    parts: dict[str, tuple[np.ndarray, dict[int, float]]],
+    weights: dict[str, float],
+) -> list[Candidate] | None:
+    """`head` reordered by its z-scored first-stage score plus the weighted z-scores of `parts`
+    (see `Reranker.scores`), rescored onto the first stage's scale (same mean and spread over
+    the candidates); None when no part has any weight."""
+    used = {name: part for name, part in parts.items() if weights.get(name, 0.0) > 0}
+    if not used:
+        return None
+    first = np.array([score for _, score, _ in head], np.float64)
+    fused = zscore(first)
+    total_weight = 1.0
+    extra: dict[int, dict[str, float]] = {}
+    for name, (z, raw) in used.items():
+        fused = fused + weights[name] * z
+        total_weight += weights[name]
+        for item, value in raw.items():
+            extra.setdefault(item, {})[name] = value
+    rescored = first.mean() + first.std() * fused / total_weight
+    order = np.argsort(-rescored, kind="stable")
+    return [
+        (head[i][0], float(rescored[i]), {**head[i][2], **extra.get(head[i][0], {})})
+        for i in order
+    ]

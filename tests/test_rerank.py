@@ -1,0 +1,177 @@
+"""The second stage: region codes, the late-interaction reranker, its catalog storage."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
+from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
+from mmsearch.query.rerank import RERANK, Reranker, TunedAdapter, content_words
+from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
+
+WORDS = ["dog", "ball", "grass", "car", "street", "sky"]
+
+
+class WordEncoder(Encoder):
+    """Stands in for a model: each word is its own axis; a region code's ids name words."""
+
+    spec = ModelSpec("words", "test", {})
+    spaces: ClassVar[dict[str, int]] = {SEMANTIC: len(WORDS)}
+
+    def prepare_image(self, image):
+        raise NotImplementedError
+
+    def embed_images(self, batch):
+        raise NotImplementedError
+
+    def embed_texts(self, texts):
+        rows = np.zeros((len(texts), len(WORDS)), np.float32)
+        for i, text in enumerate(texts):
+            for word in text.split():
+                if word in WORDS:
+                    rows[i, WORDS.index(word)] = 1.0
+        return l2_normalise(rows)
+
+    def region_vectors(self, codes):
+        ids, weights = codes.label_topk()
+        out = np.zeros((len(ids), len(WORDS)), np.float32)
+        for r, (row_ids, row_w) in enumerate(zip(ids, weights)):
+            out[r, row_ids] += row_w
+        return l2_normalise(out)
+
+
+def regions_showing(*words: str) -> RegionCodes:
+    """Eight regions: one per word given, the rest sky."""
+    names = list(words) + ["sky"] * (8 - len(words))
+    ids = np.array([[WORDS.index(n)] for n in names])
+    return RegionCodes.from_label_topk(ids, np.ones_like(ids, dtype=np.float32))
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    cat = Catalog(tmp_path / "catalog.db")
+    yield cat
+    cat.close()
+
+
+def add_item(catalog: Catalog, name: str, regions: RegionCodes | None) -> int:
+    facts = ItemFacts(path=f"/photos/{name}.jpg", root="/photos", kind="image", size=1, mtime_ns=1, hash=name)
+    vectors = {SEMANTIC: np.ones((1, 4), np.float32) / 2, VISUAL: np.ones((1, 4), np.float32) / 2}
+    item, _, _ = catalog.write_item(facts, vectors)
+    catalog.write_regions(item, regions)
+    return item
+
+
+def test_region_codes_round_trip_in_3_kb_for_81_regions() -> None:
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 1000, (81, 10))
+    weights = rng.dirichlet(np.ones(10), 81).astype(np.float32)
+    codes = RegionCodes.from_label_topk(ids, weights)
+    assert codes.format == LABEL_TOPK and len(codes.data) == 81 * 10 * 4
+    back_ids, back_weights = codes.label_topk()
+    assert np.array_equal(back_ids, ids)
+    assert np.allclose(back_weights, weights, atol=1e-3)
+
+
+def test_region_codes_reject_what_they_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="16 bits"):
+        RegionCodes.from_label_topk(np.array([[70000]]), np.array([[1.0]]))
+    with pytest.raises(ValueError, match="expected"):
+        RegionCodes(LABEL_TOPK, 2, 2, b"\x00" * 5).label_topk()
+
+
+def test_content_words_drop_words_that_name_nothing() -> None:
+    assert content_words("A dog is running with a ball on the grass") == ["dog", "running", "ball", "grass"]
+    assert content_words("the of a") == []
+
+
+def test_an_image_whose_regions_show_every_word_rises_above_those_showing_fewer(catalog: Catalog) -> None:
+    fillers = [add_item(catalog, f"sky{i}", regions_showing()) for i in range(4)]
+    car = add_item(catalog, "car", regions_showing("car", "street"))
+    half = add_item(catalog, "half", regions_showing("dog"))
+    dog = add_item(catalog, "dog", regions_showing("dog", "ball", "grass"))
+    first = [(f, 0.55 - i / 100, {}) for i, f in enumerate(fillers)]
+    first += [(car, 0.51, {}), (half, 0.50, {}), (dog, 0.49, {})]
+    reranker = Reranker(catalog, WordEncoder, top_n=50)
+    ranked = reranker.rerank("a dog with a ball on grass", None, first)
+    order = [item for item, _, _ in ranked]
+    assert order.index(dog) < 2  # from last to the top two
+    assert order.index(dog) < order.index(half) < order.index(car)
+    raw = {item: per[RERANK] for item, _, per in ranked}
+    assert raw[dog] > raw[half] > raw[car]
+    scores = [score for _, score, _ in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # Rescored on the first stage's scale: same mean over the candidates.
+    assert np.isclose(np.mean(scores), np.mean([s for _, s, _ in first]))
+
+
+def test_only_the_top_n_move_and_items_without_regions_keep_their_place(catalog: Catalog) -> None:
+    old = add_item(catalog, "old", None)  # indexed before regions existed
+    sky = add_item(catalog, "sky", regions_showing())
+    dog = add_item(catalog, "dog", regions_showing("dog"))
+    late = add_item(catalog, "late", regions_showing("dog", "dog", "dog", "dog"))
+    first = [(old, 0.9, {}), (sky, 0.5, {}), (dog, 0.45, {}), (late, 0.1, {})]
+    ranked = Reranker(catalog, WordEncoder, top_n=3).rerank("dog", None, first)
+    order = [item for item, _, _ in ranked]
+    assert order == [old, dog, sky, late]  # `late` is past the N: untouched, however well it matches
+    assert RERANK not in ranked[0][2]
+
+
+def test_a_query_without_content_words_changes_nothing(catalog: Catalog) -> None:
+    a = add_item(catalog, "a", regions_showing("dog"))
+    b = add_item(catalog, "b", regions_showing("car"))
+    first = [(a, 0.5, {}), (b, 0.4, {})]
+    assert Reranker(catalog, WordEncoder).rerank("the of", None, first) == first
+
+
+def test_a_tuned_adapter_survives_saving_and_its_weights_shape_the_fusion(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    adapter = TunedAdapter(
+        rng.standard_normal(8).astype(np.float32), np.ones(8, np.float32),
+        rng.standard_normal((8, 6)).astype(np.float32), np.zeros(6, np.float32), 2.0, 1.0,
+    )
+    adapter.save(tmp_path, {"captions": 3})
+    loaded = TunedAdapter.load(tmp_path)
+    assert loaded is not None and loaded.weight == 2.0
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    assert np.allclose(loaded.embed(x), adapter.embed(x), atol=1e-6)
+    assert '"captions": 3' in (tmp_path / "rerank.json").read_text()
+    assert TunedAdapter.load(tmp_path / "nowhere") is None
+
+
+def test_damaged_tuned_weights_say_what_to_do(tmp_path: Path) -> None:
+    from mmsearch.errors import IndexFormatError
+
+    (tmp_path / "rerank.npz").write_bytes(b"not a zip file")
+    with pytest.raises(IndexFormatError, match="mmsearch tune"):
+        TunedAdapter.load(tmp_path)
+
+
+def test_deleting_an_item_deletes_its_regions(catalog: Catalog) -> None:
+    item = add_item(catalog, "dog", regions_showing("dog"))
+    assert set(catalog.item_regions([item])) == {item}
+    catalog.delete_items([item])
+    assert catalog.item_regions([item]) == {}
+
+
+def test_a_schema_4_catalog_gains_the_regions_table_and_keeps_its_items(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    cat = Catalog(path)
+    item = add_item(cat, "old", None)
+    cat.db.execute("DROP TABLE regions")
+    cat.db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    cat.db.conn.commit()
+    cat.close()
+    reopened = Catalog(path)
+    assert reopened.schema_version() == SCHEMA_VERSION
+    assert reopened.item_regions([item]) == {}
+    reopened.write_regions(item, regions_showing("dog"))
+    assert reopened.item_regions([item])[item].count == 8
+    reopened.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM items").fetchone() == (1,)

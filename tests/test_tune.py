@@ -1,0 +1,161 @@
+"""`mmsearch tune`: captions are found where users keep them, and the adapter is turned on only
+when it finds held-out captions' images better."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch import Library
+from mmsearch.errors import QueryError
+from mmsearch.tune import csv_captions, embedded_caption, markdown_captions, sidecar_caption
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
+PLACES = {"left": 2, "middle": 26, "right": 52}
+
+
+def striped(path: Path, colour: tuple[int, int, int], x: int, shade: int = 0) -> Path:
+    """A solid image with a dark vertical bar at `x`: the hash-test model's `semantic` vector
+    knows only the colour; where the bar is shows only in its `visual` thumbnail."""
+    image = Image.new("RGB", (64, 48), tuple(max(0, c - shade) for c in colour))
+    for px in range(x, x + 10):
+        for py in range(48):
+            image.putpixel((px, py), (0, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def test_alt_text_of_markdown_images_is_a_caption(tmp_path: Path) -> None:
+    note = tmp_path / "notes" / "trip.md"
+    note.parent.mkdir()
+    note.write_text(
+        "# Trip\n![a red bicycle by the lake](../pics/bike.jpg)\n"
+        '![](empty.png) ![remote](https://example.com/x.jpg) ![a dog](<dog pic.png> "title")\n'
+    )
+    assert markdown_captions(note) == [
+        (str(tmp_path / "pics" / "bike.jpg"), "a red bicycle by the lake"),
+        (str(tmp_path / "notes" / "dog pic.png"), "a dog"),
+    ]
+
+
+def test_exif_description_xp_comment_and_sidecars_are_captions(tmp_path: Path) -> None:
+    described = tmp_path / "described.jpg"
+    exif = Image.Exif()
+    exif[0x010E] = "children playing on a beach"
+    Image.new("RGB", (8, 8)).save(described, exif=exif)
+    assert embedded_caption(described) == ("children playing on a beach", "exif")
+
+    commented = tmp_path / "commented.jpg"
+    exif = Image.Exif()
+    exif[0x9C9C] = "a snowy mountain".encode("utf-16-le") + b"\x00\x00"
+    Image.new("RGB", (8, 8)).save(commented, exif=exif)
+    assert embedded_caption(commented) == ("a snowy mountain", "exif")
+
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (8, 8)).save(plain)
+    assert embedded_caption(plain) is None
+    (tmp_path / "plain.txt").write_text("  a cat asleep\non a sofa ")
+    assert sidecar_caption(plain) == ("a cat asleep on a sofa", "sidecar")
+
+    other = tmp_path / "other.png"
+    Image.new("RGB", (8, 8)).save(other)
+    (tmp_path / "other.xmp").write_text(
+        '<x:xmpmeta><rdf:RDF><rdf:Description><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="x-default">boats in a harbour &amp; gulls</rdf:li>'
+        "</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    assert sidecar_caption(other) == ("boats in a harbour & gulls", "xmp")
+
+
+def test_a_captions_csv_is_read_relative_to_its_folder_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    good = tmp_path / "caps.csv"
+    good.write_text("path,caption\nimg/a.jpg,a boat\nimg/b.jpg,\n")
+    assert csv_captions(good) == [(str(tmp_path / "img" / "a.jpg"), "a boat")]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path,caption\n")
+    with pytest.raises(QueryError, match="no `path,caption` rows"):
+        csv_captions(empty)
+    with pytest.raises(QueryError, match="Cannot read"):
+        csv_captions(tmp_path / "missing.csv")
+
+
+@pytest.fixture
+def striped_library(tmp_path: Path):
+    """36 images, each with its own caption saying where the bar is and how dark the picture
+    is (which only `visual` knows; `semantic` knows the colour)."""
+    root = tmp_path / "media"
+    rows = []
+    for colour, rgb in COLOURS.items():
+        for place, x in PLACES.items():
+            for shade, tone in ((0, "bright"), (60, "plain"), (120, "dark")):
+                path = striped(root / f"{colour}-{place}-{shade}.png", rgb, x, shade)
+                rows.append((str(path), f"a {tone} {colour} picture with a bar on the {place}"))
+    captions = tmp_path / "captions.csv"
+    with open(captions, "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "caption"), *rows])
+    with Library.open(tmp_path / "index", model="hash-test") as lib:
+        lib.index([root])
+        yield lib, captions, root
+
+
+def test_tune_turns_the_adapter_on_when_held_out_captions_gain(striped_library) -> None:
+    lib, captions, _ = striped_library
+
+    def bars_on_the_left_in_top3() -> int:
+        hits = lib.search("a red picture with a bar on the left", k=3, min_score=-1)
+        return sum("-left-" in Path(h.path).name for h in hits)
+
+    before = bars_on_the_left_in_top3()
+    report = lib.tune(captions)
+    assert report.captions == 36 and report.images == 36 and report.sources == {"csv": 36}
+    assert report.enabled, report.reason
+    assert report.after["R@1"] > report.before["R@1"]
+    assert (lib.path / "rerank.npz").is_file()
+    assert '"held_out_after"' in (lib.path / "rerank.json").read_text()
+    assert bars_on_the_left_in_top3() > before
+    assert bars_on_the_left_in_top3() >= 2
+
+
+def test_tune_with_too_few_captions_changes_nothing_and_says_why(striped_library, tmp_path: Path) -> None:
+    lib, _, root = striped_library
+    few = tmp_path / "few.csv"
+    few.write_text(f"path,caption\n{root / 'red-left-0.png'},a red picture\n")
+    report = lib.tune(few)
+    assert not report.enabled
+    assert "need 20" in report.reason and "--captions" in report.reason
+    assert not (lib.path / "rerank.npz").exists()
+
+
+def test_tune_finds_markdown_alt_text_among_the_indexed_notes(striped_library) -> None:
+    lib, _, root = striped_library
+    note = root / "album.md"
+    note.write_text("![a green picture with a bar on the right](green-right-0.png)\n")
+    lib.index([root])
+    report = lib.tune()
+    assert report.captions == 1 and report.sources == {"markdown": 1}
+    assert not report.enabled  # one caption teaches nothing measurable
+
+
+def test_the_tune_command_reports_what_it_found_and_whether_it_turned_on(striped_library) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    lib, captions, _ = striped_library
+    folder = str(lib.path)
+    lib.close()  # the command opens the index itself, as a user's shell would
+    runner = CliRunner()
+    shown = runner.invoke(app, ["tune", "--index", folder, "--captions", str(captions)])
+    assert shown.exit_code == 0, shown.output
+    assert "36 caption(s) of 36 image(s) (36 csv)." in shown.output
+    assert "Turned on: held-out R@1" in shown.output
+    as_json = runner.invoke(app, ["tune", "--index", folder, "--captions", str(captions), "--json"])
+    assert json.loads(as_json.output)["enabled"] is True
+    missing = runner.invoke(app, ["tune", "--index", folder, "--captions", "/nowhere/caps.csv"])
+    assert missing.exit_code != 0 and "Cannot read the captions file" in missing.output
