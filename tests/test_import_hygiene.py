@@ -33,3 +33,9 @@ def test_cli_help_loads_no_heavy_library() -> None:
         "try:\n    app()\nexcept SystemExit:\n    pass"
     )
     assert loaded_heavy_modules(code) == []
+
+
+def test_openclip_encoder_module_loads_no_torch() -> None:
+    # The OpenCLIP encoder runs exported towers on CPU: its module and the tokenizer stay light.
+    code = "import mmsearch.encoders.openclip, mmsearch.encoders.clip_tokenizer"
+    assert loaded_heavy_modules(code) == []
