@@ -133,10 +133,10 @@ def test_touched_checkpoint_with_same_content_is_not_exported_again(
     copy.write_bytes(Path(checkpoint).read_bytes())
     spec = resolve_model(f"open_clip:{SMALL_ARCH}@{copy}")
     first = load_encoder(spec, cache_dir=cache)
-    towers = (first.export_dir / "text.onnx").stat().st_mtime_ns
+    towers = (first.export_dir / "image.onnx").stat().st_mtime_ns
     os.utime(copy, ns=(1_000_000_000, 1_000_000_000))
     second = load_encoder(spec, cache_dir=cache)
-    assert (second.export_dir / "text.onnx").stat().st_mtime_ns == towers
+    assert (second.export_dir / "image.onnx").stat().st_mtime_ns == towers
     assert json.loads((second.export_dir / "meta.json").read_text())["checkpoint"]["mtime_ns"] == (
         1_000_000_000
     )
@@ -179,3 +179,27 @@ def test_queries_do_not_import_torch(tmp_path: Path, checkpoint: str, cache: Pat
     )
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout, done.stdout
+
+
+def test_int8_mode_is_its_own_model_sharing_the_export(tmp_path: Path) -> None:
+    from mmsearch.encoders.openclip import export_folder
+
+    full = resolve_model(f"open_clip:{SMALL_ARCH}@/models/ckpt.pt")
+    fast = resolve_model(f"open_clip:{SMALL_ARCH}@/models/ckpt.pt#int8")
+    assert fast.options == {**full.options, "precision": "int8"}
+    assert fast.identity() != full.identity()  # an index records which one made its vectors
+    assert export_folder(tmp_path, fast) == export_folder(tmp_path, full)
+    assert resolve_model(f"open_clip:{SMALL_ARCH}/some_tag#int8").options["pretrained"] == "some_tag"
+
+
+def test_int8_image_tower_stays_close_to_full_precision(onnx_encoder, checkpoint: str, cache: Path):
+    fast = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}#int8"), cache_dir=cache)
+    assert fast.export_dir == onnx_encoder.export_dir
+    prepared = [onnx_encoder.prepare_image(p) for p in _photos()]
+    a = onnx_encoder.embed_images(prepared)["visual"]
+    b = fast.embed_images(prepared)["visual"]
+    assert (fast.export_dir / "image-int8.onnx").is_file()
+    cos = _cosines(a, b)
+    # Close but not equal: 8-bit weights move each vector a little.
+    assert cos.min() > 0.95 and cos.max() < 1.0 - 1e-6
+    np.testing.assert_allclose(fast.embed_texts(["a cat"]), onnx_encoder.embed_texts(["a cat"]), atol=1e-6)

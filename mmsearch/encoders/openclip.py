@@ -1,9 +1,10 @@
 """The OpenCLIP encoder family: real CLIP models from open-clip-torch, run without torch on CPU.
 
 On CPU a model's text and image towers are exported to ONNX once per model and checkpoint
-(`openclip_export`, checked against open_clip's own output), kept in the model cache, and run
-with onnxruntime: a text query opens only the text tower, an image example only the image
-tower, and neither imports torch (which alone costs seconds and ~500 MB). The tokenizer and the
+(`openclip_export`, checked against open_clip's own output), kept in the model cache: the image
+tower runs in onnxruntime, a plain CLIP text tower in numpy on mapped weights
+(`clip_text_numpy`; others in onnxruntime). A text query loads only the text tower, an image
+example only the image tower, and neither imports torch (which alone costs seconds and ~500 MB). The tokenizer and the
 image transform have numpy twins (`clip_tokenizer`, `_Preprocess`). On a GPU, when the model has
 no torch-free twin (Hugging Face tokenizers, unusual transforms), or with
 `MMSEARCH_OPENCLIP_BACKEND=torch`, the model runs in torch (`openclip_torch`).
@@ -276,11 +277,17 @@ class _Towers:
                 from mmsearch.encoders.clip_tokenizer import ClipTokenizer
 
                 self._tokenizer = ClipTokenizer(self._folder / "bpe_merges.txt", context)
-                self._text = self._open("text.onnx")
+                if meta.get("text_runtime") == "numpy":
+                    from mmsearch.encoders.clip_text_numpy import NumpyTextTower
+
+                    self._text = NumpyTextTower(self._folder)
+                else:
+                    session = self._open("text.onnx")
+                    self._text = lambda rows: session.run(None, {"tokens": rows})[0]
             tokens = self._tokenizer(texts)
         if meta.get("trim_tokens"):
             tokens = self._tokenizer.trim(tokens)
-        return np.asarray(self._text.run(None, {"tokens": tokens})[0], dtype=np.float32)
+        return np.asarray(self._text(tokens), dtype=np.float32)
 
     def images(self, pixels: np.ndarray) -> np.ndarray:
         # One example image: open fast (no weight prepacking). Batches (indexing): prepacked

@@ -3,8 +3,8 @@
 This is the only OpenCLIP module that needs torch on CPU, and it runs once per model (and
 checkpoint): it builds the model with open_clip, writes the text tower and the image tower as
 separate ONNX files whose weights sit in a side file (onnxruntime maps it instead of parsing a
-protobuf copy: a text tower opens in ~0.2 s at the size of its weights), copies the tokenizer's
-merge list, and records what a query needs (dimension, context, preprocessing) in `meta.json`.
+protobuf copy), or, for plain CLIP text towers, the text weights for `clip_text_numpy` (a
+query then imports no runtime at all); it copies the tokenizer's merge list and records what a query needs (dimension, context, preprocessing) in `meta.json`.
 The folder becomes visible under its final name only once every file is written and checked.
 
 The check: both towers must give, on sample photos and captions, vectors whose cosine with
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.encoders.clip_text_numpy import NumpyTextTower, write_weights
 from mmsearch.encoders.onnx_cache import quiet_export
 from mmsearch.errors import ModelUnavailableError
 
@@ -103,7 +104,12 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         text_tower, trimmed = _text_tower(model, torch)
-        export_onnx(text_tower, tokens, work / TEXT_ONNX, "tokens", {0: "batch", 1: "tokens"})
+        # Plain CLIP text towers run in numpy (no runtime to import for a query); others in
+        # onnxruntime.
+        numpy_text = trimmed and write_weights(model, work)
+        if not numpy_text:
+            axes = {0: "batch", 1: "tokens"} if trimmed else {0: "batch"}
+            export_onnx(text_tower, tokens, work / TEXT_ONNX, "tokens", axes)
         export_onnx(ImageTower(model), pixels, work / IMAGE_ONNX, "pixels", {0: "batch"})
         import open_clip.tokenizer as oc_tokenizer
 
@@ -114,21 +120,26 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
         if not np.array_equal(ids, tokens.numpy()):
             raise ExportUnsupported(f"the tokenizer of {arch} differs from CLIP's own")
         trim = ours.trim if trimmed else (lambda rows: rows)
-        text_session, image_session = _session(work / TEXT_ONNX), _session(work / IMAGE_ONNX)
+        if numpy_text:
+            text_run = NumpyTextTower(work)
+        else:
+            text_session = _session(work / TEXT_ONNX)
+            text_run = lambda rows: _run(text_session, "tokens", rows)
+        image_session = _session(work / IMAGE_ONNX)
         # Each input alone (a text at its own length) and all in one batch.
-        got_text = [_run(text_session, "tokens", trim(ids[i : i + 1])) for i in range(len(ids))]
+        got_text = [text_run(trim(ids[i : i + 1])) for i in range(len(ids))]
         got_image = [_run(image_session, "pixels", p[None]) for p in pixels.numpy()]
         fidelity = {
             "text": min(
                 _least_cosine(np.concatenate(got_text), want_text, f"{arch} text tower"),
-                _least_cosine(_run(text_session, "tokens", trim(ids)), want_text, f"{arch} text tower"),
+                _least_cosine(text_run(trim(ids)), want_text, f"{arch} text tower"),
             ),
             "image": min(
                 _least_cosine(np.concatenate(got_image), want_image, f"{arch} image tower"),
                 _least_cosine(_run(image_session, "pixels", pixels.numpy()), want_image, f"{arch} image tower"),
             ),
         }
-        del text_session, image_session
+        del text_run, image_session
         meta = {
             "export_version": EXPORT_VERSION,
             "architecture": arch,
@@ -138,6 +149,7 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
             "dim": int(want_text.shape[1]),
             "context_length": context,
             "trim_tokens": trimmed,
+            "text_runtime": "numpy" if numpy_text else "onnxruntime",
             "preprocess": steps,
             "fidelity": fidelity,
         }
