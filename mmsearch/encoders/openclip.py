@@ -87,17 +87,7 @@ class OpenClipEncoder(Encoder):
         """
         self.spec = spec
         options = dict(spec.options)
-        self.architecture = str(options.get("architecture") or "")
-        self._pretrained = str(options.get("pretrained") or "")
-        if not self.architecture:
-            raise UnknownModelError(f"Model {spec.name!r} names no OpenCLIP architecture.")
-        if not self._pretrained:
-            # Random weights would index fine and find nothing; refuse instead.
-            raise ModelUnavailableError(
-                f"Model {spec.name!r} gives no weights for OpenCLIP {self.architecture}: use "
-                f"'open_clip:{self.architecture}/TAG' or "
-                f"'open_clip:{self.architecture}@/path/to/checkpoint'."
-            )
+        self.architecture, self._pretrained = spec_weights(spec)
         self.device: Device = choose_device(device)
         self._torch: Any = None
         self.export_dir: Path | None = None
@@ -199,6 +189,21 @@ class OpenClipEncoder(Encoder):
 
 # --------------------------------------------------------------------------------------------
 # Finding the export
+
+
+def spec_weights(spec: ModelSpec) -> tuple[str, str]:
+    """(architecture, pretrained tag or checkpoint path) of an `open_clip` spec, both given."""
+    arch = str(spec.options.get("architecture") or "")
+    pretrained = str(spec.options.get("pretrained") or "")
+    if not arch:
+        raise UnknownModelError(f"Model {spec.name!r} names no OpenCLIP architecture.")
+    if not pretrained:
+        # Random weights would index fine and find nothing; refuse instead.
+        raise ModelUnavailableError(
+            f"Model {spec.name!r} gives no weights for OpenCLIP {arch}: use "
+            f"'open_clip:{arch}/TAG' or 'open_clip:{arch}@/path/to/checkpoint'."
+        )
+    return arch, pretrained
 
 
 def export_folder(cache_root: Path, spec: ModelSpec) -> Path:

@@ -224,19 +224,11 @@ class TorchOpenClipEncoder(Encoder):
             ModelUnavailableError: The weights (or tokenizer files) cannot be found or loaded,
                 or the requested device is unavailable.
         """
+        from mmsearch.encoders.openclip import spec_weights
+
         self.spec = spec
-        options = dict(spec.options)
-        arch = str(options.get("architecture") or "")
-        pretrained = str(options.get("pretrained") or "")
-        if not arch:
-            raise UnknownModelError(f"Model {spec.name!r} names no OpenCLIP architecture.")
+        arch, pretrained = spec_weights(spec)
         _check_architecture(arch)
-        if not pretrained:
-            # Random weights would index fine and find nothing; refuse instead.
-            raise ModelUnavailableError(
-                f"Model {spec.name!r} gives no weights for OpenCLIP {arch}: use "
-                f"'open_clip:{arch}/TAG' or 'open_clip:{arch}@/path/to/checkpoint'."
-            )
         if cache_dir is not None:
             logger.debug("cache_dir %s is not used by OpenCLIP (Hugging Face cache is)", cache_dir)
 
