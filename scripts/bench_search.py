@@ -71,7 +71,7 @@ def fill(lib: Library, n: int, dim: int) -> None:
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
     ms = sorted(s * 1000 for s in samples_s)
-    return statistics.median(ms), ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return statistics.median(ms), ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
 
 
 def timed(fn, repeats: int) -> list[float]:
