@@ -56,11 +56,11 @@ def test_spec_and_spaces(encoder, checkpoint: str) -> None:
     assert 40 <= encoder.max_text_words() <= 60  # CLIP's 77-token context
 
 
-def test_prepare_image_is_chw_float32(encoder) -> None:
+def test_prepare_image_matches_open_clip_transform(encoder) -> None:
     import open_clip
 
     prepared = encoder.prepare_image(_photos()[0])
-    assert prepared.dtype == np.float32
+    assert prepared.dtype == np.uint8  # normalised only when the batch runs (memory)
     assert prepared.shape == (3, 224, 224)
     # The torch-free transform matches open_clip's own, on landscape, portrait, small and
     # exactly-sized images.
@@ -69,7 +69,8 @@ def test_prepare_image_is_chw_float32(encoder) -> None:
     photos = _photos() + [_photos()[1].resize((150, 330)), _photos()[0].resize((224, 224))]
     for photo in photos:
         expected = transform(photo).numpy()
-        np.testing.assert_allclose(encoder.prepare_image(photo), expected, atol=1e-5)
+        got = encoder._preprocess.normalise(encoder.prepare_image(photo)[None])[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
     # Greyscale, palette and RGBA inputs become RGB first.
     for mode in ("L", "P", "RGBA"):
         assert encoder.prepare_image(_photos()[1].convert(mode)).shape == (3, 224, 224)
