@@ -5,9 +5,14 @@ The collection is synthetic (clustered unit vectors written straight into a real
 if they were indexed photos), so 100k items need no 100k photos; the query text goes through
 the real text encoder of the chosen model.
 
+At the largest size it also measures other FAISS factory strings on the same vectors (raw
+FAISS, one thread, the way mmsearch runs single queries): p50/p99, recall@10 against exact search
+on held-out vectors drawn like the collection, bytes per vector and build time, so the index the
+project should pick at that size can be read off one run.
+
 Usage:
-    .venv/bin/python scripts/bench_search.py [--sizes 10000 100000] [--queries 200]
-        [--model offline-default]
+    .venv/bin/python scripts/bench_search.py [--sizes 10000 100000 1000000] [--queries 200]
+        [--model offline-default] [--alternatives IVF4096,SQ8@32 IVF4096,SQ8@64 ...]
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from mmsearch.query.search import Query, Searcher
 from mmsearch.store.catalog import ItemFacts
 from mmsearch.store.vectors import EXACT, NPROBE
 
+# Goal of issue 10 at 1M items: p50 <= 15 ms end to end, recall@10 >= 0.98, <= 420 bytes/vector.
+# Queries drawn like the collection but not in it, for recall against exact search.
+HELD_OUT = 500
+DEFAULT_ALTERNATIVES = ["IVF4096,SQ8@16", "IVF4096,SQ8@32", "IVF4096,SQ8@64", "IVF4096,SQ8@128",
+                        "IVF4096,Flat@64"]
+
 QUERIES = [
     "a cat sleeping on a sofa", "a red car in the street", "people on the beach at sunset",
     "a bowl of fruit", "snow on the mountains", "a dog catching a frisbee", "a city at night",
@@ -46,7 +57,7 @@ def fill(lib: Library, n: int, dim: int) -> None:
     """Write n synthetic image items with semantic vectors through the catalog's own writer."""
     lib._spaces.load()
     lib._spaces.ensure({SEMANTIC: dim})
-    vectors = clustered(n, dim, seed=1)
+    vectors = clustered(n + HELD_OUT, dim, seed=1)[:n]
     catalog = lib._catalog
     for start in range(0, n, 5000):
         with catalog.write():
@@ -60,7 +71,7 @@ def fill(lib: Library, n: int, dim: int) -> None:
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
     ms = sorted(s * 1000 for s in samples_s)
-    return statistics.median(ms), ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return statistics.median(ms), ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -70,6 +81,51 @@ def timed(fn, repeats: int) -> list[float]:
         fn(i)
         out.append(time.perf_counter() - t)
     return out
+
+
+def index_bytes(index) -> int:
+    """Serialised size of a FAISS index (what the .faiss file would take)."""
+    import faiss
+
+    return int(faiss.serialize_index(index).size)
+
+
+def held_out_recall(index, exact, queries: np.ndarray, params=None) -> float:
+    _, want = exact.search(queries, 10)
+    _, got = index.search(queries, 10, params=params)
+    return float(np.mean([len(set(want[q]) & set(got[q])) / 10 for q in range(len(queries))]))
+
+
+def alternatives(vectors: np.ndarray, exact, query_vecs: np.ndarray, args) -> None:
+    """Raw FAISS on the same vectors for each `FACTORY@nprobe`: latency, recall, bytes, build."""
+    import faiss
+
+    held_out = clustered(len(vectors) + HELD_OUT, vectors.shape[1], seed=1)[len(vectors):]
+    print(f"\n   other indexes on the same {len(vectors):,} vectors (raw FAISS; recall@10 vs exact on "
+          f"{len(held_out)} held-out vectors and on the {len(query_vecs)} text queries):")
+    built: dict[str, tuple] = {}
+    for spec in args.alternatives:
+        factory, _, nprobe_text = spec.partition("@")
+        nprobe = int(nprobe_text or NPROBE)
+        if factory not in built:
+            faiss.omp_set_num_threads(2)  # builds use both cores, as mmsearch's do
+            t = time.perf_counter()
+            index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+            sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 100_000), replace=False)]
+            index.train(sample)
+            index.add(vectors)
+            built[factory] = (index, time.perf_counter() - t, index_bytes(index))
+        index, build_s, size = built[factory]
+        faiss.omp_set_num_threads(1)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        lat = timed(lambda i, index=index, params=params: index.search(
+            query_vecs[i % len(query_vecs)][None], 10, params=params), args.queries)
+        p50, p99 = percentiles(lat)
+        r_held = held_out_recall(index, exact, held_out, params)
+        r_text = held_out_recall(index, exact, query_vecs, params)
+        print(f"   {factory + ' nprobe ' + str(nprobe):<28} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+              f"recall@10 {r_held:.3f} (text {r_text:.3f})  {size / len(vectors):6.0f} B/vector  "
+              f"build {build_s:5.1f} s")
 
 
 def bench(size: int, args: argparse.Namespace, workdir: Path) -> None:
@@ -109,11 +165,16 @@ def bench(size: int, args: argparse.Namespace, workdir: Path) -> None:
         flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         for ids, vecs in lib._catalog.iter_vectors(SEMANTIC, dim):
             flat.add_with_ids(vecs, ids)
+        our_bytes = index_bytes(store.index)
         raw_flat = timed(lambda i: flat.search(query_vecs[i % len(QUERIES)][None], 10), args.queries)
         # Recall of our index against exact search on the same vectors.
         _, exact_ids = flat.search(query_vecs, 10)
         _, our_ids = store.search(query_vecs, 10)
         recall = np.mean([len(set(exact_ids[q]) & set(our_ids[q])) / 10 for q in range(len(QUERIES))])
+        held_out = clustered(size + HELD_OUT, dim, seed=1)[size:]
+        _, want = flat.search(held_out, 10)
+        _, got = store.search(held_out, 10)
+        recall_held = float(np.mean([len(set(want[q]) & set(got[q])) / 10 for q in range(len(held_out))]))
 
     print(f"\n== {size:,} items x {dim}-d, index {store.factory}, {args.queries} queries "
           f"(filled in {build:.1f} s)")
@@ -129,7 +190,13 @@ def bench(size: int, args: argparse.Namespace, workdir: Path) -> None:
         print(f"{name:<52} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     ours50, raw50 = percentiles(ours)[0], percentiles(raw_same)[0]
     print(f"search part / raw FAISS same index (p50): {ours50 / raw50:.2f}x; "
-          f"recall@10 vs exact: {recall:.3f}")
+          f"recall@10 vs exact: {recall_held:.3f} on {HELD_OUT} held-out vectors, {recall:.3f} on the "
+          f"{len(QUERIES)} text queries; {our_bytes / size:.0f} bytes per vector")
+    if size == max(args.sizes) and args.alternatives:
+        exact = faiss.IndexFlatIP(dim)
+        vectors = clustered(size + HELD_OUT, dim, seed=1)[:size]
+        exact.add(vectors)
+        alternatives(vectors, exact, query_vecs, args)
 
 
 def main() -> None:
@@ -137,6 +204,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--model", default="offline-default")
+    parser.add_argument("--alternatives", nargs="*", default=DEFAULT_ALTERNATIVES,
+                        help="FACTORY@NPROBE strings measured on the largest size (none: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mmsearch-bench-") as tmp:
         for size in args.sizes:

@@ -38,3 +38,19 @@ def make_random_checkpoint(arch: str, path: str | Path, *, seed: int = 0) -> str
     model = open_clip.create_model(arch, pretrained=None)
     torch.save(model.state_dict(), path)
     return str(path)
+
+
+def shared_checkpoint(tmp_path_factory) -> str:
+    """One small random checkpoint per test session, at one path, so every OpenCLIP test file
+    reuses one ONNX export (an export takes about a minute)."""
+    path = tmp_path_factory.getbasetemp() / "openclip-shared" / "ckpt.pt"
+    if path.is_file():
+        return str(path.resolve())
+    return make_random_checkpoint(SMALL_ARCH, path)
+
+
+def shared_model_cache(tmp_path_factory) -> str:
+    """The model cache OpenCLIP tests export into: per session, never the user's cache."""
+    path = tmp_path_factory.getbasetemp() / "openclip-shared" / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)

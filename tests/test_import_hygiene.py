@@ -53,3 +53,9 @@ def test_reranker_and_tune_modules_load_no_heavy_library() -> None:
     # an adapter is trained, and neither module brings it in by being imported.
     code = "import mmsearch.query.rerank, mmsearch.tune, mmsearch.encoders.regions"
     assert loaded_heavy_modules(code) == []
+
+
+def test_openclip_encoder_module_loads_no_torch() -> None:
+    # The OpenCLIP encoder runs exported towers on CPU: its module and the tokenizer stay light.
+    code = "import mmsearch.encoders.openclip, mmsearch.encoders.clip_tokenizer"
+    assert loaded_heavy_modules(code) == []

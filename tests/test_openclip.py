@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,21 +11,32 @@ from PIL import Image
 pytest.importorskip("open_clip")
 skimage_data = pytest.importorskip("skimage.data")
 
-from mmsearch.encoders import load_encoder, resolve_model  # noqa: E402
-from mmsearch.encoders.base import SEMANTIC, VISUAL  # noqa: E402
-from mmsearch.errors import ModelUnavailableError, UnknownModelError  # noqa: E402
-from openclip_helpers import SMALL_ARCH, SMALL_ARCH_DIM, make_random_checkpoint  # noqa: E402
+from openclip_helpers import (
+    SMALL_ARCH,
+    SMALL_ARCH_DIM,
+    shared_checkpoint,
+    shared_model_cache,
+)
+
+from mmsearch.encoders import load_encoder, resolve_model
+from mmsearch.encoders.base import SEMANTIC, VISUAL
+from mmsearch.errors import ModelUnavailableError, UnknownModelError
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return make_random_checkpoint(SMALL_ARCH, tmp_path_factory.mktemp("openclip") / "ckpt.pt")
+    return shared_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def encoder(checkpoint: str):
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(shared_model_cache(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def encoder(checkpoint: str, model_cache: Path):
     spec = resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}")
-    return load_encoder(spec, device="cpu")
+    return load_encoder(spec, device="cpu", cache_dir=model_cache)
 
 
 def _photos() -> list[Image.Image]:
@@ -43,15 +56,21 @@ def test_spec_and_spaces(encoder, checkpoint: str) -> None:
     assert 40 <= encoder.max_text_words() <= 60  # CLIP's 77-token context
 
 
-def test_prepare_image_is_chw_float32(encoder) -> None:
+def test_prepare_image_matches_open_clip_transform(encoder) -> None:
+    import open_clip
+
     prepared = encoder.prepare_image(_photos()[0])
-    assert prepared.dtype == np.float32
+    assert prepared.dtype == np.uint8  # normalised only when the batch runs (memory)
     assert prepared.shape == (3, 224, 224)
-    # The numpy fast path matches open_clip's own torch transform.
-    assert encoder._pil_steps is not None
-    for photo in _photos():
-        expected = encoder._preprocess(photo).numpy()
-        np.testing.assert_allclose(encoder.prepare_image(photo), expected, atol=1e-5)
+    # The torch-free transform matches open_clip's own, on landscape, portrait, small and
+    # exactly-sized images.
+    assert encoder.export_dir is not None
+    _, _, transform = open_clip.create_model_and_transforms(SMALL_ARCH)
+    photos = _photos() + [_photos()[1].resize((150, 330)), _photos()[0].resize((224, 224))]
+    for photo in photos:
+        expected = transform(photo).numpy()
+        got = encoder._preprocess.normalise(encoder.prepare_image(photo)[None])[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
     # Greyscale, palette and RGBA inputs become RGB first.
     for mode in ("L", "P", "RGBA"):
         assert encoder.prepare_image(_photos()[1].convert(mode)).shape == (3, 224, 224)
@@ -89,10 +108,11 @@ def test_missing_checkpoint_names_the_path(tmp_path) -> None:
     assert str(missing) in str(info.value)
 
 
-def test_checkpoint_for_another_architecture(checkpoint: str) -> None:
+def test_checkpoint_for_another_architecture(checkpoint: str, tmp_path) -> None:
     spec = resolve_model(f"open_clip:ViT-S-32@{checkpoint}")
     with pytest.raises(ModelUnavailableError, match="ViT-S-32"):
-        load_encoder(spec, device="cpu")
+        load_encoder(spec, device="cpu", cache_dir=tmp_path)
+    assert not list((tmp_path / "open_clip").glob("*/meta.json"))  # nothing half-exported
 
 
 def _empty_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -158,6 +178,8 @@ def test_tag_with_cached_weights_loads_offline(monkeypatch, tmp_path, checkpoint
         "resize_mode": "squash",
     }
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, SMALL_ARCH, {"cached_test": tag_cfg})
+    # This test is about resolving a tag; the torch path spares it a second export.
+    monkeypatch.setenv("MMSEARCH_OPENCLIP_BACKEND", "torch")
 
     encoder = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}/cached_test"), device="cpu")
     assert encoder.checkpoint == str(snapshot / "open_clip_pytorch_model.bin")

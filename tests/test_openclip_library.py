@@ -9,17 +9,23 @@ import shutil
 from pathlib import Path
 
 import pytest
+from openclip_helpers import SMALL_ARCH, SMALL_ARCH_DIM, shared_checkpoint, shared_model_cache
 from PIL import Image
 
 from mmsearch import Library, ModelMismatchError
-from openclip_helpers import SMALL_ARCH, SMALL_ARCH_DIM, make_random_checkpoint
 
 skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return make_random_checkpoint(SMALL_ARCH, tmp_path_factory.mktemp("ckpt") / "clip.pt")
+    return shared_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ONNX export goes to a per-session cache shared with test_openclip*, not the user's.
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", shared_model_cache(tmp_path_factory))
 
 
 def test_index_and_search_with_a_local_openclip_checkpoint(tmp_path: Path, checkpoint: str) -> None:

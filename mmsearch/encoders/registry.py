@@ -1,7 +1,9 @@
 """The model registry: presets are data (`presets.json`); families map to implementation modules.
 
 Besides the presets, two name patterns reach any OpenCLIP model:
-`open_clip:ARCH/TAG` (pretrained tag, Hugging Face cache) and `open_clip:ARCH@/path/to/weights`;
+`open_clip:ARCH/TAG` (pretrained tag, Hugging Face cache) and `open_clip:ARCH@/path/to/weights`,
+either with `#int8` appended for the faster mode (8-bit image tower: ~1.5-2x faster indexing,
+top-10 results mostly the same; see ARCHITECTURE.md);
 two reach any CLAP model (text and sound, no images): `clap:ORG/NAME` (Hugging Face cache) and
 `clap:/path/to/folder` (saved with `save_pretrained`). CLAP has no preset, hence no cut-offs.
 """
@@ -28,6 +30,7 @@ _FAMILIES = {
 }
 _OPEN_CLIP_PREFIX = "open_clip:"
 _CLAP_PREFIX = "clap:"
+_INT8_SUFFIX = "#int8"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ def resolve_model(name: str) -> ModelSpec:
         )
     if name.startswith(_OPEN_CLIP_PREFIX):
         rest = name[len(_OPEN_CLIP_PREFIX) :]
+        fast = rest.endswith(_INT8_SUFFIX)
+        rest = rest.removesuffix(_INT8_SUFFIX)
+        extra = {"precision": "int8"} if fast else {}
         if "@" in rest:
             arch, _, path = rest.partition("@")
             if arch and path:
@@ -106,13 +112,15 @@ def resolve_model(name: str) -> ModelSpec:
                 return ModelSpec(
                     name=name,
                     family="open_clip",
-                    options={"architecture": arch, "pretrained": checkpoint},
+                    options={"architecture": arch, "pretrained": checkpoint, **extra},
                 )
         elif "/" in rest:
             arch, _, tag = rest.partition("/")
             if arch and tag:
                 return ModelSpec(
-                    name=name, family="open_clip", options={"architecture": arch, "pretrained": tag}
+                    name=name,
+                    family="open_clip",
+                    options={"architecture": arch, "pretrained": tag, **extra},
                 )
     if name.startswith(_CLAP_PREFIX):
         spec = _resolve_clap(name, name[len(_CLAP_PREFIX) :])
@@ -121,7 +129,7 @@ def resolve_model(name: str) -> ModelSpec:
     valid = ", ".join(_PRESETS)
     raise UnknownModelError(
         f"Unknown model {name!r}. Valid names: {valid}; or any OpenCLIP model as "
-        "'open_clip:ARCH/PRETRAINED_TAG' or 'open_clip:ARCH@/path/to/checkpoint'; or any CLAP "
+        "'open_clip:ARCH/PRETRAINED_TAG' or 'open_clip:ARCH@/path/to/checkpoint' (add '#int8' for the faster 8-bit mode); or any CLAP "
         "model as 'clap:ORG/NAME' or 'clap:/path/to/saved_model'. `mmsearch models` lists them."
     )
 

@@ -1,0 +1,206 @@
+"""The ONNX path of OpenCLIP: fidelity to open_clip, torch-free queries, the export cache.
+
+Users rely on an exported model giving the vectors open_clip gives: these tests compare the
+two on real photos (scikit-image's) and real captions (COCO's, when the shared evaluation data
+is present, else a fixed list).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("open_clip")
+pytest.importorskip("onnxscript")
+skimage_data = pytest.importorskip("skimage.data")
+
+from openclip_helpers import SMALL_ARCH, shared_checkpoint, shared_model_cache
+
+from mmsearch.encoders import load_encoder, resolve_model
+from mmsearch.encoders.openclip_export import FIDELITY
+
+_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini" / "manifest.csv"
+_CAPTIONS = [
+    "A man riding a wave on top of a surfboard.",
+    "two cats asleep on a red sofa",
+    "Ünïcödé café — naïve façade &amp; 東京",
+    "I'm sure it's 12,345.67 km!!",
+    "word " * 120,  # longer than the 77-token context
+]
+
+
+def _captions() -> list[str]:
+    if not _COCO.is_file():
+        return _CAPTIONS
+    with open(_COCO, newline="") as handle:
+        coco = [row["caption"] for row in csv.DictReader(handle)]
+    return coco[::5][:60] + _CAPTIONS
+
+
+def _photos() -> list[Image.Image]:
+    names = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "camera")
+    return [Image.fromarray(getattr(skimage_data, name)()) for name in names]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return shared_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(shared_model_cache(tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(checkpoint: str, cache: Path):
+    encoder = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}"), cache_dir=cache)
+    assert encoder.export_dir is not None
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def torch_model(checkpoint: str):
+    import open_clip
+
+    model, _, transform = open_clip.create_model_and_transforms(SMALL_ARCH, pretrained=checkpoint)
+    return model.eval(), transform, open_clip.get_tokenizer(SMALL_ARCH)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def test_exported_towers_match_open_clip_on_real_photos_and_captions(onnx_encoder, torch_model):
+    import torch
+
+    model, transform, tokenizer = torch_model
+    captions, photos = _captions(), _photos()
+    with torch.inference_mode():
+        want_text = model.encode_text(tokenizer(captions)).numpy()
+        want_image = model.encode_image(torch.stack([transform(p) for p in photos])).numpy()
+    # One at a time (each text at its own length) and in batches, as queries and ingest do.
+    text_alone = np.concatenate([onnx_encoder.embed_texts([c]) for c in captions])
+    text_batch = onnx_encoder.embed_texts(captions)
+    prepared = [onnx_encoder.prepare_image(p) for p in photos]
+    image_alone = np.concatenate([onnx_encoder.embed_images([p])["semantic"] for p in prepared])
+    # Twice the photos: ingest's batches are longer than one run of the image tower (8).
+    image_batch = onnx_encoder.embed_images(prepared + prepared)["visual"][len(prepared) :]
+    for got, want in (
+        (text_alone, want_text),
+        (text_batch, want_text),
+        (image_alone, want_image),
+        (image_batch, want_image),
+    ):
+        assert _cosines(got, want).min() >= FIDELITY
+
+
+def test_tokenizer_gives_open_clip_ids(onnx_encoder, torch_model):
+    from mmsearch.encoders.clip_tokenizer import ClipTokenizer
+
+    _, _, tokenizer = torch_model
+    ours = ClipTokenizer(onnx_encoder.export_dir / "bpe_merges.txt")
+    texts = _captions() + ["", "  spaced\tout\n", "<start_of_text> hi", "a\x07bell", "x&amp;y"]
+    np.testing.assert_array_equal(ours(texts), tokenizer(texts).numpy())
+
+
+def test_export_is_made_once_and_reused(onnx_encoder, checkpoint: str, cache: Path):
+    meta = onnx_encoder.export_dir / "meta.json"
+    stamp = meta.stat().st_mtime_ns
+    again = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}"), cache_dir=cache)
+    assert again.export_dir == onnx_encoder.export_dir
+    assert meta.stat().st_mtime_ns == stamp
+    recorded = json.loads(meta.read_text())
+    assert recorded["fidelity"]["text"] >= FIDELITY and recorded["fidelity"]["image"] >= FIDELITY
+
+
+def test_touched_checkpoint_with_same_content_is_not_exported_again(
+    tmp_path: Path, checkpoint: str, cache: Path
+):
+    # A copy of the checkpoint (new path) gets its own export folder; touching it afterwards
+    # (same bytes, new time) only re-stamps that folder after hashing, keeping the towers.
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(Path(checkpoint).read_bytes())
+    spec = resolve_model(f"open_clip:{SMALL_ARCH}@{copy}")
+    first = load_encoder(spec, cache_dir=cache)
+    towers = (first.export_dir / "image.onnx").stat().st_mtime_ns
+    os.utime(copy, ns=(1_000_000_000, 1_000_000_000))
+    second = load_encoder(spec, cache_dir=cache)
+    assert (second.export_dir / "image.onnx").stat().st_mtime_ns == towers
+    assert json.loads((second.export_dir / "meta.json").read_text())["checkpoint"]["mtime_ns"] == (
+        1_000_000_000
+    )
+    np.testing.assert_allclose(second.embed_texts(["a cat"]), first.embed_texts(["a cat"]), atol=1e-6)
+
+
+def test_queries_do_not_import_torch(tmp_path: Path, checkpoint: str, cache: Path):
+    # Index with this process (the export exists), then search by text and by an image that is
+    # not in the index from a fresh process: neither loads torch or open_clip.
+    from mmsearch import Library
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for i, photo in enumerate(_photos()[:3]):
+        photo.convert("RGB").save(media / f"p{i}.jpg")
+    probe = tmp_path / "probe.png"
+    _photos()[3].save(probe)
+    model = f"open_clip:{SMALL_ARCH}@{checkpoint}"
+    env = {**os.environ, "MMSEARCH_CACHE_DIR": str(cache)}
+    os.environ["MMSEARCH_CACHE_DIR"] = str(cache)
+    try:
+        with Library.open(tmp_path / "index", model=model) as lib:
+            lib.index([media])
+    finally:
+        del os.environ["MMSEARCH_CACHE_DIR"]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from mmsearch import Library
+        with Library.open({str(tmp_path / "index")!r}, readonly=True) as lib:
+            text = lib.search("a cat on a sofa", k=2, min_score=-1)
+            image = lib.search(image={str(probe)!r}, k=1, min_score=-1)
+        assert len(text) == 2 and len(image) == 1, (text, image)
+        heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
+        print("heavy:", heavy)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "heavy: []" in done.stdout, done.stdout
+
+
+def test_int8_mode_is_its_own_model_sharing_the_export(tmp_path: Path) -> None:
+    from mmsearch.encoders.openclip import export_folder
+
+    full = resolve_model(f"open_clip:{SMALL_ARCH}@/models/ckpt.pt")
+    fast = resolve_model(f"open_clip:{SMALL_ARCH}@/models/ckpt.pt#int8")
+    assert fast.options == {**full.options, "precision": "int8"}
+    assert fast.identity() != full.identity()  # an index records which one made its vectors
+    assert export_folder(tmp_path, fast) == export_folder(tmp_path, full)
+    assert resolve_model(f"open_clip:{SMALL_ARCH}/some_tag#int8").options["pretrained"] == "some_tag"
+
+
+def test_int8_image_tower_stays_close_to_full_precision(onnx_encoder, checkpoint: str, cache: Path):
+    fast = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}#int8"), cache_dir=cache)
+    assert fast.export_dir == onnx_encoder.export_dir
+    prepared = [onnx_encoder.prepare_image(p) for p in _photos()]
+    a = onnx_encoder.embed_images(prepared)["visual"]
+    b = fast.embed_images(prepared)["visual"]
+    assert (fast.export_dir / "image-int8.onnx").is_file()
+    cos = _cosines(a, b)
+    # Close but not equal: 8-bit weights move each vector a little.
+    assert cos.min() > 0.95 and cos.max() < 1.0 - 1e-6
+    np.testing.assert_allclose(fast.embed_texts(["a cat"]), onnx_encoder.embed_texts(["a cat"]), atol=1e-6)
