@@ -25,7 +25,7 @@ import numpy as np
 from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, AudioEmbedding, Encoder, Span
 from mmsearch.encoders.ocr import READ_SIDE as OCR_SIDE
-from mmsearch.encoders.ocr import READ_TEXT, TextReader
+from mmsearch.encoders.ocr import READ_TEXT, ReadWord, TextReader
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexCancelled, MediaError, ModelUnavailableError
 from mmsearch.media import (
@@ -45,7 +45,7 @@ from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.media.text import number_words
 from mmsearch.results import IndexReport, Progress
-from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow, ReadWord
+from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mmsearch.errors import ModelUnavailableError
-from mmsearch.store.catalog import ReadWord
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,16 @@ READ_TEXT = "read-text"
 """The `source` of a `semantic` vector made from text read in an image."""
 MIN_CONFIDENCE = 0.6
 """Lines the recogniser is less sure of are noise far more often than text."""
+
+
+@dataclass(frozen=True)
+class ReadWord:
+    """A line of text read in an image: its box as fractions of the image's width and height
+    (left, top, right, bottom) and the reader's confidence (0-1)."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
 
 
 class TextReader:

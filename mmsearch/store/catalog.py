@@ -23,6 +23,7 @@ from urllib.parse import quote
 import numpy as np
 import sqlite_utils
 
+from mmsearch.encoders.ocr import ReadWord
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import (
     DiskFullError,
@@ -78,16 +79,6 @@ class ItemFacts:
     transcript: tuple[tuple[float, float, str], ...] = ()
     read_words: tuple[ReadWord, ...] = ()
     """Text read in an image (OCR), line by line with where it is."""
-
-
-@dataclass(frozen=True)
-class ReadWord:
-    """A line of text read in an image: its box as fractions of the image's width and height
-    (left, top, right, bottom) and the reader's confidence (0-1)."""
-
-    text: str
-    box: tuple[float, float, float, float]
-    confidence: float
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
