@@ -178,11 +178,12 @@ class Searcher:
                 ranked[SEMANTIC], keyword_cosines = self._lift_keyword_matches(
                     ranked[SEMANTIC], wanted[SEMANTIC][0], matched, query
                 )
-        # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = self._fuse(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             words = " ".join(t.text for t in terms if not t.negative)
             fused = self.reranker.rerank(words, wanted[SEMANTIC][0], fused)
+        passed = {item for item, _, _ in fused}  # above the cut-off in at least one list
+        # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         spans = self._spans([item for item, _, _ in fused], list(wanted))
@@ -211,8 +212,7 @@ class Searcher:
                     id=item,
                 )
             )
-        shown = {item for item, _, _ in fused}
-        below = [score for item, score in self._below.items() if item not in shown]
+        below = [score for item, score in self._below.items() if item not in passed]
         hits.below_cutoff = len(below)
         hits.best_below = round(max(below), 6) if below else None
         hits.cutoff = min((self._cutoff(space, query) for space in wanted), default=None)
