@@ -66,7 +66,7 @@ INVALID = [
     ("min:3", 4, "min:3 is not a score", "Give a number from -1 to 1, e.g. min:0.3."),
     ("cat size:", 9, "The filter size: has no value", "Write e.g. size>2mb or size<=500kb."),
     ("after>2020", 5, "The filter after takes after:VALUE, not after>", "Write e.g. after:2021-06 (YYYY, YYYY-MM or YYYY-MM-DD)."),
-    ("-min:0.2 cat", 0, "-min: cannot be negated", "Only kind:, folder: and ext: have a negative form; Write e.g. min:0.3."),
+    ("-min:0.2 cat", 0, "-min: cannot be negated", "Only kind:, folder: and ext: have a negative form. Write e.g. min:0.3."),
     ('dog folder:"~/a b', 11, "A quote in the query is never closed", 'Add the closing quote after the phrase, e.g. "red car", or remove the quote.'),
     ("0:cat", 0, "Weight 0 in the query is out of range (0 < weight <= 100)", 'Use a weight like 2:cat, or drop the weight (or write "0:cat" in quotes to search for it as text).'),
 ]

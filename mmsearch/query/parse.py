@@ -280,7 +280,7 @@ class _Reader:
             raise self.fail(
                 f"-{name}: cannot be negated",
                 start,
-                f"Only kind:, folder: and ext: have a negative form; {_filter_help(name)}",
+                f"Only kind:, folder: and ext: have a negative form. {_filter_help(name)}",
             )
         if name in _LISTED:
             self.listed(name, value, negative, value_at)
