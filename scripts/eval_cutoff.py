@@ -17,11 +17,13 @@ min_score = -1, so nothing is cut before counting).
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_retrieval import read_manifest
 
 from mmsearch import Library
 from mmsearch.encoders.registry import default_cutoffs
@@ -31,9 +33,8 @@ THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 
 def captions(folder: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
-    with open(folder / "manifest.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            out[str((folder / row["path"]).resolve())].append(row["caption"])
+    for row in read_manifest(folder / "manifest.csv"):
+        out[str((folder / row["path"]).resolve())].append(row["caption"])
     return out
 
 
