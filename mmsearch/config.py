@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     """How keyword (full-text) matches join the vector results: "score" lifts a match's cosine
     part of the way to 1 (scores stay readable cosines; measured better, see ARCHITECTURE.md),
     "rrf" fuses the keyword ranking by reciprocal rank like another space."""
+    score_calibration: bool = True
+    """Show scores on the model's calibrated 0-1 scale (the chance a match of that score is a
+    right one, fitted per model and space on labelled dev data), so one `min_score` means the
+    same for text, image and sound queries. Off: raw cosines, and no default cut-off. Models
+    without a fitted map always show cosines."""
     read_text_in_images: bool = False
     """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
     find the image. Costs a text-detection pass per image (see the README for the rate); off

@@ -39,6 +39,7 @@ from mmsearch.errors import (
 from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
+from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
 from mmsearch.query.rerank import WEIGHTS_FILE, Reranker, TunedAdapter
 from mmsearch.query.search import Hits, Query, Searcher
@@ -518,17 +519,8 @@ class Library:
             min_score=min_score,
             filters=given.merged(filters) if filters is not None else given,
         )
-        searcher = Searcher(
-            self._catalog,
-            self._spaces,
-            self.encoder,
-            self.settings,
-            default_cutoffs(self.spec),
-            score_calibration(self.spec),
-            reranker=self._reranker(),
-        )
         with self._guard():
-            return searcher.search(query)
+            return self._searcher(reranker=self._reranker()).search(query)
 
     def search_vector(
         self,
@@ -565,10 +557,19 @@ class Library:
             filters=Filters(tuple(kinds)),
         )
         with self._guard():
-            return Searcher(
-                self._catalog, self._spaces, self.encoder, self.settings,
-                default_cutoffs(self.spec), score_calibration(self.spec),
-            ).search(query)
+            return self._searcher().search(query)
+
+    def _searcher(self, reranker: Reranker | None = None) -> Searcher:
+        """A searcher on this index, with the model's calibrated score scale and cut-offs
+        (raw cosines and no default cut-off when `score_calibration` is off)."""
+        if self.settings.score_calibration:
+            scale, cutoffs = ScoreScale(score_calibration(self.spec)), default_cutoffs(self.spec)
+        else:
+            scale, cutoffs = ScoreScale(), {}
+        return Searcher(
+            self._catalog, self._spaces, self.encoder, self.settings, cutoffs, scale,
+            reranker=reranker,
+        )
 
     def tune(
         self,

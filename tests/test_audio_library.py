@@ -215,32 +215,3 @@ def test_a_recording_that_fails_half_way_is_recorded_and_the_run_goes_on(
         assert [Path(p).name for p, _ in report.failures] == ["long-talk.wav"]
         assert "No such file" in report.failures[0][1]
         assert lib.stats().items["audio"] == 5  # the four before and the new one
-
-
-def test_sound_scores_are_calibrated_onto_the_common_scale(tmp_path: Path, mixed: Path) -> None:
-    """A preset's measured calibration maps label-bridge cosines of sounds (a * c + b) before
-    ranking and cut-off; images and documents keep their cosines."""
-    from mmsearch.encoders.registry import add_model_preset, list_models
-
-    hash_preset = next(p for p in list_models() if p.name == "hash-test")
-    add_model_preset(
-        "hash-test-calibrated", "hash", dict(hash_preset.options), cutoffs=hash_preset.cutoffs,
-        calibration={"semantic": {"audio-bridge": (1.0, -0.5)}},
-    )
-    make_image(mixed / "high-res.png", COLOURS["red"])
-    with Library.open(tmp_path / "plain", model="hash-test") as plain:
-        plain.index([mixed])
-        raw = {Path(h.path).name: h.score for h in plain.search("high pitch", k=20, min_score=-1)}
-    with Library.open(tmp_path / "calibrated", model="hash-test-calibrated") as lib:
-        lib.index([mixed])
-        hits = lib.search("high pitch", k=20, min_score=-1)  # (no keyword match)
-        shifted = {Path(h.path).name: h.score for h in hits}
-        assert shifted["whistle.flac"] == pytest.approx(raw["whistle.flac"] - 0.5, abs=1e-5)
-        assert shifted["red.png"] == pytest.approx(raw["red.png"], abs=1e-5)
-        assert lib.search("high pitch", k=5, kinds=["audio"]) == []  # under the cut-off now
-        # Found by keyword (its tag "high") after the vector search dropped it: still calibrated.
-        # (The match lifts its calibrated 0.5 halfway to 1: 0.75.)
-        assert lib.search("high", k=5, kinds=["audio"], min_score=0.8) == []
-        keyword_hit = lib.search("high", k=5, kinds=["audio"], min_score=0.7)[0]
-        assert keyword_hit.scores["semantic"] == pytest.approx(0.5, abs=1e-5)
-        assert keyword_hit.score == pytest.approx(0.75, abs=1e-5)

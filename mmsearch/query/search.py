@@ -1,8 +1,13 @@
 """Run a query: embed its parts into their spaces, search each, cut off, fuse, build hits.
 
-Inside one space the parts are combined as weighted vector arithmetic (negatives subtract);
-across spaces (text -> `semantic`, example images -> `visual`) the ranked lists are fused by
-weighted reciprocal-rank fusion, since cosines of different spaces are not comparable.
+Inside one space the parts are combined as weighted vector arithmetic (negatives subtract).
+Every cosine is mapped onto the model's calibrated 0-1 scale (`mmsearch.query.calibration`)
+before it is cut off, so `min_score` means the same in every space. Across spaces (text ->
+`semantic`, example images -> `visual`) an item's fused score is the weighted mean of its
+calibrated scores in each space (computed exactly for items one list did not reach): still a
+0-1 score the cut-off applies to. Without calibration (a model with no fitted map, or
+`score_calibration = false`) cosines of different spaces are not comparable, and the lists
+are fused by weighted reciprocal-rank fusion instead.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from mmsearch.errors import MediaError, QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
 from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
+from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
 from mmsearch.query.keywords import fts_expression, substring_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
@@ -37,12 +43,12 @@ RRF_K = 60
 """Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
 KEYWORD_BONUS = 0.5
 """Keyword matches (every content word of the query in the item's name or text) move this
-fraction of the way from their cosine to 1: a literal match is strong evidence the embedding can
+fraction of the way from their score to 1: a literal match is strong evidence the embedding can
 miss (names, places, rare words). Measured against reciprocal-rank fusion of the keyword list
 (`keyword_fusion = "rrf"`) on tuxpaint, whose file names spell their captions: 0.1 gave image
 mAP 0.314 / sound mAP 0.291, 0.3 0.476 / 0.435, 0.5 0.493 / 0.705, RRF 0.495 / 0.735; coco
 (names without words) and esc50 were unchanged by all. 0.5 comes close to RRF while scores stay
-cosines within [-1, 1] that `min_score` and users can read."""
+on the scale that `min_score` and users read."""
 KEYWORD = "keyword"
 _EXAMPLE_SECONDS = 600.0
 """An example sound longer than this is judged by its first ten minutes."""
@@ -63,7 +69,8 @@ class Query:
     images: Sequence[str] = ()
     k: int = 10
     min_score: float | None = None
-    """Cosine below which a space's matches are dropped; None uses the model's default."""
+    """Score below which matches are dropped (0-1 on a calibrated model's scale, else a
+    cosine); None uses the model's default cut-off."""
     filters: Filters = field(default_factory=Filters)
     image_weight: float = 1.0
     """Weight of the example images against the text when both are given."""
@@ -106,8 +113,9 @@ class Query:
             isinstance(self.min_score, (int, float)) and -1.0 <= self.min_score <= 1.0
         ):
             raise QueryError(
-                f"min_score={self.min_score!r} is out of range: give a number from -1 to 1 "
-                "(scores are cosines), or leave it out for the model's cut-off."
+                f"min_score={self.min_score!r} is out of range: give a number from 0 to 1 "
+                "(-1 to 1 for a model whose scores are raw cosines), or leave it out for the "
+                "model's cut-off."
             )
         for name in ("image_weight", "audio_weight"):
             weight = getattr(self, name)
@@ -123,11 +131,14 @@ class Hits(list[Hit]):
             looked at: a lower bound), so "no hits" can say what to do.
         best_below: the best of their scores (None when none).
         cutoff: the lowest cut-off applied (the query's `min_score` or the model's default).
+        calibrated: whether scores are on the model's calibrated 0-1 scale (False: raw cosines,
+            and several spaces fused by rank).
     """
 
     below_cutoff: int = 0
     best_below: float | None = None
     cutoff: float | None = None
+    calibrated: bool = False
 
 
 class Searcher:
@@ -140,7 +151,7 @@ class Searcher:
         encoder: Callable[[], Encoder],
         settings: Settings,
         default_cutoffs: dict[str, float],
-        calibration: dict[str, dict[str, tuple[float, float]]] | None = None,
+        scale: ScoreScale | None = None,
         reranker: Reranker | None = None,
     ) -> None:
         self.reranker = reranker
@@ -149,7 +160,7 @@ class Searcher:
         self._encoder = encoder
         self.settings = settings
         self.default_cutoffs = default_cutoffs
-        self.calibration = calibration or {}
+        self.scale = scale or ScoreScale()
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
         self._below: dict[int, float] = {}  # items seen only under the cut-off -> best score
 
@@ -178,11 +189,16 @@ class Searcher:
                 ranked[SEMANTIC], keyword_cosines = self._lift_keyword_matches(
                     ranked[SEMANTIC], wanted[SEMANTIC][0], matched, query
                 )
-        fused = self._fuse(ranked, weights)
+        if self.scale.calibrated and KEYWORD not in ranked:
+            fused = self._fuse_scores(ranked, weights, wanted, query)
+        else:
+            fused = self._fuse_ranks(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             words = " ".join(t.text for t in terms if not t.negative)
             fused = self.reranker.rerank(words, wanted[SEMANTIC][0], fused)
-        passed = {item for item, _, _ in fused}  # above the cut-off in at least one list
+            if self.scale.calibrated:  # it keeps the first stage's spread, which may pass 0-1
+                fused = [(item, min(1.0, max(0.0, s)), per) for item, s, per in fused]
+        passed = {item for item, _, _ in fused}  # above the cut-off
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
@@ -216,6 +232,7 @@ class Searcher:
         hits.below_cutoff = len(below)
         hits.best_below = round(max(below), 6) if below else None
         hits.cutoff = min((self._cutoff(space, query) for space in wanted), default=None)
+        hits.calibrated = self.scale.calibrated
         return hits
 
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
@@ -350,11 +367,11 @@ class Searcher:
         ]
         owners = self.catalog.vector_owners([vid for vid, _ in pairs])
         best: dict[int, float] = {}
-        for vid, score in pairs:
+        for vid, cosine in pairs:
             if vid not in owners:  # deleted since the vector index was saved
                 continue
-            item, source = owners[vid]
-            score = self._calibrated(space, source, score)
+            item, kind, source = owners[vid]
+            score = self.scale.score(space, kind, source, cosine)
             if score < cutoff:
                 self._below[item] = max(score, self._below.get(item, -2.0))
             elif score > best.get(item, -2.0):
@@ -362,14 +379,19 @@ class Searcher:
                 self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
 
-    def _calibrated(self, space: str, source: str | None, score: float) -> float:
-        """A score of a vector whose cosines run on their own scale (a sound-label bridge),
-        mapped onto the space's common scale by the preset's measured `a * cosine + b`, so
-        sounds, images and documents rank together sensibly."""
-        ab = self.calibration.get(space, {}).get(source) if source is not None else None
-        if ab is None:
-            return score
-        return min(1.0, max(-1.0, ab[0] * score + ab[1]))
+    def _item_scores(self, items: Sequence[int], space: str, vector: np.ndarray) -> dict[int, float]:
+        """Each item's score in a space, computed from its stored vectors (best chunk), for
+        items a space's list did not reach; items without vectors there are left out."""
+        rows_by_item = self.catalog.item_vector_rows(items, space)
+        kinds = {i: row["kind"] for i, row in self.catalog.items_by_id(list(rows_by_item)).items()}
+        return {
+            item: max(
+                self.scale.score(space, kinds[item], source, float(row @ vector))
+                for row, source in rows
+            )
+            for item, rows in rows_by_item.items()
+            if item in kinds
+        }
 
     def _lift_keyword_matches(
         self, pairs: list[tuple[int, float]], vector: np.ndarray, matched: list[int], query: Query
@@ -384,11 +406,9 @@ class Searcher:
         if not matched:
             return pairs, {}
         scores = dict(pairs)
-        unseen = [item for item in matched if item not in scores]
-        for item, rows in self.catalog.item_vector_rows(unseen, SEMANTIC).items():
-            scores[item] = max(
-                self._calibrated(SEMANTIC, source, float(row @ vector)) for row, source in rows
-            )
+        scores.update(
+            self._item_scores([item for item in matched if item not in scores], SEMANTIC, vector)
+        )
         cosines = {item: scores[item] for item in matched if item in scores}
         for item, cosine in cosines.items():
             scores[item] = cosine + KEYWORD_BONUS * (1.0 - cosine)
@@ -403,11 +423,45 @@ class Searcher:
             return query.min_score
         return self.default_cutoffs.get(space, 0.0)
 
+    def _fuse_scores(
+        self,
+        ranked: dict[str, list[tuple[int, float]]],
+        weights: dict[str, float],
+        wanted: dict[str, tuple[np.ndarray, float]],
+        query: Query,
+    ) -> list[tuple[int, float, dict[str, float]]]:
+        """(item, score, per-space scores), best first: the weighted mean of the item's
+        calibrated scores (0 in a space where it has no vector: a document does not look like
+        the example photo). Items under the cut-off after fusing join those it hid."""
+        if len(ranked) == 1:
+            return self._fuse_ranks(ranked, weights)
+        per_item: dict[int, dict[str, float]] = {}
+        for space, pairs in ranked.items():
+            for item, score in pairs:
+                per_item.setdefault(item, {})[space] = score
+        for space in ranked:
+            if space == KEYWORD:
+                continue
+            missing = [item for item, scores in per_item.items() if space not in scores]
+            for item, score in self._item_scores(missing, space, wanted[space][0]).items():
+                per_item[item][space] = score
+        total = sum(weights[space] for space in ranked)
+        cutoff = min(self._cutoff(space, query) for space in ranked if space != KEYWORD)
+        fused = []
+        for item, scores in per_item.items():
+            score = sum(weights[s] * scores.get(s, 0.0) for s in ranked) / total
+            if score < cutoff:
+                self._below[item] = max(score, self._below.get(item, -2.0))
+            else:
+                fused.append((item, score, scores))
+        return sorted(fused, key=lambda entry: -entry[1])
+
     @staticmethod
-    def _fuse(
+    def _fuse_ranks(
         ranked: dict[str, list[tuple[int, float]]], weights: dict[str, float]
     ) -> list[tuple[int, float, dict[str, float]]]:
-        """(item, score, per-space cosines), best first. One space keeps its cosine as score."""
+        """(item, score, per-space scores), best first, by weighted reciprocal-rank fusion.
+        One space keeps its score."""
         per_item: dict[int, dict[str, float]] = {}
         for space, pairs in ranked.items():
             for item, score in pairs:

@@ -829,10 +829,17 @@ class Catalog:
     def vector_count(self, space: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors WHERE space = ?", [space]).fetchone()[0])
 
-    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, str | None]]:
-        """vector id -> (item id, what made the vector when its scores need calibrating)."""
-        sql = "SELECT id, item_id, source FROM vectors WHERE id IN ({marks})"
-        return {vid: (iid, source) for vid, iid, source in self._rows_for_ids(sql, vector_ids)}
+    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, str, str | None]]:
+        """vector id -> (item id, item kind, what made the vector when an encoder named it):
+        what a score needs to be calibrated (`mmsearch.query.calibration.scale_key`)."""
+        sql = (
+            "SELECT v.id, v.item_id, i.kind, v.source FROM vectors v JOIN items i "
+            "ON i.id = v.item_id WHERE v.id IN ({marks})"
+        )
+        return {
+            vid: (iid, kind, source)
+            for vid, iid, kind, source in self._rows_for_ids(sql, vector_ids)
+        }
 
     def vector_ids_where(self, space: str, where: str, params: Sequence[Any]) -> np.ndarray:
         """Ids of the vectors of `space` whose item matches an SQL condition on `items`."""
