@@ -297,7 +297,7 @@ def _check_k(value: int) -> int:
 
 def _check_min_score(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and -1.0 <= value <= 1.0):
-        raise _bad(value, "is not a cosine; use a number from -1 to 1, e.g. 0.3")
+        raise _bad(value, "is not a score; use a number from 0 to 1 (-1 to 1 for raw cosines), e.g. 0.6")
     return value
 
 
@@ -456,7 +456,8 @@ def search(
     min_score: Annotated[
         float | None,
         typer.Option(
-            help="Hide matches below this cosine, -1 to 1 (default: the model's cut-off).",
+            help="Hide matches scored below this: 0 to 1 on the model's calibrated scale, -1 to 1 "
+            "for raw cosines (default: the model's cut-off).",
             callback=_check_min_score,
         ),
     ] = None,

@@ -3,7 +3,8 @@ correct matches (a caption's own image) and of wrong matches (every other image)
 passes the model's default cut-off, and at a few other `--min-score` values.
 
 A good cut-off keeps most correct matches and drops most wrong ones; "never returns everything"
-is the wrong-match share staying well under 1.
+is the wrong-match share staying well under 1. This is end to end (keyword evidence and the
+reranker included); `scripts/calibrate.py` shows the same per space and kind of vector.
 
 Usage:
     .venv/bin/python scripts/eval_cutoff.py [--data ../shared/data] [--sets coco_mini,flickr8k_1k]
@@ -28,7 +29,8 @@ from eval_retrieval import read_manifest
 from mmsearch import Library
 from mmsearch.encoders.registry import default_cutoffs
 
-THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""On the calibrated 0-1 scale (`mmsearch/query/calibration.py`)."""
 
 
 def captions(folder: Path) -> dict[str, list[str]]:

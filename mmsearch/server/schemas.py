@@ -69,7 +69,8 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1)
     """At most this many hits (the server's limit is in `GET /status`)."""
     min_score: float | None = Field(None, ge=-1, le=1)
-    """Drop matches below this cosine (default: the model's cut-off)."""
+    """Drop matches scored below this: 0-1 on the model's calibrated scale, -1 to 1 for raw
+    cosines (default: the model's cut-off)."""
 
     def query_text(self) -> str | None:
         parts = [self.text] if self.text and self.text.strip() else []

@@ -48,8 +48,11 @@ def score_bar(fraction: float, width: int = 8) -> str:
 
 
 def bar_fractions(hits: Sequence[Hit]) -> list[float]:
-    """How full each hit's bar is: its cosine, or, when several spaces were fused (the score is
-    then a rank score, not a cosine), its score relative to the best."""
+    """How full each hit's bar is: its score (calibrated 0-1, or a cosine), or, when several
+    spaces of an uncalibrated model were fused (the score is then a rank score), its score
+    relative to the best."""
+    if getattr(hits, "calibrated", False):
+        return [h.score for h in hits]
     if any(len(h.scores) > 1 for h in hits):
         top = max((h.score for h in hits), default=0.0) or 1.0
         return [h.score / top for h in hits]
@@ -199,7 +202,7 @@ class FilterPanel(Vertical):
         box.value = not box.value
 
     def nudge_min_score(self, step: float) -> None:
-        base = 0.2 if self.min_score is None else self.min_score
+        base = 0.5 if self.min_score is None else self.min_score  # the calibrated default
         self.min_score = round(max(-1.0, min(1.0, base + step)), 2)
         self.query_one("#filter-min", Label).update(self._min_label())
         self.post_message(self.Changed(self.filters))
