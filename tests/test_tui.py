@@ -134,7 +134,7 @@ async def test_filter_keys_restrict_kind_extension_folder_and_min_score(index: P
         await search(pilot, "blue")
         assert row_names(app) == ["blue.jpg", "blue-copy.jpg"]  # the model's cut-off
         app.query_one("#results").focus()
-        await pilot.press(*["minus"] * 5)  # from the panel's 0.20 down to -0.05
+        await pilot.press(*["minus"] * 7)  # from the model's cut-off 0.30 down to -0.05
         await settle(pilot)
         assert "min:-0.05" in rendered(app.status)
         assert {h.kind for h in app.hits} == {"image", "text", "audio"}

@@ -335,6 +335,7 @@ class MmsearchApp(App[None]):
         assert hits is not None and self.library is not None
         self.shown = generation
         self.hits = hits
+        self.query_one(FilterPanel).model_cutoff = getattr(hits, "cutoff", None)
         rows = self.query_one("#results", ResultList)
         asked = (request.text, request.images, request.audios)
         if asked != self._shown_question:

@@ -170,6 +170,8 @@ class FilterPanel(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.min_score: float | None = None
+        self.model_cutoff: float | None = None
+        """The cut-off the last search used when none was set here: where + and - start."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -202,7 +204,9 @@ class FilterPanel(Vertical):
         box.value = not box.value
 
     def nudge_min_score(self, step: float) -> None:
-        base = 0.5 if self.min_score is None else self.min_score  # the calibrated default
+        base = self.min_score if self.min_score is not None else self.model_cutoff
+        if base is None:
+            base = 0.5  # no search yet: the calibrated models' default
         self.min_score = round(max(-1.0, min(1.0, base + step)), 2)
         self.query_one("#filter-min", Label).update(self._min_label())
         self.post_message(self.Changed(self.filters))
