@@ -149,3 +149,21 @@ def test_calibration_can_be_turned_off_for_raw_cosines(
         hits = lib.search("ocean weather", k=20)  # no default cut-off on the raw scale
         assert not hits.calibrated
         assert {Path(h.path).name: h.score for h in hits} == pytest.approx(raw)
+
+
+def test_a_literal_match_adds_its_evidence_in_log_odds(
+    tmp_path: Path, collection: Path, calibrated_model: str
+) -> None:
+    from mmsearch.query.calibration import logistic_with_evidence
+    from mmsearch.query.search import KEYWORD_LOG_ODDS
+
+    with Library.open(tmp_path / "cal", model=calibrated_model) as lib:
+        lib.index([collection])
+        hits = lib.search("bread", k=10, min_score=0)
+        bread = by_name(hits)["bread.md"]
+        assert Path(hits[0].path).name == "bread.md"
+        assert bread.scores["keyword"] == 1.0
+        assert bread.score == pytest.approx(
+            logistic_with_evidence(bread.scores["semantic"], KEYWORD_LOG_ODDS), abs=1e-5
+        )
+        assert bread.scores["semantic"] < bread.score < 1

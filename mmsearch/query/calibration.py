@@ -89,6 +89,18 @@ class ScoreScale:
         return found(cosine)
 
 
+def log_odds(score: float) -> float:
+    """The log-odds of a 0-1 score (kept finite at 0 and 1)."""
+    score = min(max(score, 1e-9), 1 - 1e-9)
+    return math.log(score / (1 - score))
+
+
+def logistic_with_evidence(score: float, evidence: float) -> float:
+    """A calibrated score after independent evidence worth `evidence` (the logarithm of its
+    likelihood ratio) is added: odds multiply, so a weak match gains a lot and a sure one little."""
+    return Logistic(1.0, evidence)(log_odds(score))
+
+
 def fit_logistic(right: Sequence[float], wrong: Sequence[float], *, iterations: int = 50) -> Logistic:
     """Fit `Logistic` to cosines of right and wrong matches, each class weighing half.
 
