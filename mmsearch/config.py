@@ -14,16 +14,7 @@ import shlex
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
-
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from typing import Any, ClassVar
 
 from mmsearch.errors import ConfigError
 
@@ -63,7 +54,7 @@ def config_file() -> Path:
 
 
 def _env_value(name: str) -> str | None:
-    """The raw value of `MMSEARCH_<NAME>` (matched case-insensitively, as pydantic-settings does)."""
+    """The raw value of `MMSEARCH_<NAME>` (matched case-insensitively)."""
     wanted = (ENV_PREFIX + name).upper()
     for key, value in os.environ.items():
         if key.upper() == wanted and value != "":
@@ -120,65 +111,192 @@ def read_config_file(path: Path | None = None) -> dict[str, Any]:
 _CLI_NAMES: ContextVar[bool] = ContextVar("mmsearch_cli_names", default=False)
 
 
-class Settings(BaseSettings):
+class _Field:
+    """One setting: its kind (int, bool, str, path, or a fixed set of words), default and range."""
+
+    def __init__(
+        self,
+        kind: str,
+        default: Any,
+        *,
+        ge: int | None = None,
+        le: int | None = None,
+        choices: tuple[str, ...] = (),
+        optional: bool = False,
+    ) -> None:
+        self.kind, self.default, self.ge, self.le = kind, default, ge, le
+        self.choices, self.optional = choices, optional
+
+    def parse(self, value: Any) -> Any:
+        """The value as the setting holds it; ValueError(reason) when it is not one."""
+        if value is None and self.optional:
+            return None
+        if self.choices:
+            if isinstance(value, str) and value in self.choices:
+                return value
+            raise ValueError("Input should be " + " or ".join(repr(c) for c in self.choices))
+        if self.kind == "int":
+            number = _parse_int(value)
+            if self.ge is not None and number < self.ge:
+                raise ValueError(f"Input should be greater than or equal to {self.ge}")
+            if self.le is not None and number > self.le:
+                raise ValueError(f"Input should be less than or equal to {self.le}")
+            return number
+        if self.kind == "bool":
+            return _parse_bool(value)
+        if self.kind == "path":
+            if isinstance(value, (str, os.PathLike)):
+                return Path(value)
+            raise ValueError("Input is not a valid path")
+        if isinstance(value, str):
+            return value
+        raise ValueError("Input should be a valid string")
+
+
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):  # a reason for the message, not a programming error
+        raise ValueError("Input should be a valid integer")  # noqa: TRY004
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ValueError("Input should be a valid integer, got a number with a fractional part")
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("Input should be a valid integer, unable to parse string") from None
+    raise ValueError("Input should be a valid integer")
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise ValueError("Input should be a valid boolean")
+
+
+def _check_device(value: str) -> str:
+    value = value.strip().lower()
+    if not _DEVICE.fullmatch(value):
+        raise ValueError("unknown device")
+    return value
+
+
+def _check_model(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("the model name is empty")
+    return value
+
+
+_CHECKS = {"device": _check_device, "model": _check_model}
+
+
+class Settings:
     """Every knob a user may set, in `config.toml` or as `MMSEARCH_<NAME>`.
 
     Constructing one validates every value; a bad one raises `ConfigError` (one line).
+    Sources, the first that sets a value wins: keyword arguments, `MMSEARCH_<NAME>` (any case;
+    empty ones are ignored), the config file. Unknown names are ignored.
+
+    Plain Python rather than pydantic-settings: importing that and building the model cost
+    ~0.3 s of every cold search (ARCHITECTURE.md, "Cold text search").
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
+    # The fields, in the order their errors are reported. Docs: see the attributes below.
+    model_fields: ClassVar[dict[str, _Field]] = {
+        "index": _Field("path", None, optional=True),
+        "model": _Field("str", DEFAULT_MODEL),
+        "cache_dir": _Field("path", None, optional=True),
+        "device": _Field("str", "auto"),
+        "batch_size": _Field("int", 32, ge=1, le=4096),
+        "decode_workers": _Field("int", 0, ge=0, le=256),
+        "exact_search_below": _Field("int", 50_000, ge=1),
+        "max_image_pixels": _Field("int", 200_000_000, ge=1),
+        "max_text_bytes": _Field("int", 20_000_000, ge=1),
+        "max_text_chunks": _Field("int", 2000, ge=1, le=1_000_000),
+        "keyword_fusion": _Field("str", "score", choices=("score", "rrf")),
+        "read_text_in_images": _Field("bool", False),
+        "vector_store": _Field("str", "faiss", choices=("faiss", "milvus")),
+        "milvus_uri": _Field("str", None, optional=True),
+        "milvus_token": _Field("str", None, optional=True),
+        "milvus_index": _Field(
+            "str", "FLAT",
+            choices=("FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"),
+        ),
+        "rerank": _Field("bool", True),
+        "rerank_top_n": _Field("int", 50, ge=2, le=1000),
+    }
 
-    index: Path | None = None
+    index: Path | None
     """Index folder; default `<home>/default`."""
-    model: str = DEFAULT_MODEL
+    model: str
     """Model preset for new indexes (an existing index keeps the model that built it)."""
-    cache_dir: Path | None = None
+    cache_dir: Path | None
     """Where converted model files are cached; default `<home>/models`."""
-    device: str = "auto"
+    device: str
     """`auto` (CUDA when available), `cpu`, or `cuda[:N]`."""
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int
     """Files per model batch."""
-    decode_workers: int = Field(0, ge=0, le=256)
+    decode_workers: int
     """Threads decoding media while the model encodes; 0 means one per core."""
-    exact_search_below: int = Field(50_000, ge=1)
+    exact_search_below: int
     """Vector spaces smaller than this use exact search; larger ones an approximate index."""
-    max_image_pixels: int = Field(200_000_000, ge=1)
+    max_image_pixels: int
     """Images with more pixels are skipped as decompression bombs."""
-    max_text_bytes: int = Field(20_000_000, ge=1)
+    max_text_bytes: int
     """Text documents larger than this are skipped."""
-    max_text_chunks: int = Field(2000, ge=1, le=1_000_000)
+    max_text_chunks: int
     """Chunks embedded per text document; text past them is still found by keyword search."""
-    keyword_fusion: Literal["score", "rrf"] = "score"
+    keyword_fusion: str
     """How keyword (full-text) matches join the vector results: "score" lifts a match's cosine
     part of the way to 1 (scores stay readable cosines; measured better, see ARCHITECTURE.md),
     "rrf" fuses the keyword ranking by reciprocal rank like another space."""
-    read_text_in_images: bool = False
+    read_text_in_images: bool
     """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
     find the image. Costs a text-detection pass per image (see the README for the rate); off
     by default. Images indexed while it was off are read on the next `index --verify`."""
-    vector_store: Literal["faiss", "milvus"] = "faiss"
+    vector_store: str
     """Where vector indexes live: FAISS files in the index folder, or Milvus collections."""
-    milvus_uri: str | None = None
+    milvus_uri: str | None
     """Milvus to use (`http://host:19530`, or a local `.db` file for Milvus Lite); default:
     Milvus Lite in `milvus.db` inside the index folder."""
-    milvus_token: str | None = None
+    milvus_token: str | None
     """Credentials for a Milvus cluster (`user:password` or an API key)."""
-    milvus_index: Literal[
-        "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"
-    ] = "FLAT"
+    milvus_index: str
     """Milvus index type of new collections (see docs/milvus.md)."""
-    rerank: bool = True
+    rerank: bool
     """Rerank the best `rerank_top_n` hits of a text query by what image regions show."""
-    rerank_top_n: int = Field(50, ge=2, le=1000)
+    rerank_top_n: int
     """How many first-stage hits the reranker reorders (each costs ~0.3 ms)."""
 
-    _index_source: str | None = PrivateAttr(default=None)
-
     def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, values)) from None
+        sources = (values, _env_values(), read_config_file())
+        errors: list[tuple[str, str, Any]] = []
+        for name, field in self.model_fields.items():
+            given = next((source[name] for source in sources if name in source), field.default)
+            try:
+                value = field.parse(given)
+                if name in _CHECKS:
+                    value = _CHECKS[name](value)
+            except ValueError as exc:
+                errors.append((name, str(exc), given))
+                continue
+            setattr(self, name, value)
+        if errors:
+            raise ConfigError(_describe(errors, values))
+        self._index_source: str | None = None
         if values.get("index") is not None:
             self._index_source = "init"
         elif _env_value("index") is not None:
@@ -186,33 +304,16 @@ class Settings(BaseSettings):
         elif self.index is not None:
             self._index_source = "file"
 
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not _DEVICE.fullmatch(value):
-            raise ValueError("unknown device")
-        return value
+    def model_dump(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields}
 
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("the model name is empty")
-        return value
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.model_dump() == other.model_dump()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = InitSettingsSource(settings_cls, init_kwargs=read_config_file())
-        return (init_settings, env_settings, toml)
+    __hash__ = None  # type: ignore[assignment]  # equal by value, so not hashable
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.model_dump().items()) + ")"
 
     def index_path(self) -> Path:
         """The index folder.
@@ -248,6 +349,17 @@ class Settings(BaseSettings):
         if "index" not in changes:
             new._index_source = self._index_source
         return new
+
+
+def _env_values() -> dict[str, str]:
+    """`MMSEARCH_<NAME>` values by setting name (names matched in any case; empty ones ignored)."""
+    found: dict[str, str] = {}
+    for key, value in os.environ.items():
+        if value != "" and key.upper().startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in Settings.model_fields:
+                found[name] = value
+    return found
 
 
 def load_settings(*, from_cli: bool = False, **overrides: Any) -> Settings:
@@ -302,25 +414,16 @@ def allowed_values(name: str) -> str:
     info = Settings.model_fields.get(name)
     if info is None:
         return "a valid value"
-    if get_origin(info.annotation) is Literal:
-        return "one of " + ", ".join(get_args(info.annotation))
-    if info.annotation is int:
-        low = high = None
-        for rule in info.metadata:
-            if isinstance(rule, Ge):
-                low = rule.ge
-            elif isinstance(rule, Gt):
-                low = rule.gt + 1
-            elif isinstance(rule, Le):
-                high = rule.le
-            elif isinstance(rule, Lt):
-                high = rule.lt - 1
+    if info.choices:
+        return "one of " + ", ".join(info.choices)
+    if info.kind == "int":
+        low, high = info.ge, info.le
         if low is not None and high is not None:
             return f"a whole number from {low} to {high}"
         if low is not None:
             return f"a whole number of at least {low}"
         return "a whole number"
-    if "Path" in str(info.annotation):
+    if info.kind == "path":
         return "a folder path"
     return "a valid value"
 
@@ -335,17 +438,14 @@ def _shown(value: Any) -> str:
     )
 
 
-def _describe(exc: ValidationError, init_values: dict[str, Any]) -> str:
-    """One line for the first error of `exc`: the value, its source, what is allowed, the fix."""
-    error = exc.errors()[0]
-    name = str(error["loc"][0]) if error.get("loc") else "a setting"
-    message = str(error.get("msg", "invalid value"))
-    message = message.removeprefix("Value error, ").split(", unable to parse")[0]
-    value = error.get("input")
+def _describe(errors: list[tuple[str, str, Any]], init_values: dict[str, Any]) -> str:
+    """One line for the first of `errors`: the value, its source, what is allowed, the fix."""
+    name, message, value = errors[0]
+    message = message.split(", unable to parse")[0]
     allowed = allowed_values(name)
     env_name = (ENV_PREFIX + name).upper()
     raw_env = _env_value(name)
-    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if name in init_values:
         shown = init_values[name]
         label = (
