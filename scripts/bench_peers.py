@@ -211,6 +211,16 @@ class Bench:
         if args.rclip:
             export_rclip_models(self.checkpoint, self.rclip_models)
         self.samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.stages: dict[str, list[dict[str, float]]] = defaultdict(list)
+        # One pair of indexes per photo folder: an index built over another folder (another
+        # --limit) made the "no-change re-run" index a whole new folder (772 MB peak, model loaded).
+        self.full_index = WORK / f"idx-full-{self.count}"
+        self.fast_index = WORK / f"idx-int8-{self.count}"
+        # mmsearch runs from its source tree (editable install); with PYTHONDONTWRITEBYTECODE set
+        # (as here) every process would compile its modules again (~0.2-0.4 s), which an
+        # installed package (pip writes .pyc files) never does. Compile them once, as pip would.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mmsearch")],
+                       check=True, stdout=subprocess.DEVNULL)
 
     # -- the tools ------------------------------------------------------------------------
 
@@ -234,12 +244,14 @@ class Bench:
 
     def prepare(self) -> None:
         """Make mmsearch's exports (full and int8) and the indexes searched below."""
-        for model, index in ((self.model, WORK / "idx-full"), (self.fast_model, WORK / "idx-int8")):
+        for model, index in ((self.model, self.full_index), (self.fast_model, self.fast_index)):
             if not self.args.fast_mode and model == self.fast_model:
                 continue
             if not (index / "catalog.db").exists():
                 print(f"preparing {index.name} (exports the model once)", flush=True)
-                self.mm_index(index, model)
+            # Also brings an index made by an interrupted run up to date: the timed re-runs
+            # below must find nothing to do.
+            self.mm_index(index, model)
             # Makes the export (or the int8 tower) if the index predates it: not part of timing.
             example = str(example_images(1)[0])
             run([self.mm, "search", "warm-up", "--image", example, "--index", str(index)], self.env)
@@ -254,10 +266,10 @@ class Bench:
         for tool in tools[round_no % len(tools):] + tools[: round_no % len(tools)]:
             fresh = WORK / f"first-{tool.replace(' ', '-')}"
             shutil.rmtree(fresh, ignore_errors=True)
-            if tool == "mmsearch":
-                self.record("first indexing", tool, self.mm_index(fresh, self.model))
-            elif tool == "mmsearch int8":
-                self.record("first indexing", tool, self.mm_index(fresh, self.fast_model))
+            if tool in ("mmsearch", "mmsearch int8"):
+                result = self.mm_index(fresh, self.model if tool == "mmsearch" else self.fast_model)
+                self.record("first indexing", tool, result)
+                self.stages[tool].append(json.loads(result[2])["stage_seconds"])
             elif tool == "rclip" and self.args.rclip:
                 result = run(measured([self.rclip, "-f", "-t", "1", "x"]), self.rclip_env(fresh),
                              cwd=self.photos)
@@ -272,11 +284,11 @@ class Bench:
         query = QUERIES[round_no % len(QUERIES)]
         example = str(example_images(self.args.rounds)[round_no % self.args.rounds])
         rclip_env = self.rclip_env(WORK / "rclip-idx") if self.args.rclip else {}
-        full = ["--index", str(WORK / "idx-full"), "-k", "10"]
+        full = ["--index", str(self.full_index), "-k", "10"]
         jobs = [
             ("cold text search", "mmsearch", lambda: run(measured([self.mm, "search", query, *full]), self.env)),
             ("cold image search", "mmsearch", lambda: run(measured([self.mm, "search", "--image", example, *full]), self.env)),
-            ("no-change re-run", "mmsearch", lambda: self.mm_index(WORK / "idx-full", self.model)),
+            ("no-change re-run", "mmsearch", lambda: self.mm_index(self.full_index, self.model)),
         ]
         if self.args.rclip:
             jobs += [
@@ -310,6 +322,15 @@ class Bench:
                         ratio = statistics.median(s[0] for s in samples) / rclip_wall
                         print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x")
 
+        for tool, runs in self.stages.items():
+            # Wall seconds on the main thread (model, writes) and summed over the reader threads
+            # (decode: reading, decoding and preparing, overlapped with the model).
+            names = sorted({name for run in runs for name in run})
+            per_image = {n: statistics.median(r.get(n, 0.0) for r in runs) / self.count * 1000
+                         for n in names}
+            print(f"{'':<20} {tool} stages, ms per image: "
+                  + ", ".join(f"{n} {ms:.0f}" for n, ms in per_image.items()))
+
     def agreement(self) -> None:
         """Top-10 agreement of the int8 index with the full-precision one, same queries."""
         from mmsearch import Library
@@ -318,20 +339,33 @@ class Bench:
         texts = [*QUERIES, *[f"a photo of a {w}" for w in ("dog", "car", "boat", "bird", "pizza",
                                                           "train", "clock", "horse", "kite")]]
         images = example_images(20)
-        overlaps = {"text": [], "image": []}
-        with Library.open(WORK / "idx-full", readonly=True) as full, \
-                Library.open(WORK / "idx-int8", readonly=True) as fast:
+        overlaps: dict[str, list[float]] = {"text": [], "image": []}
+        # Why rankings move: the full-precision score gap around rank 10 against how far int8
+        # moves the score of one and the same item.
+        gaps: dict[str, list[float]] = {"text": [], "image": []}
+        shifts: dict[str, list[float]] = {"text": [], "image": []}
+        with Library.open(self.full_index, readonly=True) as full, \
+                Library.open(self.fast_index, readonly=True) as fast:
+            for lib in (full, fast):  # same photos, same folder: else the paths cannot agree
+                held = sum(lib.stats().items.values())
+                assert lib.stats().roots == [str(self.photos)] and held == self.count, lib.path
             for kind, queries in (("text", texts), ("image", images)):
                 for q in queries:
                     kwargs = {"image": q} if kind == "image" else {}
                     text = "" if kind == "image" else q
-                    a = {h.path for h in full.search(text, k=10, min_score=-1, **kwargs)}
-                    b = {h.path for h in fast.search(text, k=10, min_score=-1, **kwargs)}
-                    overlaps[kind].append(len(a & b) / 10)
+                    a = full.search(text, k=11, min_score=-1, **kwargs)
+                    b = {h.path: h.score for h in fast.search(text, k=10, min_score=-1, **kwargs)}
+                    overlaps[kind].append(len({h.path for h in a[:10]} & set(b)) / 10)
+                    gaps[kind].append(a[9].score - a[10].score)
+                    shifts[kind] += [abs(b[h.path] - h.score) for h in a[:10] if h.path in b]
         print(json.dumps({k: round(float(np.mean(v)), 3) for k, v in overlaps.items()}))
         print(f"int8 top-10 agreement with full precision: text {np.mean(overlaps['text']):.3f} "
               f"({len(texts)} queries), image examples {np.mean(overlaps['image']):.3f} "
               f"({len(images)} queries)")
+        for kind in ("text", "image"):
+            print(f"  {kind}: full-precision score gap between hits 10 and 11, median "
+                  f"{np.median(gaps[kind]):.5f}; int8's change of one item's score, median "
+                  f"{np.median(shifts[kind]):.5f}, p90 {np.percentile(shifts[kind], 90):.5f}")
 
 
 def breakdown(bench: Bench, photos: int = 64) -> None:
