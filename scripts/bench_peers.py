@@ -254,7 +254,8 @@ class Bench:
             self.mm_index(index, model)
             # Makes the export (or the int8 tower) if the index predates it: not part of timing.
             example = str(example_images(1)[0])
-            run([self.mm, "search", "warm-up", "--image", example, "--index", str(index)], self.env)
+            run([self.mm, "search", "warm-up", "--image", example, "--index", str(index),
+                 "--min-score", "-1"], self.env)
         if self.args.rclip:
             run([self.rclip, "-f", "-t", "1", "warm-up"], self.rclip_env(WORK / "rclip-idx"),
                 cwd=self.photos)
@@ -284,7 +285,9 @@ class Bench:
         query = QUERIES[round_no % len(QUERIES)]
         example = str(example_images(self.args.rounds)[round_no % self.args.rounds])
         rclip_env = self.rclip_env(WORK / "rclip-idx") if self.args.rclip else {}
-        full = ["--index", str(self.full_index), "-k", "10"]
+        # --min-score -1: random weights score below any calibrated cut-off, and rclip lists its
+        # top 10 whatever their scores (mmsearch exits 1 when nothing passes the cut-off).
+        full = ["--index", str(self.full_index), "-k", "10", "--min-score", "-1"]
         jobs = [
             ("cold text search", "mmsearch", lambda: run(measured([self.mm, "search", query, *full]), self.env)),
             ("cold image search", "mmsearch", lambda: run(measured([self.mm, "search", "--image", example, *full]), self.env)),
