@@ -14,7 +14,7 @@ inside every round, so a busy machine slows all of them alike; the ratios are wh
 
 Usage:
     .venv/bin/python scripts/bench_peers.py [--rounds 3] [--index-rounds 1] [--limit 409]
-        [--no-naive] [--fast-mode]
+        [--no-naive] [--fast-mode] [--breakdown | --phases]
 """
 
 from __future__ import annotations
@@ -144,25 +144,30 @@ def example_images(n: int) -> list[Path]:
 # Running and measuring
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one whole process."""
+def run(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one whole process (peak and CPU
+    only for `measured` commands)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return wall, _peak_mb(err), out.decode()
+    return wall, _reported(err, "PEAK_KB=") / 1024, out.decode(), _reported(err, "CPU_S=")
 
 
 # RUSAGE_CHILDREN is a running maximum over all children, so each command runs under a tiny
-# wrapper that reports its own child's peak from wait4.
+# wrapper that reports its own child's peak (and CPU time, user + system) from wait4. CPU time
+# says what a process costs whatever the load: on a busy machine wall time also depends on how
+# many threads a tool runs (each gets its share of the cores).
 _PEAK_WRAPPER = (
     "import os, resource, sys\n"
     "pid = os.fork()\n"
     "if pid == 0:\n    os.execvp(sys.argv[1], sys.argv[1:])\n"
     "_, status, usage = os.wait4(pid, 0)\n"
-    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\n')\n"
+    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\nCPU_S={usage.ru_utime + usage.ru_stime}\\n')\n"
     "sys.exit(os.waitstatus_to_exitcode(status))\n"
 )
 
@@ -171,10 +176,10 @@ def measured(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", _PEAK_WRAPPER, *cmd]
 
 
-def _peak_mb(stderr: bytes) -> float:
+def _reported(stderr: bytes, key: str) -> float:
     for line in reversed(stderr.decode(errors="replace").splitlines()):
-        if line.startswith("PEAK_KB="):
-            return int(line.removeprefix("PEAK_KB=")) / 1024
+        if line.startswith(key):
+            return float(line.removeprefix(key))
     return float("nan")
 
 
@@ -192,6 +197,40 @@ with torch.inference_mode():
         v = model.encode_image(batch)
         out.append((v / v.norm(dim=-1, keepdim=True)).numpy())
 print(len(np.concatenate(out)))
+"""
+
+
+# A cold text search, phase by phase, in a fresh process (CPU ms: stable on a loaded machine).
+PHASES = r"""
+import sys, time
+marks, last = [], [time.perf_counter(), time.process_time()]
+def mark(name):
+    now = [time.perf_counter(), time.process_time()]
+    marks.append((name, now[0] - last[0], now[1] - last[1]))
+    last[:] = now
+import numpy
+mark("numpy")
+import mmsearch.cli
+mark("CLI module (typer, click)")
+import typer._adapters  # typer 0.29 builds pydantic adapters when it parses a command
+mark("typer's pydantic adapters")
+from mmsearch.config import load_settings
+settings = load_settings()
+mark("settings")
+from mmsearch.library import Library
+mark("import Library (catalog, sqlite_utils, query)")
+lib = Library.open(sys.argv[1], create=False, readonly=True, settings=settings)
+mark("open the index")
+lib.encoder().embed_texts([sys.argv[2]])
+mark("text tower: tokenizer, weights, run")
+import faiss
+mark("import faiss")
+lib.search(sys.argv[2], k=10, min_score=-1)
+mark("search: vector index, reranker, hits")
+for name, wall, cpu in marks:
+    print(f"  {name:<46} {wall * 1000:6.0f} ms wall {cpu * 1000:6.0f} ms CPU")
+print(f"  {'total':<46} {sum(m[1] for m in marks) * 1000:6.0f} ms wall "
+      f"{sum(m[2] for m in marks) * 1000:6.0f} ms CPU")
 """
 
 
@@ -237,8 +276,9 @@ class Bench:
                              "--model", model, "--json"]), self.env)
 
     def record(self, what: str, tool: str, result: tuple[float, float, str]) -> None:
-        self.samples[(what, tool)].append(result[:2])
-        print(f"  {what:<22} {tool:<16} {result[0]:7.2f} s  {result[1]:7.0f} MB", flush=True)
+        self.samples[(what, tool)].append((result[0], result[1], result[3]))
+        print(f"  {what:<22} {tool:<16} {result[0]:7.2f} s  {result[1]:7.0f} MB  "
+              f"{result[3]:7.2f} s CPU", flush=True)
 
     # -- one round ------------------------------------------------------------------------
 
@@ -314,16 +354,20 @@ class Bench:
             line = []
             for tool, samples in tools.items():
                 wall = statistics.median(s[0] for s in samples)
+                cpu = statistics.median(s[2] for s in samples)
                 peak = max(s[1] for s in samples)
                 rate = f", {self.count / wall:.1f} img/s" if what == "first indexing" else ""
-                line.append(f"{tool} {wall:.2f} s ({peak:.0f} MB{rate})")
+                line.append(f"{tool} {wall:.2f} s ({peak:.0f} MB{rate}, {cpu:.2f} s CPU)")
             print(f"{what:<20} " + "; ".join(line))
             if "rclip" in tools:
                 rclip_wall = statistics.median(s[0] for s in tools["rclip"])
+                rclip_cpu = statistics.median(s[2] for s in tools["rclip"])
                 for tool, samples in tools.items():
                     if tool != "rclip":
                         ratio = statistics.median(s[0] for s in samples) / rclip_wall
-                        print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x")
+                        cpu_ratio = statistics.median(s[2] for s in samples) / rclip_cpu
+                        print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x "
+                              f"(CPU time: {cpu_ratio:.2f}x)")
 
         for tool, runs in self.stages.items():
             # Wall seconds on the main thread (model, writes) and summed over the reader threads
@@ -407,10 +451,16 @@ def main() -> None:
     parser.add_argument("--fast-mode", action="store_true", help="also measure the int8 mode")
     parser.add_argument("--breakdown", action="store_true",
                         help="only: per-image decode and model time at batch 8/16/32")
+    parser.add_argument("--phases", action="store_true",
+                        help="only: a cold text search phase by phase (after preparing the index)")
     args = parser.parse_args()
     bench = Bench(args)
     if args.breakdown:
         breakdown(bench)
+        return
+    if args.phases:
+        bench.prepare()
+        print(run([sys.executable, "-c", PHASES, str(bench.full_index), QUERIES[0]], bench.env)[2])
         return
     bench.prepare()
     for round_no in range(args.rounds):
