@@ -139,7 +139,7 @@ class _Group(typer.core.TyperGroup):
         return code
 
 
-_ALLOWED = {"k": f"a whole number from 1 to {MAX_K}", "min_score": "a number from -1 to 1"}
+_ALLOWED = {"k": f"a whole number from 1 to {MAX_K}", "min_score": "a score from 0 to 1 (from -1 to 1 for raw cosines)"}
 """What an option takes, for the message when a value is not even of the right type (options
 that are settings, like --batch-size, are described by `mmsearch.config.allowed_values`)."""
 
@@ -297,7 +297,7 @@ def _check_k(value: int) -> int:
 
 def _check_min_score(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and -1.0 <= value <= 1.0):
-        raise _bad(value, "is not a score; use a number from 0 to 1 (-1 to 1 for raw cosines), e.g. 0.6")
+        raise _bad(value, "is not a score; use a number from 0 to 1 (from -1 to 1 for raw cosines), e.g. 0.6")
     return value
 
 

@@ -36,7 +36,6 @@ from mmsearch.errors import (
     QueryError,
     ReadOnlyIndexError,
 )
-from mmsearch.ingest import Ingest, ProgressCallback, normalise_roots
 from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.calibration import ScoreScale
@@ -49,6 +48,7 @@ from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manife
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
+    from mmsearch.ingest import ProgressCallback
     from mmsearch.tune import TuneReport
 
 log = logging.getLogger(__name__)
@@ -318,6 +318,9 @@ class Library:
             DiskFullError: the disk filled up (what was committed is kept; run again to resume).
             IndexCancelled: `cancel` was set (what was committed is kept; run again to go on).
         """
+        # Loaded here: a search needs none of the indexing pipeline.
+        from mmsearch.ingest import Ingest, normalise_roots
+
         with self._writing():
             known = self._catalog.roots()
             if folders is None:

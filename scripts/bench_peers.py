@@ -14,7 +14,7 @@ inside every round, so a busy machine slows all of them alike; the ratios are wh
 
 Usage:
     .venv/bin/python scripts/bench_peers.py [--rounds 3] [--index-rounds 1] [--limit 409]
-        [--no-naive] [--fast-mode]
+        [--no-naive] [--fast-mode] [--breakdown | --phases]
 """
 
 from __future__ import annotations
@@ -144,25 +144,30 @@ def example_images(n: int) -> list[Path]:
 # Running and measuring
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one whole process."""
+def run(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one whole process (peak and CPU
+    only for `measured` commands)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return wall, _peak_mb(err), out.decode()
+    return wall, _reported(err, "PEAK_KB=") / 1024, out.decode(), _reported(err, "CPU_S=")
 
 
 # RUSAGE_CHILDREN is a running maximum over all children, so each command runs under a tiny
-# wrapper that reports its own child's peak from wait4.
+# wrapper that reports its own child's peak (and CPU time, user + system) from wait4. CPU time
+# says what a process costs whatever the load: on a busy machine wall time also depends on how
+# many threads a tool runs (each gets its share of the cores).
 _PEAK_WRAPPER = (
     "import os, resource, sys\n"
     "pid = os.fork()\n"
     "if pid == 0:\n    os.execvp(sys.argv[1], sys.argv[1:])\n"
     "_, status, usage = os.wait4(pid, 0)\n"
-    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\n')\n"
+    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\nCPU_S={usage.ru_utime + usage.ru_stime}\\n')\n"
     "sys.exit(os.waitstatus_to_exitcode(status))\n"
 )
 
@@ -171,10 +176,10 @@ def measured(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", _PEAK_WRAPPER, *cmd]
 
 
-def _peak_mb(stderr: bytes) -> float:
+def _reported(stderr: bytes, key: str) -> float:
     for line in reversed(stderr.decode(errors="replace").splitlines()):
-        if line.startswith("PEAK_KB="):
-            return int(line.removeprefix("PEAK_KB=")) / 1024
+        if line.startswith(key):
+            return float(line.removeprefix(key))
     return float("nan")
 
 
@@ -195,6 +200,40 @@ print(len(np.concatenate(out)))
 """
 
 
+# A cold text search, phase by phase, in a fresh process (CPU ms: stable on a loaded machine).
+PHASES = r"""
+import sys, time
+marks, last = [], [time.perf_counter(), time.process_time()]
+def mark(name):
+    now = [time.perf_counter(), time.process_time()]
+    marks.append((name, now[0] - last[0], now[1] - last[1]))
+    last[:] = now
+import numpy
+mark("numpy")
+import mmsearch.cli
+mark("CLI module (typer, click)")
+import typer._adapters  # typer 0.29 builds pydantic adapters when it parses a command
+mark("typer's pydantic adapters")
+from mmsearch.config import load_settings
+settings = load_settings()
+mark("settings")
+from mmsearch.library import Library
+mark("import Library (catalog, sqlite_utils, query)")
+lib = Library.open(sys.argv[1], create=False, readonly=True, settings=settings)
+mark("open the index")
+lib.encoder().embed_texts([sys.argv[2]])
+mark("text tower: tokenizer, weights, run")
+import faiss
+mark("import faiss")
+lib.search(sys.argv[2], k=10, min_score=-1)
+mark("search: vector index, reranker, hits")
+for name, wall, cpu in marks:
+    print(f"  {name:<46} {wall * 1000:6.0f} ms wall {cpu * 1000:6.0f} ms CPU")
+print(f"  {'total':<46} {sum(m[1] for m in marks) * 1000:6.0f} ms wall "
+      f"{sum(m[2] for m in marks) * 1000:6.0f} ms CPU")
+"""
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -211,6 +250,16 @@ class Bench:
         if args.rclip:
             export_rclip_models(self.checkpoint, self.rclip_models)
         self.samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.stages: dict[str, list[dict[str, float]]] = defaultdict(list)
+        # One pair of indexes per photo folder: an index built over another folder (another
+        # --limit) made the "no-change re-run" index a whole new folder (772 MB peak, model loaded).
+        self.full_index = WORK / f"idx-full-{self.count}"
+        self.fast_index = WORK / f"idx-int8-{self.count}"
+        # mmsearch runs from its source tree (editable install); with PYTHONDONTWRITEBYTECODE set
+        # (as here) every process would compile its modules again (~0.2-0.4 s), which an
+        # installed package (pip writes .pyc files) never does. Compile them once, as pip would.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mmsearch")],
+                       check=True, stdout=subprocess.DEVNULL)
 
     # -- the tools ------------------------------------------------------------------------
 
@@ -227,22 +276,26 @@ class Bench:
                              "--model", model, "--json"]), self.env)
 
     def record(self, what: str, tool: str, result: tuple[float, float, str]) -> None:
-        self.samples[(what, tool)].append(result[:2])
-        print(f"  {what:<22} {tool:<16} {result[0]:7.2f} s  {result[1]:7.0f} MB", flush=True)
+        self.samples[(what, tool)].append((result[0], result[1], result[3]))
+        print(f"  {what:<22} {tool:<16} {result[0]:7.2f} s  {result[1]:7.0f} MB  "
+              f"{result[3]:7.2f} s CPU", flush=True)
 
     # -- one round ------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Make mmsearch's exports (full and int8) and the indexes searched below."""
-        for model, index in ((self.model, WORK / "idx-full"), (self.fast_model, WORK / "idx-int8")):
+        for model, index in ((self.model, self.full_index), (self.fast_model, self.fast_index)):
             if not self.args.fast_mode and model == self.fast_model:
                 continue
             if not (index / "catalog.db").exists():
                 print(f"preparing {index.name} (exports the model once)", flush=True)
-                self.mm_index(index, model)
+            # Also brings an index made by an interrupted run up to date: the timed re-runs
+            # below must find nothing to do.
+            self.mm_index(index, model)
             # Makes the export (or the int8 tower) if the index predates it: not part of timing.
             example = str(example_images(1)[0])
-            run([self.mm, "search", "warm-up", "--image", example, "--index", str(index)], self.env)
+            run([self.mm, "search", "warm-up", "--image", example, "--index", str(index),
+                 "--min-score", "-1"], self.env)
         if self.args.rclip:
             run([self.rclip, "-f", "-t", "1", "warm-up"], self.rclip_env(WORK / "rclip-idx"),
                 cwd=self.photos)
@@ -254,10 +307,10 @@ class Bench:
         for tool in tools[round_no % len(tools):] + tools[: round_no % len(tools)]:
             fresh = WORK / f"first-{tool.replace(' ', '-')}"
             shutil.rmtree(fresh, ignore_errors=True)
-            if tool == "mmsearch":
-                self.record("first indexing", tool, self.mm_index(fresh, self.model))
-            elif tool == "mmsearch int8":
-                self.record("first indexing", tool, self.mm_index(fresh, self.fast_model))
+            if tool in ("mmsearch", "mmsearch int8"):
+                result = self.mm_index(fresh, self.model if tool == "mmsearch" else self.fast_model)
+                self.record("first indexing", tool, result)
+                self.stages[tool].append(json.loads(result[2])["stage_seconds"])
             elif tool == "rclip" and self.args.rclip:
                 result = run(measured([self.rclip, "-f", "-t", "1", "x"]), self.rclip_env(fresh),
                              cwd=self.photos)
@@ -272,11 +325,13 @@ class Bench:
         query = QUERIES[round_no % len(QUERIES)]
         example = str(example_images(self.args.rounds)[round_no % self.args.rounds])
         rclip_env = self.rclip_env(WORK / "rclip-idx") if self.args.rclip else {}
-        full = ["--index", str(WORK / "idx-full"), "-k", "10"]
+        # --min-score -1: random weights score below any calibrated cut-off, and rclip lists its
+        # top 10 whatever their scores (mmsearch exits 1 when nothing passes the cut-off).
+        full = ["--index", str(self.full_index), "-k", "10", "--min-score", "-1"]
         jobs = [
             ("cold text search", "mmsearch", lambda: run(measured([self.mm, "search", query, *full]), self.env)),
             ("cold image search", "mmsearch", lambda: run(measured([self.mm, "search", "--image", example, *full]), self.env)),
-            ("no-change re-run", "mmsearch", lambda: self.mm_index(WORK / "idx-full", self.model)),
+            ("no-change re-run", "mmsearch", lambda: self.mm_index(self.full_index, self.model)),
         ]
         if self.args.rclip:
             jobs += [
@@ -299,16 +354,29 @@ class Bench:
             line = []
             for tool, samples in tools.items():
                 wall = statistics.median(s[0] for s in samples)
+                cpu = statistics.median(s[2] for s in samples)
                 peak = max(s[1] for s in samples)
                 rate = f", {self.count / wall:.1f} img/s" if what == "first indexing" else ""
-                line.append(f"{tool} {wall:.2f} s ({peak:.0f} MB{rate})")
+                line.append(f"{tool} {wall:.2f} s ({peak:.0f} MB{rate}, {cpu:.2f} s CPU)")
             print(f"{what:<20} " + "; ".join(line))
             if "rclip" in tools:
                 rclip_wall = statistics.median(s[0] for s in tools["rclip"])
+                rclip_cpu = statistics.median(s[2] for s in tools["rclip"])
                 for tool, samples in tools.items():
                     if tool != "rclip":
                         ratio = statistics.median(s[0] for s in samples) / rclip_wall
-                        print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x")
+                        cpu_ratio = statistics.median(s[2] for s in samples) / rclip_cpu
+                        print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x "
+                              f"(CPU time: {cpu_ratio:.2f}x)")
+
+        for tool, runs in self.stages.items():
+            # Wall seconds on the main thread (model, writes) and summed over the reader threads
+            # (decode: reading, decoding and preparing, overlapped with the model).
+            names = sorted({name for run in runs for name in run})
+            per_image = {n: statistics.median(r.get(n, 0.0) for r in runs) / self.count * 1000
+                         for n in names}
+            print(f"{'':<20} {tool} stages, ms per image: "
+                  + ", ".join(f"{n} {ms:.0f}" for n, ms in per_image.items()))
 
     def agreement(self) -> None:
         """Top-10 agreement of the int8 index with the full-precision one, same queries."""
@@ -318,20 +386,33 @@ class Bench:
         texts = [*QUERIES, *[f"a photo of a {w}" for w in ("dog", "car", "boat", "bird", "pizza",
                                                           "train", "clock", "horse", "kite")]]
         images = example_images(20)
-        overlaps = {"text": [], "image": []}
-        with Library.open(WORK / "idx-full", readonly=True) as full, \
-                Library.open(WORK / "idx-int8", readonly=True) as fast:
+        overlaps: dict[str, list[float]] = {"text": [], "image": []}
+        # Why rankings move: the full-precision score gap around rank 10 against how far int8
+        # moves the score of one and the same item.
+        gaps: dict[str, list[float]] = {"text": [], "image": []}
+        shifts: dict[str, list[float]] = {"text": [], "image": []}
+        with Library.open(self.full_index, readonly=True) as full, \
+                Library.open(self.fast_index, readonly=True) as fast:
+            for lib in (full, fast):  # same photos, same folder: else the paths cannot agree
+                held = sum(lib.stats().items.values())
+                assert lib.stats().roots == [str(self.photos)] and held == self.count, lib.path
             for kind, queries in (("text", texts), ("image", images)):
                 for q in queries:
                     kwargs = {"image": q} if kind == "image" else {}
                     text = "" if kind == "image" else q
-                    a = {h.path for h in full.search(text, k=10, min_score=-1, **kwargs)}
-                    b = {h.path for h in fast.search(text, k=10, min_score=-1, **kwargs)}
-                    overlaps[kind].append(len(a & b) / 10)
+                    a = full.search(text, k=11, min_score=-1, **kwargs)
+                    b = {h.path: h.score for h in fast.search(text, k=10, min_score=-1, **kwargs)}
+                    overlaps[kind].append(len({h.path for h in a[:10]} & set(b)) / 10)
+                    gaps[kind].append(a[9].score - a[10].score)
+                    shifts[kind] += [abs(b[h.path] - h.score) for h in a[:10] if h.path in b]
         print(json.dumps({k: round(float(np.mean(v)), 3) for k, v in overlaps.items()}))
         print(f"int8 top-10 agreement with full precision: text {np.mean(overlaps['text']):.3f} "
               f"({len(texts)} queries), image examples {np.mean(overlaps['image']):.3f} "
               f"({len(images)} queries)")
+        for kind in ("text", "image"):
+            print(f"  {kind}: full-precision score gap between hits 10 and 11, median "
+                  f"{np.median(gaps[kind]):.5f}; int8's change of one item's score, median "
+                  f"{np.median(shifts[kind]):.5f}, p90 {np.percentile(shifts[kind], 90):.5f}")
 
 
 def breakdown(bench: Bench, photos: int = 64) -> None:
@@ -370,10 +451,16 @@ def main() -> None:
     parser.add_argument("--fast-mode", action="store_true", help="also measure the int8 mode")
     parser.add_argument("--breakdown", action="store_true",
                         help="only: per-image decode and model time at batch 8/16/32")
+    parser.add_argument("--phases", action="store_true",
+                        help="only: a cold text search phase by phase (after preparing the index)")
     args = parser.parse_args()
     bench = Bench(args)
     if args.breakdown:
         breakdown(bench)
+        return
+    if args.phases:
+        bench.prepare()
+        print(run([sys.executable, "-c", PHASES, str(bench.full_index), QUERIES[0]], bench.env)[2])
         return
     bench.prepare()
     for round_no in range(args.rounds):

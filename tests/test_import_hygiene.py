@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = (
     "torch", "faiss", "textual", "onnxruntime", "open_clip", "transformers",
     "av", "soundfile", "soxr", "faster_whisper", "ctranslate2",
@@ -59,3 +61,23 @@ def test_openclip_encoder_module_loads_no_torch() -> None:
     # The OpenCLIP encoder runs exported towers on CPU: its module and the tokenizer stay light.
     code = "import mmsearch.encoders.openclip, mmsearch.encoders.clip_tokenizer"
     assert loaded_heavy_modules(code) == []
+
+
+def test_a_search_loads_neither_the_indexing_pipeline_nor_pandas() -> None:
+    """What a cold search imports (CLI query parser, settings, Library, catalog) stays lean:
+    sqlite_utils would import pandas (~0.2-0.5 s, ~75 MB) whenever it is installed, the query
+    parser must not bring in the searcher, and opening an index for a search must not load
+    ingest. Checked where pandas is installed, which is where it matters."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys\nimport mmsearch.query.parse\n"
+        "early = {'mmsearch.query.search', 'mmsearch.store.catalog'} & set(sys.modules)\n"
+        "assert not early, f'the query parser loaded {early}'\n"
+        "from mmsearch.config import load_settings\nfrom mmsearch.library import Library\n"
+        "load_settings()\n"
+        "print('LOADED=' + ','.join(m for m in ('mmsearch.ingest', 'pandas') "
+        "if m in sys.modules))\n"
+        "import pandas\nassert pandas.DataFrame  # a later import still works\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED=\n" in out.stdout + "\n", out.stdout

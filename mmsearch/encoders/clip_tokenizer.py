@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import gzip
 import html
+import marshal
+import os
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import pairwise
@@ -46,6 +49,45 @@ def _byte_symbols() -> dict[int, str]:
     return symbols
 
 
+def _build_tables(merges_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(token -> id, merge "a b" -> rank) from the merge list."""
+    opener = gzip.open if str(merges_path).endswith(".gz") else open
+    with opener(merges_path, "rb") as handle:
+        merges = handle.read().decode("utf-8").split("\n")[1 : _MERGES + 1]
+    symbols = list(_byte_symbols().values())
+    vocab = symbols + [s + _WORD_END for s in symbols] + [m.replace(" ", "") for m in merges]
+    vocab += [_START, _END]
+    # Ranks keyed by the merge line itself ("a b"): no tuple per merge to build at load.
+    return dict(zip(vocab, range(len(vocab)))), dict(zip(merges, range(len(merges))))
+
+
+def _tables(merges_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The tables, from a marshal file kept beside the merge list when it can be written.
+
+    Building the two 49k-entry dicts from text costs ~65 ms of CPU per cold query; loading them
+    back with marshal ~35 ms. The file is stamped with the merge list's size and time and with
+    the marshal format and Python version (marshal is not portable across them); anything else
+    (missing, stale, unreadable, a read-only cache) falls back to building.
+    """
+    st = merges_path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, marshal.version, sys.version_info[:2]]
+    cache = merges_path.with_name(merges_path.name + ".tables")
+    try:
+        saved = marshal.loads(cache.read_bytes())
+        if saved[0] == stamp:
+            return saved[1], saved[2]
+    except (OSError, ValueError, EOFError, TypeError, IndexError):
+        pass
+    ids, ranks = _build_tables(merges_path)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(marshal.dumps([stamp, ids, ranks]))
+        os.replace(tmp, cache)
+    except OSError:  # a read-only model cache: build each time
+        tmp.unlink(missing_ok=True)
+    return ids, ranks
+
+
 class ClipTokenizer:
     """Texts -> `(n, context_length)` int64 token ids, as open_clip's `SimpleTokenizer` gives.
 
@@ -58,15 +100,7 @@ class ClipTokenizer:
         # Imported here: ftfy and regex are needed only once a text is tokenised.
         import regex
 
-        opener = gzip.open if str(merges_path).endswith(".gz") else open
-        with opener(merges_path, "rb") as handle:
-            merges = handle.read().decode("utf-8").split("\n")[1 : _MERGES + 1]
-        symbols = list(_byte_symbols().values())
-        vocab = symbols + [s + _WORD_END for s in symbols] + [m.replace(" ", "") for m in merges]
-        vocab += [_START, _END]
-        self._ids = dict(zip(vocab, range(len(vocab))))
-        # Keyed by the merge line itself ("a b"): no tuple per merge to build at load.
-        self._ranks = dict(zip(merges, range(len(merges))))
+        self._ids, self._ranks = _tables(Path(merges_path))
         self._cache: dict[str, list[int]] = {}
         self._pattern = regex.compile(
             rf"{_START}|{_END}|'s|'t|'re|'ve|'m|'ll|'d|[\p{{L}}]+|[\p{{N}}]|[^\s\p{{L}}\p{{N}}]+",

@@ -21,7 +21,26 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-import sqlite_utils
+
+
+def _import_sqlite_utils() -> Any:
+    """sqlite_utils without pandas: sqlite_utils imports pandas whenever it is installed (for one
+    column type, pd.Timestamp, that the catalog never stores), which costs ~0.2-0.5 s of every
+    cold search. The block lasts only for this import; a later `import pandas` works as usual."""
+    import sys
+
+    blocked = "pandas" not in sys.modules
+    if blocked:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # makes `import pandas` fail
+    try:
+        import sqlite_utils
+    finally:
+        if blocked and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 from mmsearch.encoders.ocr import ReadWord
 from mmsearch.encoders.regions import RegionCodes
