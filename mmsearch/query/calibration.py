@@ -95,10 +95,15 @@ def log_odds(score: float) -> float:
     return math.log(score / (1 - score))
 
 
+def from_log_odds(value: float) -> float:
+    """The 0-1 score of a log-odds value (the inverse of `log_odds`)."""
+    return Logistic(1.0, 0.0)(value)
+
+
 def logistic_with_evidence(score: float, evidence: float) -> float:
     """A calibrated score after independent evidence worth `evidence` (the logarithm of its
     likelihood ratio) is added: odds multiply, so a weak match gains a lot and a sure one little."""
-    return Logistic(1.0, evidence)(log_odds(score))
+    return from_log_odds(log_odds(score) + evidence)
 
 
 def fit_logistic(right: Sequence[float], wrong: Sequence[float], *, iterations: int = 50) -> Logistic:

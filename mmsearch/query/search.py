@@ -26,7 +26,7 @@ from mmsearch.errors import MediaError, QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
 from mmsearch.media.audio import decode_audio
 from mmsearch.media.paths import canonical_path
-from mmsearch.query.calibration import Logistic, ScoreScale, log_odds, logistic_with_evidence
+from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds, logistic_with_evidence
 from mmsearch.query.filters import Filters
 from mmsearch.query.keywords import fts_expression, substring_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
@@ -42,9 +42,9 @@ NEGATIVE_WEIGHT = 0.5
 RRF_K = 60
 """Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
 KEYWORD_BONUS = 0.5
-"""Uncalibrated scores (raw cosines): keyword matches (every content word of the query in the item's name or text) move this
-fraction of the way from their score to 1: a literal match is strong evidence the embedding can
-miss (names, places, rare words). Measured against reciprocal-rank fusion of the keyword list
+"""For raw cosines (uncalibrated models): keyword matches (every content word of the query in
+the item's name or text) move this fraction of the way from their score to 1: a literal match is
+strong evidence the embedding can miss (names, places, rare words). Measured against reciprocal-rank fusion of the keyword list
 (`keyword_fusion = "rrf"`) on tuxpaint, whose file names spell their captions: 0.1 gave image
 mAP 0.314 / sound mAP 0.291, 0.3 0.476 / 0.435, 0.5 0.493 / 0.705, RRF 0.495 / 0.735; coco
 (names without words) and esc50 were unchanged by all. 0.5 comes close to RRF while scores stay
@@ -253,7 +253,7 @@ class Searcher:
             return self.reranker.rerank(words, vector, fused)
         as_log_odds = [(item, log_odds(score), per) for item, score, per in fused]
         reranked = self.reranker.rerank(words, vector, as_log_odds)
-        return [(item, Logistic(1.0, 0.0)(value), per) for item, value, per in reranked]
+        return [(item, from_log_odds(value), per) for item, value, per in reranked]
 
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
         """Where in each recording it matched: the time range of its best vector, taken from
@@ -417,9 +417,9 @@ class Searcher:
         self, pairs: list[tuple[int, float]], vector: np.ndarray, matched: list[int], query: Query
     ) -> tuple[list[tuple[int, float]], dict[int, float]]:
         """Score fusion: raise the keyword matches (see `KEYWORD_LOG_ODDS`); those the vector
-        search missed join, if their raised score passes the cut-off. Scores stay cosines on
-        the space's scale, so they read the same and `min_score` means the same with or
-        without keyword evidence.
+        search missed join, if their raised score passes the cut-off. Scores stay on their
+        scale, so they read the same and `min_score` means the same with or without keyword
+        evidence.
 
         Returns the new ranking and the (calibrated) cosines of the raised items.
         """
@@ -465,13 +465,11 @@ class Searcher:
             for item, score in pairs:
                 per_item.setdefault(item, {})[space] = score
         for space in ranked:
-            if space == KEYWORD:
-                continue
             missing = [item for item, scores in per_item.items() if space not in scores]
             for item, score in self._item_scores(missing, space, wanted[space][0]).items():
                 per_item[item][space] = score
         total = sum(weights[space] for space in ranked)
-        cutoff = min(self._cutoff(space, query) for space in ranked if space != KEYWORD)
+        cutoff = min(self._cutoff(space, query) for space in ranked)
         fused = []
         for item, scores in per_item.items():
             score = sum(weights[s] * scores.get(s, 0.0) for s in ranked) / total
