@@ -311,12 +311,12 @@ def real_check(n: int, args: argparse.Namespace) -> None:
           f"{len(queries)} held-out real captions as queries")
     for factory in (f"IVF{nlist},Flat", f"IVF{nlist},{scalar_code(vectors.shape[1])}"):
         store = FaissStore.build(vectors.shape[1], factory, [(ids, vectors)])
-        rows = [("", None)]
+        rows: list[tuple[str, int]] = [("", 0)]
         if factory.endswith(scalar_code(vectors.shape[1])):
-            rows.append((f" + exact re-scoring of the top {REFINE_CANDIDATES}",
-                         lambda wanted: (wanted, vectors[wanted])))
-        for label, exact_vectors in rows:
-            store.exact_vectors = exact_vectors
+            rows += [(f" + exact re-scoring of the top {c}", c) for c in (50, 100, REFINE_CANDIDATES)]
+        for label, candidates in rows:
+            store.candidates = candidates
+            store.exact_vectors = (lambda wanted: (wanted, vectors[wanted])) if candidates else None
             lat = timed(lambda i, store=store: store.search(queries[i % len(queries)], 10), args.queries)
             p50, p99 = percentiles(lat)
             print(f"   {factory + label:<50} recall@10 {recall(exact, store, queries):.3f}  "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmsearch.encoders.base import l2_normalise
-from mmsearch.store.vectors import EXACT, FaissStore, choose_factory, scalar_code
+from mmsearch.store.vectors import EXACT, REFINE_CANDIDATES, FaissStore, choose_factory, scalar_code
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_a_quantised_index_ranks_its_candidates_by_exact_cosine() -> None:
     deleted = np.isin(want_ids, [ids[0]])
     assert not deleted.any() or ids[0] not in got
     assert (got == want_ids).all() and np.allclose(scores, want_scores, atol=1e-5)
-    assert fetched and max(fetched) <= 50 * 200  # only the candidates were read, not everything
+    assert fetched and max(fetched) <= 50 * REFINE_CANDIDATES  # only the candidates were read, not everything
     # an item's own vector finds itself first with its exact cosine of 1
     s1, g1 = store.search(vectors[100:101], 1)
     assert g1[0][0] == ids[100] and abs(s1[0][0] - 1.0) < 1e-5
