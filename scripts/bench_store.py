@@ -79,7 +79,11 @@ def blocks(ids: np.ndarray, vectors: np.ndarray, size: int = 50_000):
 
 
 def faiss_store(factory: str, ids: np.ndarray, vectors: np.ndarray) -> VectorStore:
-    return FaissStore.build(DIM, factory, blocks(ids, vectors))
+    store = FaissStore.build(DIM, factory, blocks(ids, vectors))
+    # As mmsearch wires it (the catalog's vectors there, these in-memory ones here): a quantised
+    # index re-scores its candidates with the float vectors. The ids are 3, 6, 9, ...
+    store.exact_vectors = lambda wanted: (wanted, vectors[wanted // 3 - 1])
+    return store
 
 
 def milvus_store(

@@ -791,6 +791,14 @@ class Catalog:
             for item, rows in self.item_vector_rows(item_ids, space).items()
         }
 
+    def vectors_by_id(self, vector_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of those of `vector_ids` the catalog holds (deleted ones are
+        left out), for re-scoring a quantised index's candidates exactly."""
+        rows = list(self._rows_for_ids("SELECT id, vector FROM vectors WHERE id IN ({marks})", vector_ids))
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+        return ids, vecs
+
     def item_regions(self, item_ids: Sequence[int]) -> dict[int, RegionCodes]:
         """item id -> its stored regions (see `encoders/regions.py`); items without are left out."""
         sql = "SELECT item_id, format, count, width, data FROM regions WHERE item_id IN ({marks})"

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -248,9 +249,16 @@ class SpaceSet:
             return None, f"collection {name} holds fewer vectors than were saved"
         return store, ""
 
+    def _exact(self, store: FaissStore) -> FaissStore:
+        """`store`, re-scoring its candidates with the catalog's float vectors when it keeps
+        quantised codes: the catalog holds every vector anyway (for rebuilds) and commits them
+        with their items, so the re-scoring data can never disagree with the index's ids."""
+        store.exact_vectors = partial(self.catalog.vectors_by_id, dim=store.dim)
+        return store
+
     def _new_store(self, space: str, dim: int) -> VectorStore:
         if self.milvus is None or self.readonly:
-            return FaissStore.empty(dim)
+            return self._exact(FaissStore.empty(dim))
         from mmsearch.store.milvus import MilvusStore
 
         name = self._collection(space, claim=True)
@@ -272,7 +280,7 @@ class SpaceSet:
         if not unchanged and file_sha256(path) != entry.get("sha256"):
             return None, f"{path.name} does not match its checksum"
         try:
-            store = FaissStore.load(path, entry["factory"])
+            store = self._exact(FaissStore.load(path, entry["factory"]))
         except (RuntimeError, OSError, MemoryError) as exc:
             return None, f"{path.name} cannot be read ({str(exc).splitlines()[0][:120]})"
         if store.dim != dim or store.dim != entry.get("dim"):
@@ -308,7 +316,7 @@ class SpaceSet:
             return store
         count = self.catalog.vector_count(space)
         factory = choose_factory(count, dim, self.exact_below)
-        return FaissStore.build(dim, factory, self.catalog.iter_vectors(space, dim))
+        return self._exact(FaissStore.build(dim, factory, self.catalog.iter_vectors(space, dim)))
 
     def _reconcile(self, space: str, store: VectorStore) -> VectorStore:
         """Drop vectors the catalog no longer has (left by a run that stopped before saving)."""
