@@ -167,3 +167,17 @@ def test_a_literal_match_adds_its_evidence_in_log_odds(
             logistic_with_evidence(bread.scores["semantic"], KEYWORD_LOG_ODDS), abs=1e-5
         )
         assert bread.scores["semantic"] < bread.score < 1
+
+
+@pytest.mark.parametrize("name", ["offline-default", "offline-fast"])
+def test_the_shipped_presets_map_every_kind_of_score_they_make(name: str) -> None:
+    """A preset with some maps but not all would mix 0-1 scores with raw cosines in one list."""
+    preset = next(p for p in list_models() if p.name == name)
+    expected = {"semantic": {"image", "text", "audio-bridge"}, "visual": {"image"},
+                "acoustic": {"audio"}}
+    assert {space: set(keys) for space, keys in preset.calibration.items()} == expected
+    assert preset.cutoffs == {"semantic": 0.5, "visual": 0.5, "acoustic": 0.5}
+    for space, keys in expected.items():
+        for key in keys:
+            low, high = (Logistic(*preset.calibration[space][key])(c) for c in (-0.2, 0.9))
+            assert 0 <= low < 0.5 < high <= 1, (space, key)
