@@ -11,12 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mmsearch.encoders.base import l2_normalise  # noqa: E402
-from mmsearch.encoders.offline import OfflineEncoder  # noqa: E402
-from mmsearch.encoders.regions import RegionCodes  # noqa: E402
-from mmsearch.query.head import HeadScorer  # noqa: E402
-from mmsearch.query.rerank import Reranker  # noqa: E402
-from mmsearch.rerank_head import CrossAttentionHead, export_head, train_head  # noqa: E402
+from mmsearch.encoders.base import l2_normalise
+from mmsearch.encoders.offline import OfflineEncoder
+from mmsearch.encoders.regions import RegionCodes
+from mmsearch.query.head import HeadScorer
+from mmsearch.query.rerank import Reranker
+from mmsearch.rerank_head import CrossAttentionHead, export_head, train_head
 
 LABELS, DIM, REGIONS, TOPK = 60, 24, 12, 4
 

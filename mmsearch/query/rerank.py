@@ -29,7 +29,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -234,7 +234,8 @@ class Reranker:
         self.region_weight = adapter.region_weight if adapter is not None else region_weight
 
     def rerank(
-        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
+        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate],
+        keyword_matches: Collection[int] = (),
     ) -> list[Candidate]:
         """`candidates` with the first `top_n` reordered and rescored; the rest unchanged.
 
@@ -242,16 +243,22 @@ class Reranker:
             text: the query's positive words.
             query_vector: the query's `semantic` vector (for the tuned adapter), if any.
             candidates: the first stage's list, best first.
+            keyword_matches: items whose name or text holds the query's words. Second-stage
+                scores may lift them but never count against them: a literal match is evidence
+                regions cannot see (tuxpaint, whose file names spell their captions: image mAP
+                0.493 with keyword evidence alone fell to 0.468 when regions could bury them).
         """
         if len(candidates) < 2:
             return candidates
-        return self._rerank(text, query_vector, candidates)
-
-    def _rerank(
-        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
-    ) -> list[Candidate]:
         head, tail = candidates[: self.top_n], candidates[self.top_n :]
-        parts = self.scores(text, query_vector, [item for item, _, _ in head])
+        items = [item for item, _, _ in head]
+        parts = self.scores(text, query_vector, items)
+        protected = np.array([item in keyword_matches for item in items])
+        if protected.any():
+            parts = {
+                name: (np.where(protected, np.maximum(z, 0.0), z), raw)
+                for name, (z, raw) in parts.items()
+            }
         weights = {RERANK: self.region_weight}
         if self.adapter is not None and self.adapter.adapts:
             weights[ADAPTED] = self.adapter.weight

@@ -181,7 +181,8 @@ class Searcher:
         fused = self._fuse(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             words = " ".join(t.text for t in terms if not t.negative)
-            fused = self.reranker.rerank(words, wanted[SEMANTIC][0], fused)
+            matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
+            fused = self.reranker.rerank(words, wanted[SEMANTIC][0], fused, keyword_matches=matches)
         passed = {item for item, _, _ in fused}  # above the cut-off in at least one list
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
