@@ -106,6 +106,8 @@ class TuneReport:
     """Fusion weight of the adapter's score (0: adapter off)."""
     head: bool = False
     """The trained head is on."""
+    tried: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Held-out R@1/5/10 of every setting compared with `before`."""
     enabled: bool = False
     reason: str = ""
     seconds: float = 0.0
@@ -419,6 +421,7 @@ class Tuner:
         best_setting, best = ("zero-shot", 0.0), report.before
         for setting in [(name, w) for name in probes for w in (0.0, *ADAPTER_WEIGHTS)][1:]:
             got = measured(*setting)
+            report.tried[f"{setting[0]}, adapter weight {setting[1]}"] = got
             self._say(f"{setting[0]}, adapter weight {setting[1]}: held-out {got} (untuned: {report.before})")
             # R@1 alone decides: a tie broken by R@5 once let through an adapter that lowered
             # R@1 on fresh images (flickr8k, one fold: 0.122 -> 0.106).

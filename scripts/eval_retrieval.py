@@ -803,6 +803,8 @@ def eval_staged(
                   f"{len(test)} test captions; tune: {outcome.reason} "
                   f"(held-out {outcome.before} -> {outcome.after}; {tune_seconds[-1]:.0f} s)",
                   flush=True)
+            for setting, got in outcome.tried.items():
+                print(f"      held-out, {setting}: {got}", flush=True)
             for caption in test:
                 hits = lib.search(caption, k=STAGE_K, min_score=-1, kinds=kinds)
                 tuned_ranking[caption] = [real(h.path) for h in hits]
