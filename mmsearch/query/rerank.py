@@ -243,27 +243,28 @@ class Reranker:
             text: the query's positive words.
             query_vector: the query's `semantic` vector (for the tuned adapter), if any.
             candidates: the first stage's list, best first.
-            keyword_matches: items whose name or text holds the query's words. Second-stage
-                scores may lift them but never count against them: a literal match is evidence
-                regions cannot see (tuxpaint, whose file names spell their captions: image mAP
-                0.493 with keyword evidence alone fell to 0.468 when regions could bury them).
+            keyword_matches: items whose name or text holds the query's words. They keep
+                the places the first stage gave them among the N; the reranker reorders them
+                among themselves and the other items among themselves (a literal match is
+                evidence regions cannot see: on tuxpaint, whose file names spell their
+                captions, image mAP 0.493 with keyword evidence alone fell to 0.468 when the
+                regions could bury matches, and to 0.476 when they could only not count
+                against them).
         """
         if len(candidates) < 2:
             return candidates
         head, tail = candidates[: self.top_n], candidates[self.top_n :]
         items = [item for item, _, _ in head]
         parts = self.scores(text, query_vector, items)
-        protected = np.array([item in keyword_matches for item in items])
-        if protected.any():
-            parts = {
-                name: (np.where(protected, np.maximum(z, 0.0), z), raw)
-                for name, (z, raw) in parts.items()
-            }
         weights = {RERANK: self.region_weight}
         if self.adapter is not None and self.adapter.adapts:
             weights[ADAPTED] = self.adapter.weight
         reranked = fuse(head, parts, weights)
-        return candidates if reranked is None else reranked + tail
+        if reranked is None:
+            return candidates
+        if keyword_matches:
+            reranked = keep_keyword_places(items, reranked, keyword_matches)
+        return reranked + tail
 
     def scores(
         self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
@@ -345,6 +346,22 @@ class Reranker:
         if spread <= 1e-9:
             return np.zeros(len(items))
         return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
+
+
+def keep_keyword_places(
+    first_order: Sequence[int], reranked: list[Candidate], keyword_matches: Collection[int]
+) -> list[Candidate]:
+    """`reranked` rearranged so keyword matches fill the places they held in `first_order`
+    (each group in its reranked order); scores are capped by the one above to stay monotone."""
+    matched = iter([c for c in reranked if c[0] in keyword_matches])
+    others = iter([c for c in reranked if c[0] not in keyword_matches])
+    out: list[Candidate] = []
+    for item in first_order:
+        item_id, score, per_space = next(matched) if item in keyword_matches else next(others)
+        if out:
+            score = min(score, out[-1][1])
+        out.append((item_id, score, per_space))
+    return out
 
 
 def fuse(
