@@ -22,8 +22,10 @@ mean of its 5 best region cosines, averaged over words); a test holds the two to
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,18 @@ BATCH = 32
 LEARNING_RATE = 3e-3
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Training on one thread, restored afterwards: the machines this runs on are shared, and
+    a second thread buys little for products this small."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _zscore(values: torch.Tensor) -> torch.Tensor:
     """Rows centred and scaled to unit spread (as `query/rerank.py: fuse` does over the N)."""
     return (values - values.mean(-1, keepdim=True)) / (values.std(-1, unbiased=False, keepdim=True) + 1e-6)
@@ -208,7 +222,7 @@ def train_head(
         [*head.parameters(), log_weight, log_scale], lr=LEARNING_RATE, weight_decay=1e-3
     )
     head.train()
-    with torch.enable_grad():
+    with torch.enable_grad(), one_torch_thread():
         for _ in range(epochs):
             order = torch.from_numpy(generator.permutation(len(words)))
             for start in range(0, len(words), BATCH):

@@ -288,8 +288,10 @@ def train_adapter(
     texts = torch.from_numpy(np.ascontiguousarray(caption_vectors, dtype=np.float32))
     layer = torch.nn.Linear(x.shape[1], texts.shape[1])
     optimiser = torch.optim.AdamW(layer.parameters(), lr=1e-3, weight_decay=1e-2)
+    from mmsearch.rerank_head import one_torch_thread
+
     batch = 128
-    with torch.enable_grad():
+    with torch.enable_grad(), one_torch_thread():
         for _ in range(epochs):
             order = generator.permutation(len(owners))
             for start in range(0, len(order), batch):
