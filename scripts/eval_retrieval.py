@@ -29,10 +29,11 @@ Audio (kinds=["audio"] unless said otherwise):
 
 The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
 
-    flickr8k  each distinct caption of the 500 Flickr8k photos -> its image(s)   R@1/5/10 for
-              the first stage, + zero-shot rerank, + rerank tuned on 4/5 of the images'
-              captions (5 folds), and the rerank's added latency per query
-    rerank    the same three stages for coco_mini and tuxpaint (rerank_coco, rerank_tuxpaint:
+    flickr8k  each distinct caption of the 500 Flickr8k photos -> its image(s)   R@1/5/10 and
+              mAP@50 for the first stage (vectors alone), + keyword fusion, + zero-shot rerank,
+              + rerank tuned on 4/5 of the images' captions (5 folds: head and adapter), and
+              the rerank's added latency per query
+    rerank    the same four stages for coco_mini and tuxpaint (rerank_coco, rerank_tuxpaint:
               one of them)
 
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
@@ -707,34 +708,55 @@ STAGE_K = 50  # the reranker's N: ranks past it count as misses for R@10 anyway
 FOLDS = 5
 
 
-def staged_library(index: Path, rerank: bool, readonly: bool = True) -> Library:
+def staged_library(index: Path, rerank: bool, readonly: bool = True, keywords: bool = True) -> Library:
+    """The index opened as one stage sees it. `keywords=False` gives the searcher an empty
+    keyword list (a measurement device: the product has no switch for it), so the vectors
+    alone rank."""
     from mmsearch.config import Settings
 
     lib = Library.open(index, create=False, readonly=readonly,
                        settings=Settings(rerank=rerank, rerank_top_n=STAGE_K))
+    if not keywords:
+        lib._catalog.keyword_search = lambda *args, **kwargs: []
     lib.search("warm up", k=1)
     return lib
 
 
-def first_rank(hits: Sequence[Hit], relevant: set[str]) -> int | None:
-    for position, hit in enumerate(hits, 1):
-        if real(hit.path) in relevant:
-            return position
-    return None
+def staged_metrics(
+    rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]],
+    targets: dict[str, float], t: str,
+) -> list[Metric]:
+    ranks = [first_rank_paths(r, rel) for r, rel in zip(rankings, relevant)]
+    return [Metric("R@1", recall_at(ranks, 1), targets.get(f"{t} R@1")),
+            Metric("R@5", recall_at(ranks, 5)),
+            Metric("R@10", recall_at(ranks, 10), targets.get(f"{t} R@10")),
+            Metric(f"mAP@{STAGE_K}", statistics.fmean(
+                average_precision(r, rel) for r, rel in zip(rankings, relevant)))]
+
+
+def first_rank_paths(ranking: Sequence[str], relevant: set[str]) -> int | None:
+    return next((n for n, path in enumerate(ranking, 1) if path in relevant), None)
+
+
+TUNED_FILES = ("rerank.npz", "rerank.json", "rerank-head.onnx")
 
 
 def eval_staged(
     name: str, root: Path, rows: list[dict[str, str]], args: argparse.Namespace,
     targets: dict[str, float] | None = None, kinds: Sequence[str] = (),
 ) -> list[Result]:
-    """Caption -> image R@1/5/10 through `Library.search` (k = 50), on one index and the same
-    queries: (a) first stage, (b) + zero-shot reranker, (c) + reranker tuned by `Library.tune`
-    on the captions of 4/5 of the images and evaluated on the captions of the other 1/5
-    (5 folds over images, so every caption is a held-out query once). Relevant = every indexed
-    image with the same caption. The added latency is measured per query, the two settings
-    alternating, so a busy machine slows both alike."""
+    """Caption -> image R@1/5/10 and mAP@50 through `Library.search` (k = 50), on one index and
+    the same queries: (a) first stage, vectors alone (the keyword list emptied); (b) + keyword
+    fusion (the product's first stage); (c) + zero-shot reranker; (d) + reranker tuned by
+    `Library.tune` on the captions of 4/5 of the images and evaluated on the captions of the
+    other 1/5 (5 folds over images, so every caption is a held-out query once; tune keeps
+    what its own held-out split approves, else the zero-shot reranker stays). Relevant = every
+    indexed image with the same caption. The added latency (c - b) is measured per query, the
+    settings alternating, so a busy machine slows both alike."""
     targets = targets or {}
     index, report, command = build_index(name, [root], args)
+    for leftover in TUNED_FILES:
+        (index / leftover).unlink(missing_ok=True)
     captions = [row["caption"] for row in rows]
     with staged_library(index, rerank=False) as probe:
         indexed = {real(h.path) for h in probe.search("x", k=10_000, min_score=-1, kinds=["image"])}
@@ -745,21 +767,29 @@ def eval_staged(
             relevant[row["caption"]].add(path)
     queries = [c for c in dict.fromkeys(captions) if c in relevant]
     kinds = tuple(kinds) or ("image",)
-    plain, reranked = staged_library(index, False), staged_library(index, True)
-    ranks_first, ranks_zero, ms_first, ms_zero = [], [], [], []
-    with plain, reranked:
+    stages = {
+        "vectors": staged_library(index, False, keywords=False),
+        "keyword": staged_library(index, False),
+        "zero": staged_library(index, True),
+    }
+    rankings: dict[str, list[list[str]]] = {stage: [] for stage in stages}
+    times: dict[str, list[float]] = {stage: [] for stage in stages}
+    try:
         for caption in queries:
-            for lib, ranks, times in ((plain, ranks_first, ms_first), (reranked, ranks_zero, ms_zero)):
+            for stage, lib in stages.items():
                 started = time.perf_counter()
                 hits = lib.search(caption, k=STAGE_K, min_score=-1, kinds=kinds)
-                times.append(1000 * (time.perf_counter() - started))
-                ranks.append(first_rank(hits, relevant[caption]))
-    # Tuned: k folds over the images; each fold's adapter is learnt from the other folds'
-    # captions (it is turned on only when tune's own held-out split shows a gain).
+                times[stage].append(1000 * (time.perf_counter() - started))
+                rankings[stage].append([real(h.path) for h in hits])
+    finally:
+        for lib in stages.values():
+            lib.close()
+    # Tuned: k folds over the images; each fold's head/adapter is learnt from the other folds'
+    # captions (turned on only when tune's own held-out split shows a gain).
     images = sorted({p for ps in relevant.values() for p in ps})
     fold_of = {path: n % FOLDS for n, path in enumerate(images)}
-    rank_tuned: dict[str, int | None] = {}
-    turned_on, tune_seconds = 0, []
+    tuned_ranking: dict[str, list[str]] = {}
+    outcomes, tune_seconds = [], []
     for fold in range(FOLDS):
         train = [(real(root / r["path"]), r["caption"]) for r in rows
                  if real(root / r["path"]) in fold_of and fold_of[real(root / r["path"])] != fold]
@@ -768,48 +798,56 @@ def eval_staged(
             started = time.perf_counter()
             outcome = lib.tune(train)
             tune_seconds.append(time.perf_counter() - started)
-            turned_on += outcome.enabled
+            outcomes.append(outcome)
             print(f"    fold {fold + 1}/{FOLDS}: {outcome.captions} training captions, "
                   f"{len(test)} test captions; tune: {outcome.reason} "
-                  f"({tune_seconds[-1]:.0f} s)", flush=True)
+                  f"(held-out {outcome.before} -> {outcome.after}; {tune_seconds[-1]:.0f} s)",
+                  flush=True)
+            for setting, got in outcome.tried.items():
+                print(f"      held-out, {setting}: {got}", flush=True)
             for caption in test:
                 hits = lib.search(caption, k=STAGE_K, min_score=-1, kinds=kinds)
-                rank_tuned[caption] = first_rank(hits, relevant[caption])
-            for leftover in ("rerank.npz", "rerank.json"):
-                (index / leftover).unlink(missing_ok=True)
+                tuned_ranking[caption] = [real(h.path) for h in hits]
+        for leftover in TUNED_FILES:
+            (index / leftover).unlink(missing_ok=True)
     # Captions whose images fall in different folds are never held out: compare like with like.
-    held = [i for i, c in enumerate(queries) if c in rank_tuned]
-    zero_held = [ranks_zero[i] for i in held]
-    tuned = [rank_tuned[queries[i]] for i in held]
-    added = statistics.median(ms_zero) - statistics.median(ms_first)
-    results = []
+    held = [i for i, c in enumerate(queries) if c in tuned_ranking]
+    added = statistics.median(times["zero"]) - statistics.median(times["keyword"])
     notes = [(f"{len(queries)} distinct captions with an indexed image, {len(images)} images; "
               f"k={STAGE_K}; stages share one index and the same queries"),
-             ("keyword fusion (FTS/BM25) is not on this branch: the first stage includes only "
-              "the existing file-name/text keyword bonus")]
+             ("first stage = vectors alone (the searcher's keyword list emptied); + keyword "
+              "fusion = the product's first stage (FTS5/BM25 matches of names and text lifted)")]
     label = f"{name} caption->image"
-    for stage, ranks, t in (("first stage", ranks_first, "first"), ("+ zero-shot rerank", ranks_zero, "zero")):
-        metrics = [Metric("R@1", recall_at(ranks, 1), targets.get(f"{t} R@1")),
-                   Metric("R@5", recall_at(ranks, 5)),
-                   Metric("R@10", recall_at(ranks, 10), targets.get(f"{t} R@10"))]
-        results.append(Result(f"{label} {stage}", len(ranks), metrics, len(indexed), report,
-                              statistics.median(ms_first if t == "first" else ms_zero), command,
-                              notes if t == "first" else []))
-    gain = recall_at(tuned, 1) - recall_at(zero_held, 1)
+    results = []
+    for stage, title, t in (("vectors", "first stage", "first"),
+                            ("keyword", "+ keyword fusion", "keyword"),
+                            ("zero", "+ zero-shot rerank", "zero")):
+        results.append(Result(
+            f"{label} {title}", len(queries),
+            staged_metrics(rankings[stage], [relevant[c] for c in queries], targets, t),
+            len(indexed), report, statistics.median(times[stage]), command,
+            notes if stage == "vectors" else []))
+    tuned = staged_metrics([tuned_ranking[queries[i]] for i in held],
+                           [relevant[queries[i]] for i in held], targets, "tuned")
+    zero_held = staged_metrics([rankings["zero"][i] for i in held],
+                               [relevant[queries[i]] for i in held], targets, "zero-held")
+    gain = tuned[0].value - zero_held[0].value
+    heads = sum(o.head for o in outcomes)
+    adapters = sum(o.weight > 0 for o in outcomes)
     results.append(Result(
-        f"{label} + tuned rerank", len(tuned),
-        [Metric("R@1", recall_at(tuned, 1)), Metric("R@5", recall_at(tuned, 5)),
-         Metric("R@10", recall_at(tuned, 10)),
-         Metric("zero-shot R@1 (same q)", recall_at(zero_held, 1)),
+        f"{label} + tuned rerank", len(held),
+        [*tuned, Metric("zero-shot R@1 (same q)", zero_held[0].value),
          Metric("R@1 gain from tuning", gain, targets.get("tuned gain")),
          Metric("added ms/query (N=50)", added)],
-        len(indexed), report, statistics.median(ms_zero), command,
-        [(f"tuned: {FOLDS} folds over images, adapter turned on in {turned_on} of {FOLDS} "
-          f"(tune {statistics.fmean(tune_seconds):.0f} s per fold); {len(queries) - len(held)} "
-          "captions shared by images of different folds are left out of this row"),
+        len(indexed), report, statistics.median(times["zero"]), command,
+        [(f"tuned: {FOLDS} folds over images; the head turned on in {heads} of {FOLDS}, the "
+          f"adapter in {adapters} (tune {statistics.fmean(tune_seconds):.0f} s per fold); "
+          f"{len(queries) - len(held)} captions shared by images of different folds are left "
+          "out of this row"),
          (f"added latency of the zero-shot rerank at N={STAGE_K}: median {added:.1f} ms "
-          f"(first stage {statistics.median(ms_first):.1f} ms, with rerank "
-          f"{statistics.median(ms_zero):.1f} ms; word vectors cached across queries)")],
+          f"(first stage with keywords {statistics.median(times['keyword']):.1f} ms, with "
+          f"rerank {statistics.median(times['zero']):.1f} ms; word vectors cached across "
+          "queries)")],
     ))
     return results
 

@@ -175,3 +175,14 @@ def test_a_schema_4_catalog_gains_the_regions_table_and_keeps_its_items(tmp_path
     reopened.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM items").fetchone() == (1,)
+
+
+def test_keyword_matches_keep_their_first_stage_places() -> None:
+    from mmsearch.query.rerank import keep_keyword_places
+
+    first_order = [1, 2, 3, 4]  # 1 and 3 matched the query's words by name
+    reranked = [(4, 0.9, {}), (3, 0.8, {}), (2, 0.7, {}), (1, 0.6, {})]
+    kept = keep_keyword_places(first_order, reranked, {1, 3})
+    assert [item for item, _, _ in kept] == [3, 4, 1, 2]  # matches in slots 1 and 3, reordered
+    scores = [score for _, score, _ in kept]
+    assert scores == sorted(scores, reverse=True)

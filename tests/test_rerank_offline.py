@@ -67,3 +67,56 @@ def test_rerank_can_be_turned_off(indexed: Path) -> None:
         hits = lib.search("a cat", k=2, kinds=["image"], min_score=-1)
     assert Path(hits[0].path).name == "cat.jpg"
     assert all(RERANK not in hit.scores for hit in hits)
+
+
+SEARCH_IN_CHILD = """
+import json, sys
+from mmsearch import Library
+with Library.open(sys.argv[1], create=False, readonly=True) as lib:
+    hits = lib.search("a cat on a rug", k=4, kinds=["image"], min_score=-1)
+print(json.dumps({"torch": "torch" in sys.modules,
+                  "hits": [[h.path, h.scores.get("rerank")] for h in hits]}))
+"""
+
+
+def search_in_child(index: Path) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SEARCH_IN_CHILD, str(index)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_tuned_head_in_the_index_runs_at_search_time_without_torch(indexed: Path, tmp_path: Path) -> None:
+    """`tune` stores the head as ONNX beside the index: untrained it ranks exactly as the
+    zero-shot reranker; changed weights change the region scores; no search loads torch."""
+    import shutil
+
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    from mmsearch.query.rerank import TunedAdapter
+    from mmsearch.rerank_head import CrossAttentionHead, export_head
+
+    zero_shot = search_in_child(indexed)
+    copy = tmp_path / "tuned-index"
+    shutil.copytree(indexed, copy)
+    with Library.open(copy, create=False, readonly=True) as lib:
+        labels = lib.encoder().label_vectors
+    empty = [np.zeros(0, np.float32)] * 4
+    head = CrossAttentionHead(labels)
+    export_head(head, tmp_path / "head.onnx", (81, 10))
+    TunedAdapter(*empty, weight=0.0, region_weight=1.0).save(copy, {"test": True}, head=tmp_path / "head.onnx")
+    untrained = search_in_child(copy)
+    assert not untrained["torch"]
+    assert [p for p, _ in untrained["hits"]] == [p for p, _ in zero_shot["hits"]]
+    np.testing.assert_allclose([s for _, s in untrained["hits"]], [s for _, s in zero_shot["hits"]], atol=1e-4)
+
+    with torch.no_grad():
+        head.up.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    export_head(head, tmp_path / "head.onnx", (81, 10))
+    TunedAdapter(*empty, weight=0.0, region_weight=1.0).save(copy, {"test": True}, head=tmp_path / "head.onnx")
+    changed = search_in_child(copy)
+    assert not changed["torch"]
+    assert not np.allclose(sorted(s for _, s in changed["hits"]), sorted(s for _, s in zero_shot["hits"]), atol=1e-3)

@@ -114,6 +114,9 @@ def test_tune_turns_the_adapter_on_when_held_out_captions_gain(striped_library) 
     assert report.captions == 36 and report.images == 36 and report.sources == {"csv": 36}
     assert report.enabled, report.reason
     assert report.after["R@1"] > report.before["R@1"]
+    assert report.after in report.tried.values()  # every setting compared is reported
+    assert not report.head  # hash-test stores no regions: no head to train
+    assert not (lib.path / "rerank-head.onnx").exists()
     assert (lib.path / "rerank.npz").is_file()
     assert '"held_out_after"' in (lib.path / "rerank.json").read_text()
     assert bars_on_the_left_in_top3() > before

@@ -29,15 +29,17 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmsearch.encoders.base import VISUAL, Encoder, l2_normalise
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexFormatError
+from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,6 @@ RERANK = "rerank"
 """Key of the region score in `Hit.scores`."""
 ADAPTED = "adapted"
 """Key of the tuned adapter's cosine in `Hit.scores`."""
-TOP_REGIONS = 5
-"""A word's match with an image is the mean of its best this-many region cosines: one region
-is noisy (a stray "umbrella" cell), the whole image is what the first stage already saw."""
 REGION_WEIGHT = 1.0
 """Weight of the region score against the first stage's (both z-normalised over the N).
 Measured on flickr8k_1k and coco_mini (scripts/eval_retrieval.py): 0.5 and 2 were worse."""
@@ -138,7 +137,10 @@ def zscore(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TunedAdapter:
-    """What `mmsearch tune` learnt on a collection's own captions (see `mmsearch/tune.py`)."""
+    """What `mmsearch tune` learnt on a collection's own captions and turned on (see
+    `mmsearch/tune.py`): the trained cross-attention head, a linear adapter of `visual`
+    features into the text space, or both. A part that did not help is absent (`head` None,
+    adapter `weight` 0 with empty arrays)."""
 
     mean: np.ndarray
     """(visual dim,) subtracted from `visual` vectors before the map."""
@@ -149,26 +151,39 @@ class TunedAdapter:
     bias: np.ndarray
     """(text dim,)."""
     weight: float
-    """Weight of the adapter's z-scored cosine in the fusion."""
+    """Weight of the adapter's z-scored cosine in the fusion (0: no adapter)."""
     region_weight: float
-    """Weight of the region score chosen alongside it."""
+    """Weight of the region score (the head's when there is one) in the fusion."""
+    head: HeadScorer | None = None
+    """The trained head (`HEAD_FILE`), run instead of the zero-shot late interaction."""
 
     def embed(self, visual: np.ndarray) -> np.ndarray:
         """`visual` vectors `(n, dim)` mapped into the text space, unit rows."""
         return l2_normalise(((visual - self.mean) / self.scale) @ self.matrix + self.bias)
 
-    def save(self, folder: Path, provenance: dict[str, object]) -> None:
-        """Write the weights and where they came from into an index folder."""
+    @property
+    def adapts(self) -> bool:
+        return self.weight > 0 and self.matrix.size > 0
+
+    def save(self, folder: Path, provenance: dict[str, object], head: Path | None = None) -> None:
+        """Write the weights and where they came from into an index folder; `head` is the
+        exported head file to move in beside them (an older one is removed when None). The
+        `.npz` is written last: readers reload when it changes."""
+        target = folder / HEAD_FILE
+        if head is not None:
+            head.replace(target)
+        else:
+            target.unlink(missing_ok=True)
+        (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
         np.savez(
             folder / WEIGHTS_FILE,
             mean=self.mean, scale=self.scale, matrix=self.matrix, bias=self.bias,
             weights=np.array([self.weight, self.region_weight], np.float64),
         )
-        (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> TunedAdapter | None:
-        """The adapter stored in an index folder, if `tune` turned one on."""
+        """What `tune` turned on for an index folder, if anything."""
         path = folder / WEIGHTS_FILE
         if not path.is_file():
             return None
@@ -185,11 +200,14 @@ class TunedAdapter:
                 f"The tuned reranker weights {path} cannot be read ({exc}); delete the file "
                 "(search then uses the untuned reranker) or run `mmsearch tune` again."
             ) from exc
-        if adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0]):
+        if adapter.matrix.size and adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0]):
             raise IndexFormatError(
                 f"The tuned reranker weights {path} have mismatched shapes; delete the file or "
                 "run `mmsearch tune` again."
             )
+        head = folder / HEAD_FILE
+        if head.is_file():
+            adapter = replace(adapter, head=HeadScorer(head))
         return adapter
 
 
@@ -216,7 +234,8 @@ class Reranker:
         self.region_weight = adapter.region_weight if adapter is not None else region_weight
 
     def rerank(
-        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
+        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate],
+        keyword_matches: Collection[int] = (),
     ) -> list[Candidate]:
         """`candidates` with the first `top_n` reordered and rescored; the rest unchanged.
 
@@ -224,21 +243,28 @@ class Reranker:
             text: the query's positive words.
             query_vector: the query's `semantic` vector (for the tuned adapter), if any.
             candidates: the first stage's list, best first.
+            keyword_matches: items whose name or text holds the query's words. They keep
+                the places the first stage gave them among the N; the reranker reorders them
+                among themselves and the other items among themselves (a literal match is
+                evidence regions cannot see: on tuxpaint, whose file names spell their
+                captions, image mAP 0.493 with keyword evidence alone fell to 0.468 when the
+                regions could bury matches, and to 0.476 when they could only not count
+                against them).
         """
         if len(candidates) < 2:
             return candidates
-        return self._rerank(text, query_vector, candidates)
-
-    def _rerank(
-        self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate]
-    ) -> list[Candidate]:
         head, tail = candidates[: self.top_n], candidates[self.top_n :]
-        parts = self.scores(text, query_vector, [item for item, _, _ in head])
+        items = [item for item, _, _ in head]
+        parts = self.scores(text, query_vector, items)
         weights = {RERANK: self.region_weight}
-        if self.adapter is not None:
+        if self.adapter is not None and self.adapter.adapts:
             weights[ADAPTED] = self.adapter.weight
         reranked = fuse(head, parts, weights)
-        return candidates if reranked is None else reranked + tail
+        if reranked is None:
+            return candidates
+        if keyword_matches:
+            reranked = keep_keyword_places(items, reranked, keyword_matches)
+        return reranked + tail
 
     def scores(
         self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
@@ -252,7 +278,7 @@ class Reranker:
                 regions = self._region_scores(text, items)
                 if regions is not None:
                     parts[RERANK] = regions
-            if self.adapter is not None and query_vector is not None:
+            if self.adapter is not None and self.adapter.adapts and query_vector is not None:
                 adapted = self._adapter_scores(query_vector, items)
                 if adapted is not None:
                     parts[ADAPTED] = adapted
@@ -274,16 +300,30 @@ class Reranker:
         template = str(encoder.spec.options.get("bridge_template", "{name}"))
         vectors = word_vectors(encoder, [template.format(name=w) for w in words])
         ids = list(stored)
+        head = self.adapter.head if self.adapter is not None else None
+        if head is not None:  # trained: the exported head (query/head.py)
+            scored = head.scores(vectors, [stored[i] for i in ids])
+            raw = {item: value for item, value in zip(ids, scored) if value is not None}
+        else:
+            raw = self.late_interaction(encoder, vectors, [stored[i] for i in ids], ids)
+        if len(raw) < 2:
+            return None
+        return self._zscored(items, raw), raw
+
+    @staticmethod
+    def late_interaction(
+        encoder: Encoder, vectors: np.ndarray, codes: Sequence[RegionCodes], ids: Sequence[int]
+    ) -> dict[int, float]:
+        """The zero-shot score per item: each word's mean of its `TOP_REGIONS` best region
+        cosines, averaged over the words (what the untrained head computes)."""
         raw: dict[int, float] = {}
-        for item, sims in zip(ids, encoder.region_similarities([stored[i] for i in ids], vectors)):
+        for item, sims in zip(ids, encoder.region_similarities(codes, vectors)):
             if sims is None or sims.shape[1] == 0:
                 continue
             k = min(TOP_REGIONS, sims.shape[1])
             best = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
             raw[item] = float(best.mean())
-        if len(raw) < 2:
-            return None
-        return self._zscored(items, raw), raw
+        return raw
 
     def _adapter_scores(
         self, query_vector: np.ndarray, items: Sequence[int]
@@ -306,6 +346,22 @@ class Reranker:
         if spread <= 1e-9:
             return np.zeros(len(items))
         return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
+
+
+def keep_keyword_places(
+    first_order: Sequence[int], reranked: list[Candidate], keyword_matches: Collection[int]
+) -> list[Candidate]:
+    """`reranked` rearranged so keyword matches fill the places they held in `first_order`
+    (each group in its reranked order); scores are capped by the one above to stay monotone."""
+    matched = iter([c for c in reranked if c[0] in keyword_matches])
+    others = iter([c for c in reranked if c[0] not in keyword_matches])
+    out: list[Candidate] = []
+    for item in first_order:
+        item_id, score, per_space = next(matched) if item in keyword_matches else next(others)
+        if out:
+            score = min(score, out[-1][1])
+        out.append((item_id, score, per_space))
+    return out
 
 
 def fuse(

@@ -202,8 +202,9 @@ class Searcher:
         else:
             fused = self._fuse_ranks(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
+            matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
             fused = self._reranked(" ".join(t.text for t in terms if not t.negative),
-                                   wanted[SEMANTIC][0], fused)
+                                   wanted[SEMANTIC][0], fused, matches)
         passed = {item for item, _, _ in fused}  # above the cut-off
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
@@ -242,7 +243,11 @@ class Searcher:
         return hits
 
     def _reranked(
-        self, words: str, vector: np.ndarray, fused: list[tuple[int, float, dict[str, float]]]
+        self,
+        words: str,
+        vector: np.ndarray,
+        fused: list[tuple[int, float, dict[str, float]]],
+        keyword_matches: set[int],
     ) -> list[tuple[int, float, dict[str, float]]]:
         """The reranker's order and scores. It adds z-scores and maps the sum back onto the
         first stage's mean and spread; calibrated scores go to it as log-odds, where adding
@@ -250,9 +255,9 @@ class Searcher:
         keyword evidence in a z-score), and come back as 0-1 scores."""
         assert self.reranker is not None
         if not self.scale.calibrated:
-            return self.reranker.rerank(words, vector, fused)
+            return self.reranker.rerank(words, vector, fused, keyword_matches=keyword_matches)
         as_log_odds = [(item, log_odds(score), per) for item, score, per in fused]
-        reranked = self.reranker.rerank(words, vector, as_log_odds)
+        reranked = self.reranker.rerank(words, vector, as_log_odds, keyword_matches=keyword_matches)
         return [(item, from_log_odds(value), per) for item, value, per in reranked]
 
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
