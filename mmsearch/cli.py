@@ -724,9 +724,12 @@ def tune(
     sources = ", ".join(f"{n} {kind}" for kind, n in sorted(report.sources.items())) or "none"
     typer.echo(f"{report.captions} caption(s) of {report.images} image(s) ({sources}).")
     if report.before:
+        tuned = " and ".join(
+            name for name, on in (("the trained head", report.head), ("the adapter", report.adapter)) if on
+        ) or "the best setting tried"
         typer.echo(
             f"Held-out captions ({report.held_out_captions}): R@1 {report.before['R@1']:.3f} "
-            f"without, {report.after['R@1']:.3f} with the adapter."
+            f"without, {report.after['R@1']:.3f} with {tuned}."
         )
     typer.echo(("Turned on: " if report.enabled else "Not turned on: ") + report.reason + ".")
 
