@@ -30,19 +30,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_retrieval import average_precision
+
 from mmsearch import Library
 from mmsearch.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def average_precision(ranking: list[str], relevant: set[str]) -> float:
-    found, total = 0, 0.0
-    for rank, path in enumerate(ranking, 1):
-        if path in relevant:
-            found += 1
-            total += found / rank
-    return total / len(relevant) if relevant else 0.0
 
 
 def labelled(folder: Path, flat: Path | None) -> dict[str, list[str]]:
