@@ -395,7 +395,7 @@ class Bench:
                 Library.open(self.fast_index, readonly=True) as fast:
             for lib in (full, fast):  # same photos, same folder: else the paths cannot agree
                 held = sum(lib.stats().items.values())
-                assert lib.stats().roots == [str(self.photos)] and held == self.count, lib.path
+                assert lib.stats().roots == [str(self.photos.resolve())] and held == self.count, lib.path
             for kind, queries in (("text", texts), ("image", images)):
                 for q in queries:
                     kwargs = {"image": q} if kind == "image" else {}
