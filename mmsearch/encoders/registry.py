@@ -40,10 +40,12 @@ class Preset:
     description: str
     options: dict[str, Any]
     cutoffs: dict[str, float]
-    """Per space, the cosine below which a match is not shown (the relevance cut-off)."""
+    """Per space, the score below which a match is not shown (the relevance cut-off): on the
+    calibrated 0-1 scale when the preset has `calibration`, else a cosine."""
     calibration: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    """Per space and vector source (e.g. "audio-bridge"), (a, b) mapping such a vector's cosine
-    c to a * c + b, onto the scale of the space's other vectors (measured, see ARCHITECTURE.md)."""
+    """Per space and scale key (`mmsearch.query.calibration.scale_key`: "image", "text",
+    "audio-bridge", ...), the (a, b) of the logistic map 1 / (1 + exp(-(a * cosine + b))),
+    fitted by `scripts/calibrate.py` (see ARCHITECTURE.md, "Calibrated scores")."""
 
 
 def _load_presets() -> dict[str, Preset]:
