@@ -268,6 +268,9 @@ def main() -> None:
 
     if args.write:
         presets = json.loads(PRESETS.read_text())
+        if args.model not in presets:
+            sys.exit(f"{args.model} is not a preset in {PRESETS}: add an entry for it (family, "
+                     "options), then run this again with --write; the maps are printed above.")
         preset = presets[args.model]
         preset["calibration"] = fitted
         preset["cutoffs"] = {space: DEFAULT_CUTOFF for space in fitted}
