@@ -236,6 +236,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "indexes" / "eval")
     parser.add_argument("--write", action="store_true", help="store the maps in presets.json")
     args = parser.parse_args()
+    if args.write and args.model not in json.loads(PRESETS.read_text()):
+        sys.exit(f"{args.model} is not a preset in {PRESETS}: add an entry for it (family, "
+                 "options) first, or run without --write to see the maps.")
     args.work.mkdir(parents=True, exist_ok=True)
     settings = Settings(score_calibration=False, rerank=False)
     fitted: dict[str, dict[str, list[float]]] = defaultdict(dict)
@@ -268,9 +271,6 @@ def main() -> None:
 
     if args.write:
         presets = json.loads(PRESETS.read_text())
-        if args.model not in presets:
-            sys.exit(f"{args.model} is not a preset in {PRESETS}: add an entry for it (family, "
-                     "options), then run this again with --write; the maps are printed above.")
         preset = presets[args.model]
         preset["calibration"] = fitted
         preset["cutoffs"] = {space: DEFAULT_CUTOFF for space in fitted}
