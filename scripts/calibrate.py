@@ -90,14 +90,20 @@ class Candidates:
     """Every stored vector of one space and scale key in an index, grouped by item."""
 
     def __init__(self, catalog: Catalog, space: str, key: str) -> None:
-        self.ids_by_path: dict[str, int] = {}
-        rows: list[tuple[int, np.ndarray]] = []
-        for path, item, kind in catalog.db.execute("SELECT path, id, kind FROM items WHERE status = 'ok'"):
-            self.ids_by_path[path] = item
-            for vector, source in catalog.item_vector_rows([item], space).get(item, []):
-                if scale_key(space, kind, source) == key:
-                    rows.append((item, vector))
-        rows.sort(key=lambda r: r[0])
+        items = [
+            row for root in catalog.roots() for row in catalog.items_under(root).values()
+            if row.status == "ok"
+        ]
+        self.ids_by_path = {row.path: row.id for row in items}
+        kinds = {row.id: row.kind for row in items}
+        # Ascending ids and the catalog's ORDER BY item_id keep each item's chunks together
+        # and in item order, as `best` needs.
+        rows = [
+            (item, vector)
+            for item, chunks in catalog.item_vector_rows(sorted(kinds), space).items()
+            for vector, source in chunks
+            if scale_key(space, kinds[item], source) == key
+        ]
         self.owner = np.array([item for item, _ in rows])
         self.matrix = np.stack([vector for _, vector in rows]) if rows else np.zeros((0, 1))
         self.items, self.starts = np.unique(self.owner, return_index=True)
