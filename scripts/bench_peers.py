@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 WORK = ROOT / "indexes" / "bench"
 ARCH = "ViT-B-32-256"
+PATCH = 32  # ARCH's patch side: a 256-pixel image is 8 x 8 patches + 1 class token
 RCLIP_VERSION = "3.3.0"
 RCLIP_SUBDIR = "ViT-B-32-256-datacomp_s34b_b86k"  # where rclip looks for its ONNX files
 QUERIES = [
@@ -439,6 +440,40 @@ def breakdown(bench: Bench, photos: int = 64) -> None:
                 encoder.embed_images(prepared[i : i + batch])
             line.append(f"model batch {batch}: {(time.perf_counter() - start) / len(paths) * 1000:.0f} ms/img")
         print(f"{'int8' if name.endswith('#int8') else 'full'}: " + "; ".join(line), flush=True)
+        tower = "image-int8.onnx" if name.endswith("#int8") else "image.onnx"
+        op_profile(Path(encoder.export_dir) / tower, encoder._preprocess.normalise(np.stack(prepared[:8])))
+
+
+def op_profile(model: Path, pixels: np.ndarray, runs: int = 3) -> None:
+    """Where the image tower's time goes, by operator (onnxruntime's profiler, 8 images a run),
+    and the matrix products' arithmetic rate: ~2 FLOPs per weight per token."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(WORK / "ort-profile")
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, {"pixels": pixels})
+    trace = Path(session.end_profiling())
+    by_op: dict[str, float] = defaultdict(float)
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            by_op[event["args"]["op_name"]] += event["dur"] / 1000 / runs / len(pixels)
+    trace.unlink()
+    total = sum(by_op.values())
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:6]
+    print(f"  {model.name}: operators {total:.0f} ms/img: "
+          + ", ".join(f"{op} {ms / total:.0%}" for op, ms in top))
+    graph = onnx.load(str(model), load_external_data=False).graph
+    weights = sum(int(np.prod(t.dims)) for t in graph.initializer if len(t.dims) == 2)
+    tokens = (pixels.shape[2] // PATCH) ** 2 + 1
+    products = sum(ms for op, ms in by_op.items() if "MatMul" in op or op == "Gemm")
+    if products:
+        print(f"  matrix products: {products:.0f} ms/img for ~{2 * weights * tokens / 1e9:.1f} GFLOP "
+              f"= {2 * weights * tokens / products / 1e6:.0f} GFLOP/s on 2 threads")
 
 
 def main() -> None:
@@ -450,7 +485,7 @@ def main() -> None:
     parser.add_argument("--no-naive", dest="naive", action="store_false")
     parser.add_argument("--fast-mode", action="store_true", help="also measure the int8 mode")
     parser.add_argument("--breakdown", action="store_true",
-                        help="only: per-image decode and model time at batch 8/16/32")
+                        help="only: per-image decode and model time at batch 8/16/32, and an operator profile")
     parser.add_argument("--phases", action="store_true",
                         help="only: a cold text search phase by phase (after preparing the index)")
     args = parser.parse_args()
