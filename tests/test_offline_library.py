@@ -6,6 +6,8 @@ bundled samples, the documents are written here.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,21 @@ def test_the_cut_off_hides_unrelated_matches(library) -> None:
     lib, _ = library
     hits = lib.search("an invoice for plumbing repairs")
     assert len(hits) < 6  # never "everything"
+
+
+def test_a_text_search_opens_only_the_text_model(library) -> None:
+    """A cold text search in a fresh process runs MiniLM alone: the image and audio models stay
+    closed, and the audio package's scipy is never imported (it cost a cold search ~1-2 s)."""
+    lib, _ = library
+    code = (
+        "import sys\nfrom mmsearch import Library\n"
+        f"lib = Library.open({str(lib.path)!r}, readonly=True)\n"
+        "hit = lib.search('a cup of coffee', k=1)[0]\n"
+        "encoder = lib.encoder()\n"
+        "print('FIRST=' + hit.path.rsplit('/', 1)[-1])\n"
+        "print('IMAGE_OPEN=' + str(encoder._image.session._session is not None))\n"
+        "print('AUDIO_OPEN=' + str(encoder.audio.tagger._session is not None))\n"
+        "print('SCIPY=' + str('scipy' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["FIRST=coffee.png", "IMAGE_OPEN=False", "AUDIO_OPEN=False", "SCIPY=False"]

@@ -26,9 +26,9 @@ from PIL import Image
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.encoders.device import CUDA_PROVIDER, Device
 from mmsearch.encoders.onnx_cache import (
+    LazySession,
     export_checked,
     export_errors,
-    load_session,
     model_key,
     require_package,
     require_weights,
@@ -132,7 +132,7 @@ class OnnxImageRunner:
         self.name = name
         key = model_key(name, self.info.pip, self.weights)
         self.onnx_path = cache_dir / f"{name}-{_EXPORT_VARIANT}-{key}.onnx"
-        self.session = load_session(self.onnx_path, device, self._export, f"image model {name}")
+        self.session = LazySession(self.onnx_path, device, self._export, f"image model {name}")
 
     def _export(self, target: Path) -> None:
         size = self.info.size

@@ -17,9 +17,9 @@ import numpy as np
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.encoders.device import Device
 from mmsearch.encoders.onnx_cache import (
+    LazySession,
     export_checked,
     export_errors,
-    load_session,
     model_key,
     quiet_export,
     require_package,
@@ -64,7 +64,7 @@ class MiniLM:
         # truncates at 256 and pads per batch, which we do by hand below.
         self.tokenizer.enable_truncation(_TEXT_MAX_TOKENS)
         self.tokenizer.no_padding()
-        self.session = load_session(self.onnx_path, device, self._export, f"text model {name}")
+        self.session = LazySession(self.onnx_path, device, self._export, f"text model {name}")
 
     def _export(self, target: Path) -> None:
         try:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -261,3 +262,33 @@ def load_session(path: Path, device: Device, export: Callable[[Path], None], wha
                 f"onnxruntime cannot run the {what} ({again}); providers tried: "
                 f"{', '.join(device.onnx_providers)}."
             ) from again
+
+
+class LazySession:
+    """An onnxruntime session opened on its first run, from a file converted now if missing.
+
+    The offline model holds three networks and a query runs one of them: a text search never
+    needs the image or the audio model, and opening each costs 0.1-0.3 s and its memory. The
+    conversion (which needs torch) still happens at load, so it never surprises a search; only
+    opening waits, and an unreadable file is rebuilt then (`load_session`).
+    """
+
+    def __init__(self, path: Path, device: Device, export: Callable[[Path], None], what: str) -> None:
+        if not path.is_file():
+            logger.info("Converting %s to ONNX at %s (once; later loads reuse it)", what, path)
+            export(path)
+        self._open = lambda: load_session(path, device, export, what)
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The session, opened on the first call (once, whichever thread asks first)."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._open()
+        return self._session
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """`InferenceSession.run`."""
+        return self.get().run(*args, **kwargs)

