@@ -144,7 +144,9 @@ def test_touched_checkpoint_with_same_content_is_not_exported_again(
     np.testing.assert_allclose(second.embed_texts(["a cat"]), first.embed_texts(["a cat"]), atol=1e-6)
 
 
-def test_queries_do_not_import_torch(tmp_path: Path, checkpoint: str, cache: Path):
+def test_queries_do_not_import_torch(
+    tmp_path: Path, checkpoint: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
     # Index with this process (the export exists), then search by text and by an image that is
     # not in the index from a fresh process: neither loads torch or open_clip.
     from mmsearch import Library
@@ -157,12 +159,10 @@ def test_queries_do_not_import_torch(tmp_path: Path, checkpoint: str, cache: Pat
     _photos()[3].save(probe)
     model = f"open_clip:{SMALL_ARCH}@{checkpoint}"
     env = {**os.environ, "MMSEARCH_CACHE_DIR": str(cache)}
-    os.environ["MMSEARCH_CACHE_DIR"] = str(cache)
-    try:
-        with Library.open(tmp_path / "index", model=model) as lib:
-            lib.index([media])
-    finally:
-        del os.environ["MMSEARCH_CACHE_DIR"]
+    # monkeypatch restores the caller's value: deleting it leaked into every later test.
+    monkeypatch.setenv("MMSEARCH_CACHE_DIR", str(cache))
+    with Library.open(tmp_path / "index", model=model) as lib:
+        lib.index([media])
     script = textwrap.dedent(
         f"""
         import sys

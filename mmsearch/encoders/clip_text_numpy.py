@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.encoders.numpy_ops import blas_for, gelu, layer_norm, softmax
+
 WEIGHTS, LAYOUT = "text.f32", "text.json"
-_SMALL = 1024  # tokens in a batch below which one BLAS thread is faster
 
 
 class NumpyTextTower:
@@ -42,13 +43,7 @@ class NumpyTextTower:
         self._quick_gelu = bool(layout["quick_gelu"])
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
-        if tokens.size > _SMALL:
-            return self._run(tokens)
-        # A query's matrices are tiny: waking BLAS threads costs more than the products, and
-        # on a busy machine a waiting thread stalls every one of them (seconds, measured).
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"):
+        with blas_for(tokens.size):
             return self._run(tokens)
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
@@ -72,31 +67,17 @@ class NumpyTextTower:
         qkv = x @ w[p + "in_proj.w"] + w[p + "in_proj.b"]
         qkv = qkv.reshape(batch, length, 3, self._heads, head).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (batch, heads, length, head)
-        scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(head)) + mask
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        scores /= scores.sum(axis=-1, keepdims=True)
+        scores = softmax((q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(head)) + mask)
         out = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, length, width)
         return out @ w[p + "out_proj.w"] + w[p + "out_proj.b"]
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
-        mean = x.mean(axis=-1, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(axis=-1, keepdims=True)
-        return centred / np.sqrt(var + self._eps) * self._w[name + ".w"] + self._w[name + ".b"]
+        return layer_norm(x, self._w[name + ".w"], self._w[name + ".b"], self._eps)
 
     def _gelu(self, x: np.ndarray) -> np.ndarray:
         if self._quick_gelu:
             return x / (1.0 + np.exp(-1.702 * x))
-        return 0.5 * x * (1.0 + _erf(x * np.float32(1.0 / math.sqrt(2.0))))
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf to ~1e-7 (Abramowitz & Stegun 7.1.26): numpy has none, and scipy is a heavy import."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return (sign * (1.0 - poly * np.exp(-a * a))).astype(np.float32)
+        return gelu(x)
 
 
 # --------------------------------------------------------------------------------------------

