@@ -74,7 +74,8 @@ def main() -> None:
                     for name, tree in order if round_no % 2 else order[::-1]:
                         cmd = measured([sys.executable, "-m", "mmsearch", "search", *query,
                                         "--index", str(index), "-k", "3", "--min-score", "-1"])
-                        wall, peak, _, cpu = run(cmd, {**env, "PYTHONPATH": str(tree)})
+                        # `-m` puts the working folder first on sys.path: run in the tree.
+                        wall, peak, _, cpu = run(cmd, {**env, "PYTHONPATH": str(tree)}, cwd=tree)
                         if round_no:
                             samples.setdefault((what, name), []).append((wall, cpu, peak))
             print(f"== cold `mmsearch search` on the offline default, medians of {args.rounds} "
