@@ -37,25 +37,42 @@ def model_cache(tmp_path: Path) -> Path:
     return cache
 
 
-def onnx_rows(model, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+def padded(model, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     encodings = model.tokenizer.encode_batch(texts)
     width = max(len(e.ids) for e in encodings)
     ids = np.zeros((len(texts), width), dtype=np.int64)
     for j, encoding in enumerate(encodings):
         ids[j, : len(encoding.ids)] = encoding.ids
-    mask = (ids != 0).astype(np.int64)
+    return ids, (ids != 0).astype(np.int64)
+
+
+def onnx_rows(model, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    ids, mask = padded(model, texts)
     (pooled,) = model.session.run(None, {"input_ids": ids, "attention_mask": mask})
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 
-def test_a_query_runs_in_numpy_and_equals_the_export(model_cache: Path) -> None:
+def test_the_numpy_model_equals_the_export(model_cache: Path) -> None:
     model = minilm.MiniLM("all-MiniLM-L6-v2", model_cache, Device(kind="cpu"))
-    # Short sentences of different lengths in one batch: padding must be masked out.
-    got = model.embed(SENTENCES)
-    assert model._numpy, "a query-sized batch did not take the numpy path"
-    np.testing.assert_allclose(got, onnx_rows(model, SENTENCES), atol=2e-5)
+    numpy_bert = model._numpy_bert()
+    assert numpy_bert, "the numpy twin was refused"
     verdict = json.loads(next(model_cache.glob("*.numpy-check.json")).read_text())
     assert verdict["ok"] and verdict["least_cosine"] >= minilm.NUMPY_FIDELITY
+    # Sentences of different lengths in one batch: padding must be masked out.
+    ids, mask = padded(model, SENTENCES)
+    got = numpy_bert(ids, mask)
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, onnx_rows(model, SENTENCES), atol=2e-5)
+
+
+def test_a_query_runs_in_numpy_until_the_session_is_open(model_cache: Path) -> None:
+    model = minilm.MiniLM("all-MiniLM-L6-v2", model_cache, Device(kind="cpu"))
+    model._numpy_check.write_text(json.dumps({"ok": True, "least_cosine": 1.0}))
+    query = model.embed(["a cup of coffee"])
+    assert not model.session.is_open  # answered in numpy: onnxruntime never opened
+    model.embed(["a much longer document " * 20])  # indexing-sized: opens onnxruntime
+    assert model.session.is_open
+    np.testing.assert_allclose(model.embed(["a cup of coffee"]), query, atol=2e-5)
 
 
 def test_a_refused_check_keeps_queries_in_onnxruntime(model_cache: Path) -> None:

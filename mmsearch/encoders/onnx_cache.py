@@ -294,6 +294,11 @@ class LazySession:
         self._session: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the session has been opened (a caller may prefer it once it is)."""
+        return self._session is not None
+
     def get(self) -> Any:
         """The session, opened on the first call (once, whichever thread asks first)."""
         if self._session is None:
