@@ -201,6 +201,25 @@ print(len(np.concatenate(out)))
 """
 
 
+# The least a cold text search costs in Python on these libraries, whatever the CLI: numpy, the
+# tokenizer, the text tower on mapped weights, faiss and SQLite, with no CLI framework, settings,
+# catalog layer or reranker. What mmsearch's own layers add is the difference to it.
+FLOOR = r"""
+import sqlite3, sys
+from pathlib import Path
+import numpy as np
+from mmsearch.encoders.clip_tokenizer import ClipTokenizer
+from mmsearch.encoders.clip_text_numpy import NumpyTextTower
+export, index, query = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+tokenizer = ClipTokenizer(export / "bpe_merges.txt", 77)
+vector = NumpyTextTower(export)(tokenizer.trim(tokenizer([query])))
+import faiss
+found = faiss.read_index(str(index / "semantic.faiss")).search(vector / np.linalg.norm(vector), 10)[1]
+db = sqlite3.connect(index / "catalog.db")
+print(len(found[0]), db.execute("select count(*) from items").fetchone()[0])
+"""
+
+
 # A cold text search, phase by phase, in a fresh process (CPU ms: stable on a loaded machine).
 PHASES = r"""
 import sys, time
@@ -334,6 +353,10 @@ class Bench:
             ("cold image search", "mmsearch", lambda: run(measured([self.mm, "search", "--image", example, *full]), self.env)),
             ("no-change re-run", "mmsearch", lambda: self.mm_index(self.full_index, self.model)),
         ]
+        if self.args.floor:
+            export = next((self.cache / "open_clip").glob(f"{ARCH}-*"))
+            jobs.append(("cold text search", "floor (no CLI)", lambda: run(measured(
+                [sys.executable, "-c", FLOOR, str(export), str(self.full_index), query]), self.env)))
         if self.args.rclip:
             jobs += [
                 ("cold text search", "rclip", lambda: run(measured([self.rclip, "-n", "-f", "-t", "10", query]), rclip_env, cwd=self.photos)),
@@ -484,6 +507,8 @@ def main() -> None:
     parser.add_argument("--no-rclip", dest="rclip", action="store_false")
     parser.add_argument("--no-naive", dest="naive", action="store_false")
     parser.add_argument("--fast-mode", action="store_true", help="also measure the int8 mode")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the least a cold text search costs in Python (no CLI)")
     parser.add_argument("--breakdown", action="store_true",
                         help="only: per-image decode and model time at batch 8/16/32, and an operator profile")
     parser.add_argument("--phases", action="store_true",
