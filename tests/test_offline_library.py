@@ -93,3 +93,16 @@ def test_a_text_search_opens_only_the_text_model(library) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["FIRST=coffee.png", "IMAGE_OPEN=False", "AUDIO_OPEN=False", "SCIPY=False",
                                   "ONNXRUNTIME=False"]
+
+
+def test_warming_opens_every_network(library) -> None:
+    """What the TUI and the HTTP service do while they start: no query then waits for a model."""
+    lib, _ = library
+    code = (
+        f"from mmsearch import Library\nlib = Library.open({str(lib.path)!r}, readonly=True)\n"
+        "encoder = lib.encoder()\nencoder.warm()\n"
+        "print(encoder._text.session.is_open, encoder._image.session.is_open, "
+        "encoder.audio.tagger._session is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]

@@ -169,6 +169,11 @@ class Encoder(ABC):
                     raise ValueError(f"audio and image encoders disagree on the {space} dimension")
         return spaces
 
+    def warm(self) -> None:
+        """Open every network now rather than on first use. A one-shot search opens only what it
+        runs; a long-running shell (the TUI, the HTTP service) calls this while it starts, so a
+        broken model file is reported then and no query waits for a model to open."""
+
     def max_text_words(self) -> int:
         """How many words of a document fit one text embedding (documents are chunked to this)."""
         return 180

@@ -15,10 +15,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -45,10 +44,15 @@ RESIZE_CROP = "crop"
 """Resize the shorter side to the input size, then cut the centre square."""
 DEFAULT_RESIZE = RESIZE_SQUASH
 
-ImageRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""Prepared pixels `(n, 3, S, S)` float32 -> `(logits (n, 1000), pooled features (n, dim),
-region logits (n, regions, 1000))`: the classifier applied to each cell of the last feature map
-(9 x 9 for Lite2 at 260 px, 7 x 7 for Lite0), which says what is where for the reranker."""
+class ImageRunner(Protocol):
+    """Prepared pixels `(n, 3, S, S)` float32 -> `(logits (n, 1000), pooled features (n, dim),
+    region logits (n, regions, 1000))`: the classifier applied to each cell of the last feature
+    map (9 x 9 for Lite2 at 260 px, 7 x 7 for Lite0), which says what is where for the reranker."""
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def warm(self) -> None:
+        """Open the model now rather than on the first batch."""
 
 _EXPORT_VARIANT = "regions"
 """Part of the ONNX file name: exports before region logits existed had two outputs."""
@@ -158,6 +162,10 @@ class OnnxImageRunner:
                 what=what,
             )
 
+    def warm(self) -> None:
+        """Open the onnxruntime session now."""
+        self.session.get()
+
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, features, regions = self.session.run(None, {"pixels": pixels})
         return logits, features, regions
@@ -177,6 +185,9 @@ class TorchImageRunner:
         self.dtype = torch.float16 if device.half else torch.float32
         self.model = self.model.to(self.dtype)
         self._lock = threading.Lock()  # torch modules are not documented as re-entrant
+
+    def warm(self) -> None:
+        """Nothing to open: the model is loaded."""
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch

@@ -132,6 +132,10 @@ class MiniLM:
                 what=what,
             )
 
+    def warm(self) -> None:
+        """Open the onnxruntime session now (queries then skip the numpy path)."""
+        self.session.get()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """`(n, TEXT_DIM)` float32 unit rows; texts beyond 256 tokens are truncated."""
         if not texts:

@@ -136,6 +136,13 @@ class OfflineEncoder(Encoder):
             spec.name, self.device, image_backend, self.cache_dir,
         )
 
+    def warm(self) -> None:
+        """Open the text, image and audio networks now (see `Encoder.warm`)."""
+        self._text.warm()
+        self._image.warm()
+        if self.audio is not None:
+            self.audio.tagger.warm()
+
     # -- cache ----------------------------------------------------------------------------
 
     def _label_matrix(self) -> np.ndarray:

@@ -426,6 +426,10 @@ class YamnetTagger:
         self._session: Any = None
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Open the onnxruntime session now."""
+        self._model()
+
     def _model(self) -> Any:
         with self._lock:
             if self._session is None:

@@ -97,9 +97,9 @@ class Service:
         self._roots: tuple[float, list[str]] = (0.0, [])
 
     def warm_up(self) -> None:
-        """Load the model (readiness waits for it)."""
+        """Load the model and open its networks (readiness waits for it)."""
         try:
-            self.library.encoder()
+            self.library.encoder().warm()
         except Exception as exc:  # reported by /ready and by every search
             log.exception("loading the model failed")
             self.load_error = str(exc)

@@ -201,7 +201,7 @@ class MmsearchApp(App[None]):
             path = self.index_arg if self.index_arg is not None else self.settings.index_path()
             library = Library.open(path, create=create, settings=self.settings)
             self._from_worker(self.status.say, f"Loading model {library.spec.name}…", "italic")
-            library.encoder()
+            library.encoder().warm()  # open the networks now, not on the first keystroke's search
             stats = library.stats()
         except MmsearchError as exc:
             self._from_worker(self._open_failed, exc)
