@@ -174,7 +174,11 @@ class MiniLM:
 
                 self._numpy = False
                 if NumpyBert.supports(self.model_dir):
-                    candidate = NumpyBert(self.model_dir)
+                    try:
+                        candidate = NumpyBert(self.model_dir)
+                    except (OSError, ValueError, KeyError) as exc:  # a tensor type it lacks
+                        logger.warning("Queries of %s run in onnxruntime: %s", self.name, exc)
+                        return self._numpy
                     if self._numpy_verdict(candidate):
                         self._numpy = candidate
             return self._numpy

@@ -237,7 +237,9 @@ def session(path: Path, device: Device, *, prepack: bool = True) -> Any:
     then opens in a fraction of the time (and its mapped weights are not copied), for a small
     cost per run.
     """
-    import onnxruntime as ort
+    # A clear message if it is installed but cannot load (its presence was checked without
+    # importing it: `require_installed`).
+    ort = require_package("onnxruntime", "onnxruntime", "Running an ONNX model")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.device import intra_op_threads
-from mmsearch.encoders.onnx_cache import atomic_path, require_installed
+from mmsearch.encoders.onnx_cache import atomic_path, require_installed, require_package
 from mmsearch.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,7 @@ def model_path(cache_dir: Path) -> Path:
 
 
 def _session(path: Path, threads: int | None) -> Any:
-    import onnxruntime as ort
+    ort = require_package("onnxruntime", "onnxruntime", "YAMNet")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or intra_op_threads()
