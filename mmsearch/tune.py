@@ -395,7 +395,7 @@ class Tuner:
                 Reranker(
                     self.catalog, self._encoder, top_n=self.top_n,
                     adapter=TunedAdapter(*parts, weight=1.0, region_weight=0.0),
-                ).scores("", texts[r], [item for item, _, _ in head]).get(ADAPTED)
+                ).scores(captions[r].text, texts[r], [item for item, _, _ in head]).get(ADAPTED)
                 for r, (head, _) in zip(held_rows, held_out["zero-shot"])
             ]
             for strength, parts in adapters.items()
