@@ -206,13 +206,7 @@ class Library:
         if spec != recorded and not readonly:
             log.info("model %s of %s gains options %s", spec.name, folder, dict(spec.options))
             catalog.set_meta(_MODEL_KEY, json.dumps(spec.to_json()))
-        asked = resolve_model(model) if model is not None else None
-        if asked is not None and asked.name == spec.name and asked.identity() != spec.identity():
-            # The same preset at an older version (e.g. the offline bridge's earlier top-k):
-            # the index keeps the options it was built with, so its vectors stay comparable.
-            log.info("index %s keeps %s as built (%s); a new index gets %s",
-                     folder, spec.name, dict(spec.options), dict(asked.options))
-        elif asked is not None and asked.identity() != spec.identity():
+        if model is not None and resolve_model(model).identity() != spec.identity():
             raise ModelMismatchError(
                 f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
                 "Open it without naming a model, or build a new index for the other model "

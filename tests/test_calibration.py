@@ -181,22 +181,3 @@ def test_the_shipped_presets_map_every_kind_of_score_they_make(name: str) -> Non
         for key in keys:
             low, high = (Logistic(*preset.calibration[space][key])(c) for c in (-0.2, 0.9))
             assert 0 <= low < 0.5 < high <= 1, (space, key)
-
-
-def test_an_index_built_with_the_earlier_offline_bridge_keeps_the_maps_fitted_for_it() -> None:
-    """offline-default's bridge changed (top 10 labels at T 2 -> top 50 at T 4): its cosines
-    have another spread, so an index that keeps the earlier options keeps the earlier maps."""
-    from mmsearch.encoders.base import ModelSpec
-    from mmsearch.encoders.registry import resolve_model, score_calibration
-
-    now = resolve_model("offline-default")
-    earlier = ModelSpec(now.name, now.family, {
-        **{k: v for k, v in now.options.items() if not k.startswith("bridge_region")},
-        "bridge_top_k": 10, "bridge_temperature": 2.0,
-    })
-    current_maps, earlier_maps = score_calibration(now), score_calibration(earlier)
-    assert earlier_maps["semantic"]["image"] == (11.6137, -3.074)
-    assert current_maps["semantic"]["image"] != earlier_maps["semantic"]["image"]
-    # Maps of vectors the bridge does not make are the same for both.
-    assert current_maps["visual"] == earlier_maps["visual"]
-    assert current_maps["semantic"]["text"] == earlier_maps["semantic"]["text"]

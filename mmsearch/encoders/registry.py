@@ -46,9 +46,6 @@ class Preset:
     """Per space and scale key (`mmsearch.query.calibration.scale_key`: "image", "text",
     "audio-bridge", ...), the (a, b) of the logistic map 1 / (1 + exp(-(a * cosine + b))),
     fitted by `scripts/calibrate.py` (see ARCHITECTURE.md, "Calibrated scores")."""
-    earlier_calibration: tuple[tuple[dict[str, Any], dict[str, dict[str, tuple[float, float]]]], ...] = ()
-    """(options, calibration) of the preset's earlier versions: an index built with those
-    options keeps them (see `Library`), and its cosines keep the maps fitted for them."""
 
 
 def _load_presets() -> dict[str, Preset]:
@@ -60,20 +57,12 @@ def _load_presets() -> dict[str, Preset]:
             entry.get("description", ""),
             entry.get("options", {}),
             entry.get("cutoffs", {}),
-            _calibration_table(entry.get("calibration", {})),
-            tuple(
-                (dict(earlier["options"]), _calibration_table(earlier["calibration"]))
-                for earlier in entry.get("earlier_calibration", ())
-            ),
+            {
+                space: {source: (float(ab[0]), float(ab[1])) for source, ab in table.items()}
+                for space, table in entry.get("calibration", {}).items()
+            },
         )
         for name, entry in raw.items()
-    }
-
-
-def _calibration_table(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, tuple[float, float]]]:
-    return {
-        space: {source: (float(ab[0]), float(ab[1])) for source, ab in table.items()}
-        for space, table in raw.items()
     }
 
 
@@ -196,14 +185,7 @@ def default_cutoffs(spec: ModelSpec) -> dict[str, float]:
 def score_calibration(spec: ModelSpec) -> dict[str, dict[str, tuple[float, float]]]:
     """The score calibration of a spec's preset (see `Preset.calibration`)."""
     preset = _preset_of(spec)
-    if preset is None:
-        return {}
-    table = preset.calibration
-    if spec.name == preset.name:
-        for options, earlier in preset.earlier_calibration:
-            if all(spec.options.get(key) == value for key, value in options.items()):
-                table = earlier
-    return {space: dict(maps) for space, maps in table.items()}
+    return {space: dict(table) for space, table in preset.calibration.items()} if preset else {}
 
 
 def load_encoder(spec: ModelSpec, *, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
