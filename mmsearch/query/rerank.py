@@ -418,8 +418,7 @@ def fuse(
     """`head` reordered by its z-scored first-stage score plus the weighted z-scores of `parts`
     (see `Reranker.scores`), rescored onto the first stage's scale (same mean and spread over
     the candidates); None when no part has any weight. A `WIDER` part replaces the first-stage
-    z-scores of the items it has (keeping their mean and spread as a group), whatever the
-    weights."""
+    z-score of the items it has, whatever the weights."""
     used = {name: part for name, part in parts.items() if name != WIDER and weights.get(name, 0.0) > 0}
     if not used and WIDER not in parts:
         return None
@@ -430,13 +429,7 @@ def fuse(
     if WIDER in parts:  # the wider label mix stands in for the first stage where an image has one
         z, raw = parts[WIDER]
         has = np.array([item in raw for item, _, _ in head])
-        # On the first stage's footing of those items as a group: it reorders them among
-        # themselves and leaves their standing against other kinds (a sound for "the sound of
-        # a dog") as the first stage gave it. Replacing it outright lifted photos above sounds:
-        # esc50 in a mixed index fell from 0.90 to 0.76 of the sounds-only P@8.
-        group = fused[has]
-        fused = fused.copy()
-        fused[has] = group.mean() + group.std() * zscore(z[has])
+        fused = np.where(has, z, fused)
         for item, value in raw.items():
             extra.setdefault(item, {})[WIDER] = value
     for name, (z, raw) in used.items():
