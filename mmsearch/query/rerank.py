@@ -12,11 +12,6 @@ When `mmsearch tune` found a gain on held-out captions of the user's own collect
 stored a linear adapter (`TunedAdapter`) mapping an image's `visual` features into the text
 space; its cosine with the query is a third score.
 
-The first stage's image vector mixes only the classifier's top 10 labels (wider mixes lowered
-images' calibrated scores against sounds' in mixed collections); the offline model also stores
-each image's wider mix (top 50 labels, `RegionCodes.image_topk`), and where an image has one,
-its cosine with the query stands in for the first-stage score in the fusion below (`WIDER`).
-
 Scores of the two or three stages are z-normalised over the N candidates and added with their
 weights (cosines of different models are not comparable, ranks would throw away how sure each
 is). Candidates without regions (documents, sounds, images indexed before regions existed)
@@ -417,8 +412,7 @@ def fuse(
 ) -> list[Candidate] | None:
     """`head` reordered by its z-scored first-stage score plus the weighted z-scores of `parts`
     (see `Reranker.scores`), rescored onto the first stage's scale (same mean and spread over
-    the candidates); None when no part has any weight. A `WIDER` part replaces the first-stage
-    z-score of the items it has, whatever the weights."""
+    the candidates); None when no part has any weight."""
     used = {name: part for name, part in parts.items() if name != WIDER and weights.get(name, 0.0) > 0}
     if not used and WIDER not in parts:
         return None
