@@ -220,26 +220,3 @@ def test_the_tuned_adapter_matches_the_querys_words_as_well_as_the_whole_query(
     monkeypatch.setattr(rerank, "ADAPTER_WORD_SHARE", 0.0)
     whole_only = adapted()
     assert whole_only[sky] > whole_only[both] > whole_only[dog]
-
-
-def test_an_images_wider_label_mix_stands_in_for_the_first_stage_in_the_rerank(catalog: Catalog) -> None:
-    """Regions equal for all, first stage wrong: the whole image's stored wider mix decides;
-    records without one (older indexes) keep the first stage's order."""
-
-    def codes(image_word: str | None) -> RegionCodes:
-        ids = np.array([[WORDS.index("sky")]] * 8)
-        image = None if image_word is None else (np.array([WORDS.index(image_word)]), np.ones(1))
-        return RegionCodes.from_label_topk(ids, np.ones_like(ids, dtype=np.float32), image=image)
-
-    record = codes("dog")
-    assert record.label_topk()[0].shape == (8, 1)
-    assert record.image_topk()[0].tolist() == [WORDS.index("dog")]
-    assert codes(None).image_topk() is None
-    query = WordEncoder().embed_texts(["dog"])[0]
-    for stored, expected_first in (("new", "dog"), ("old", "car")):
-        names = ["car", "sky", "dog"]
-        items = {n: add_item(catalog, f"{stored}-{n}", codes(n if stored == "new" else None)) for n in names}
-        first = [(items[n], 0.6 - i / 10, {}) for i, n in enumerate(names)]
-        ranked = Reranker(catalog, WordEncoder).rerank("dog", query, first)
-        by_item = {item: name for name, item in items.items()}
-        assert by_item[ranked[0][0]] == expected_first

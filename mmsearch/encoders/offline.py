@@ -65,12 +65,6 @@ _LABELS_VERSION = 1
 # Images per onnxruntime call: on 2 cores 8 runs within ~10% of 32 img/s (measured both ways)
 # and needs a quarter of the memory (measured peak growth for Lite2: 0.18 GB vs 0.7 GB).
 _IMAGE_CHUNK = 8
-IMAGE_CODES_TOP_K = 50
-IMAGE_CODES_TEMPERATURE = 4.0
-"""The whole image's wider label mix stored with its regions for the reranker (`image_topk`):
-the top 50 classes at temperature 4 ranked photos better than the first stage's top 10 at 2
-inside the reranker (coco_mini R@1 .424 -> .462), but as the first stage's own vector it
-lowered images' calibrated scores against sounds' in mixed collections, so it stays here."""
 
 
 class OfflineEncoder(Encoder):
@@ -213,17 +207,9 @@ class OfflineEncoder(Encoder):
         # `region_similarities`).
         mixed = np.einsum("rk,rkd->rd", weights, self.label_vectors[ids])
         weights = weights / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-6)
-        image_ids, image_weights = conse_weights(
-            logits, top_k=IMAGE_CODES_TOP_K, temperature=IMAGE_CODES_TEMPERATURE
-        )
-        image_mixed = np.einsum("rk,rkd->rd", image_weights, self.label_vectors[image_ids])
-        image_weights = image_weights / np.maximum(
-            np.linalg.norm(image_mixed, axis=1, keepdims=True), 1e-6
-        )
         codes: list[RegionCodes | None] = [
             RegionCodes.from_label_topk(
-                ids[i * cells : (i + 1) * cells], weights[i * cells : (i + 1) * cells],
-                image=(image_ids[i], image_weights[i]),
+                ids[i * cells : (i + 1) * cells], weights[i * cells : (i + 1) * cells]
             )
             for i in range(n)
         ]
