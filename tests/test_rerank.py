@@ -186,3 +186,37 @@ def test_keyword_matches_keep_their_first_stage_places() -> None:
     assert [item for item, _, _ in kept] == [3, 4, 1, 2]  # matches in slots 1 and 3, reordered
     scores = [score for _, score, _ in kept]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_tuned_adapter_matches_the_querys_words_as_well_as_the_whole_query(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole query's vector points at "sky" while its one content word is "dog": the image
+    showing both rises above the sky-only one once the words count, not before."""
+    from mmsearch.query import rerank
+
+    def add(name: str, visual: dict[str, float]) -> int:
+        vector = np.zeros((1, len(WORDS)), np.float32)
+        for word, value in visual.items():
+            vector[0, WORDS.index(word)] = value
+        facts = ItemFacts(path=f"/p/{name}.jpg", root="/p", kind="image", size=1, mtime_ns=1, hash=name)
+        item, _, _ = catalog.write_item(facts, {VISUAL: vector, SEMANTIC: vector})
+        return item
+
+    both, sky, dog = add("both", {"dog": 0.6, "sky": 0.8}), add("sky", {"sky": 1.0}), add("dog", {"dog": 1.0})
+    n = len(WORDS)
+    adapter = TunedAdapter(np.zeros(n, np.float32), np.ones(n, np.float32), np.eye(n, dtype=np.float32),
+                           np.zeros(n, np.float32), weight=1.0, region_weight=0.0)
+    reranker = Reranker(catalog, WordEncoder, adapter=adapter)
+    query_vector = WordEncoder().embed_texts(["sky"])[0]
+    items = [both, sky, dog]
+
+    def adapted() -> dict[int, float]:
+        z, _ = reranker.scores("dog", query_vector, items)[rerank.ADAPTED]
+        return dict(zip(items, z))
+
+    with_words = adapted()
+    assert with_words[both] > with_words[sky] > with_words[dog]
+    monkeypatch.setattr(rerank, "ADAPTER_WORD_SHARE", 0.0)
+    whole_only = adapted()
+    assert whole_only[sky] > whole_only[both] > whole_only[dog]

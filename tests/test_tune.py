@@ -162,3 +162,31 @@ def test_the_tune_command_reports_what_it_found_and_whether_it_turned_on(striped
     assert json.loads(as_json.output)["enabled"] is True
     missing = runner.invoke(app, ["tune", "--index", folder, "--captions", "/nowhere/caps.csv"])
     assert missing.exit_code != 0 and "Cannot read the captions file" in missing.output
+
+
+def test_the_ridge_adapter_maps_unseen_images_next_to_their_captions() -> None:
+    """Captions that are a linear function of the image features (plus noise) are learnt from
+    some images and found for others; captions paired with the wrong images teach nothing."""
+    import numpy as np
+
+    from mmsearch.encoders.base import l2_normalise
+    from mmsearch.tune import fit_adapter
+
+    rng = np.random.default_rng(0)
+    images, dim, text_dim = 300, 64, 32
+    visual = rng.normal(size=(images, dim)).astype(np.float32) * rng.uniform(0.5, 3, dim)
+    truth = rng.normal(size=(dim, text_dim))
+    owners = np.repeat(np.arange(images), 3)
+    captions = l2_normalise(
+        (visual[owners] / visual.std(axis=0)) @ truth + rng.normal(scale=2.0, size=(len(owners), text_dim))
+    )
+    train, test = owners < 200, owners >= 200
+
+    def top1(strength: float, paired: np.ndarray) -> float:
+        mean, scale, matrix, bias = fit_adapter(visual, captions[train], paired, strength=strength)
+        mapped = l2_normalise(((visual[200:] - mean) / scale) @ matrix + bias)
+        best = np.argmax(captions[test] @ mapped.T, axis=1)
+        return float(np.mean(best == owners[test] - 200))
+
+    assert top1(0.05, owners[train]) > 0.5  # chance is 0.01
+    assert top1(0.05, rng.permutation(owners[train])) < 0.05
