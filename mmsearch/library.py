@@ -206,7 +206,21 @@ class Library:
         if spec != recorded and not readonly:
             log.info("model %s of %s gains options %s", spec.name, folder, dict(spec.options))
             catalog.set_meta(_MODEL_KEY, json.dumps(spec.to_json()))
-        if model is not None and resolve_model(model).identity() != spec.identity():
+        wanted = resolve_model(model) if model is not None else spec
+        if wanted.identity() != spec.identity():
+            if wanted.name == spec.name:
+                # Same name, other settings: a preset changed between versions ("built with
+                # 'offline-default', not 'offline-default'" left the user guessing).
+                differ = sorted(
+                    key for key in {*wanted.options, *spec.options}
+                    if wanted.options.get(key) != spec.options.get(key)
+                )
+                raise ModelMismatchError(
+                    f"The index at {folder} was built with other settings of model "
+                    f"{spec.name!r} (options {', '.join(differ)} differ from this version's). "
+                    "Open it without naming a model to search it as it was built, or build a "
+                    "new index with this version (--index NEW_FOLDER)."
+                )
             raise ModelMismatchError(
                 f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
                 "Open it without naming a model, or build a new index for the other model "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,19 @@ def test_hits_carry_an_id_that_looks_the_item_up(tmp_path: Path, media: Path) ->
         assert lib.item(hit.path).id == hit.id
         with pytest.raises(NotIndexedError, match="id 999999"):
             lib.item(999999)
+
+
+def test_a_preset_with_other_settings_is_named_with_what_differs(tmp_path: Path, media: Path) -> None:
+    """An index made when a preset had other options: the error says which, not "built with
+    'X', not 'X'"."""
+    with open_lib(tmp_path) as lib:
+        lib.index([media])
+    catalog = sqlite3.connect(tmp_path / "index" / "catalog.db")
+    (stored,) = catalog.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+    spec = json.loads(stored)
+    spec["options"]["dim"] = spec["options"].get("dim", 0) + 1
+    with catalog:
+        catalog.execute("UPDATE meta SET value = ? WHERE key = 'model'", (json.dumps(spec),))
+    catalog.close()
+    with pytest.raises(ModelMismatchError, match=r"other settings of model 'hash-test' \(options dim differ"):
+        Library.open(tmp_path / "index", model=MODEL)
