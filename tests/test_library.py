@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import COLOURS, make_image
+
 from mmsearch import (
     IndexNotFoundError,
     Library,
@@ -294,7 +294,9 @@ def test_hits_carry_an_id_that_looks_the_item_up(tmp_path: Path, media: Path) ->
             lib.item(999999)
 
 
-def test_a_preset_with_other_settings_is_named_with_what_differs(tmp_path: Path, media: Path) -> None:
+def test_a_preset_with_other_settings_is_named_with_what_differs(
+    tmp_path: Path, media: Path
+) -> None:
     """An index made when a preset had other options: the error says which, not "built with
     'X', not 'X'"."""
     with open_lib(tmp_path) as lib:
@@ -306,5 +308,6 @@ def test_a_preset_with_other_settings_is_named_with_what_differs(tmp_path: Path,
     with catalog:
         catalog.execute("UPDATE meta SET value = ? WHERE key = 'model'", (json.dumps(spec),))
     catalog.close()
-    with pytest.raises(ModelMismatchError, match=r"other settings of model 'hash-test' \(options dim differ"):
+    wanted = r"other settings of model 'hash-test' \(options dim differ"
+    with pytest.raises(ModelMismatchError, match=wanted):
         Library.open(tmp_path / "index", model=MODEL)
