@@ -24,6 +24,8 @@ import numpy as np
 
 from mmsearch.encoders.numpy_ops import blas_for, gelu, layer_norm, softmax
 
+NUMPY_TWIN_VERSION = 1
+"""Bump when the computation here changes: the once-per-model check against the export reruns."""
 _DTYPES = {"F32": np.float32, "I64": np.int64}
 
 

