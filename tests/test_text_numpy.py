@@ -87,3 +87,19 @@ def test_a_refused_check_keeps_queries_in_onnxruntime(model_cache: Path) -> None
     got = model.embed(SENTENCES[:1])
     assert model._numpy is False
     np.testing.assert_allclose(got, onnx_rows(model, SENTENCES[:1]), atol=1e-6)
+
+
+def test_a_runtime_that_cannot_load_keeps_the_cached_model(
+    model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime installed but broken: the typed message says what to install, and the
+    converted file (made once, with torch) is kept rather than taken for a damaged one."""
+    import sys
+
+    from mmsearch.errors import ModelUnavailableError
+
+    model = minilm.MiniLM("all-MiniLM-L6-v2", model_cache, Device(kind="cpu"))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import that fails
+    with pytest.raises(ModelUnavailableError, match="pip install onnxruntime"):
+        model.session.get()
+    assert model.onnx_path.is_symlink()  # the same file: not deleted, not converted again

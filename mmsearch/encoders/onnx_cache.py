@@ -266,6 +266,8 @@ def load_session(path: Path, device: Device, export: Callable[[Path], None], wha
         export(path)
     try:
         return session(path, device)
+    except ModelUnavailableError:
+        raise  # the runtime itself cannot load: the file is not to blame, keep it
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: rebuild it once
         logger.warning("Cached %s at %s is unreadable (%s); converting again", what, path, exc)
         path.unlink(missing_ok=True)

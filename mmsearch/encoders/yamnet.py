@@ -440,6 +440,8 @@ class YamnetTagger:
         path = self._path
         try:
             return _session(path, self._threads)
+        except ModelUnavailableError:
+            raise  # the runtime itself cannot load: the file is not to blame, keep it
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign cache file: rebuild once
             logger.warning("Cached YAMNet at %s is unreadable (%s); preparing it again", path, exc)
             path.unlink(missing_ok=True)
