@@ -91,8 +91,8 @@ def test_a_text_search_opens_only_the_text_model(library) -> None:
         "print('ONNXRUNTIME=' + str('onnxruntime' in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["FIRST=coffee.png", "IMAGE_OPEN=False", "AUDIO_OPEN=False", "SCIPY=False",
-                                  "ONNXRUNTIME=False"]
+    assert out.stdout.split() == ["FIRST=coffee.png", "IMAGE_OPEN=False", "AUDIO_OPEN=False",
+                                  "SCIPY=False", "ONNXRUNTIME=False"]
 
 
 def test_warming_opens_every_network(library) -> None:

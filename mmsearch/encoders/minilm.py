@@ -40,12 +40,13 @@ TEXT_DIM = 384
 NUMPY_FIDELITY = 0.9999
 """Least cosine between the numpy path and the ONNX export for the numpy path to be used."""
 _NUMPY_MAX_TOKENS = 64
-_NUMPY_BATCHES = 1
-"""A process's first query (up to `_NUMPY_MAX_TOKENS` tokens) runs in numpy: a cold
-`mmsearch search` asks one. Everything else runs in onnxruntime, opened on demand: indexing
-batches, and the queries of a process that asks again (the TUI, a service, a script), where the
-open session is faster (at 1M items: text encoding p50 8.9 ms against numpy's 15.4 ms) and its
-0.2-0.3 s of opening pay back within ~40 queries."""
+_NUMPY_BATCHES = 4
+"""A process's first small batches (up to `_NUMPY_MAX_TOKENS` tokens each) run in numpy: a cold
+`mmsearch search` embeds its query, then the reranker embeds the query's words. Everything else
+runs in onnxruntime, opened on demand: indexing batches, and the queries of a process that keeps
+asking (the TUI, a service, a script), where the open session is faster (at 1M items: text
+encoding p50 8.9 ms against numpy's 15.4 ms) and its 0.2-0.3 s of opening pay back within ~40
+queries."""
 _FIDELITY_PROBES = [
     "a cup of coffee",
     "A dog runs across the beach, chasing a red ball thrown by a child.",
