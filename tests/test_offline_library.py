@@ -85,8 +85,8 @@ def test_a_text_search_opens_only_the_text_model(library) -> None:
         "hit = lib.search('a cup of coffee', k=1)[0]\n"
         "encoder = lib.encoder()\n"
         "print('FIRST=' + hit.path.rsplit('/', 1)[-1])\n"
-        "print('IMAGE_OPEN=' + str(encoder._image.session._session is not None))\n"
-        "print('AUDIO_OPEN=' + str(encoder.audio.tagger._session is not None))\n"
+        "print('IMAGE_OPEN=' + str(encoder._image.session.is_open))\n"
+        "print('AUDIO_OPEN=' + str(encoder.audio.tagger.session.is_open))\n"
         "print('SCIPY=' + str('scipy' in sys.modules))\n"
         "print('ONNXRUNTIME=' + str('onnxruntime' in sys.modules))\n"
     )
@@ -102,7 +102,7 @@ def test_warming_opens_every_network(library) -> None:
         f"from mmsearch import Library\nlib = Library.open({str(lib.path)!r}, readonly=True)\n"
         "encoder = lib.encoder()\nencoder.warm()\n"
         "print(encoder._text.session.is_open, encoder._image.session.is_open, "
-        "encoder.audio.tagger._session is not None)\n"
+        "encoder.audio.tagger.session.is_open)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "True"]

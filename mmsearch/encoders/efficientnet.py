@@ -136,7 +136,7 @@ class OnnxImageRunner:
         self.name = name
         key = model_key(name, self.info.pip, self.weights)
         self.onnx_path = cache_dir / f"{name}-{_EXPORT_VARIANT}-{key}.onnx"
-        self.session = LazySession(self.onnx_path, device, self._export, f"image model {name}")
+        self.session = LazySession.cached(self.onnx_path, device, self._export, f"image model {name}")
 
     def _export(self, target: Path) -> None:
         size = self.info.size

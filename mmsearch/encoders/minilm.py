@@ -89,7 +89,7 @@ class MiniLM:
         # truncates at 256 and pads per batch, which we do by hand below.
         self.tokenizer.enable_truncation(_TEXT_MAX_TOKENS)
         self.tokenizer.no_padding()
-        self.session = LazySession(self.onnx_path, device, self._export, f"text model {name}")
+        self.session = LazySession.cached(self.onnx_path, device, self._export, f"text model {name}")
         self._numpy: Any = None  # NumpyBert once checked against the export; False if refused
         # Keyed by the weights and by the numpy code's version: a fixed twin is checked again.
         self._numpy_check = cache_dir / f"{name}-{self.key}.numpy-v{NUMPY_TWIN_VERSION}-check.json"
@@ -149,14 +149,7 @@ class MiniLM:
         out = np.empty((len(texts), TEXT_DIM), dtype=np.float32)
         for start in range(0, len(order), _TEXT_BATCH):
             rows = order[start : start + _TEXT_BATCH]
-            width = int(lengths[rows].max())
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, row in enumerate(rows):
-                n = lengths[row]
-                ids[j, :n] = encodings[row].ids
-                mask[j, :n] = 1
-            out[rows] = self._run(ids, mask)
+            out[rows] = self._run(*_padded([encodings[row].ids for row in rows]))
         return l2_normalise(out)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -190,12 +183,7 @@ class MiniLM:
             return bool(json.loads(self._numpy_check.read_text())["ok"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        encodings = self.tokenizer.encode_batch(_FIDELITY_PROBES)
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        for j, encoding in enumerate(encodings):
-            ids[j, : len(encoding.ids)] = encoding.ids
-        mask = (ids != 0).astype(np.int64)
+        ids, mask = _padded([e.ids for e in self.tokenizer.encode_batch(_FIDELITY_PROBES)])
         (want,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         got = candidate(ids, mask)
         least = float(np.min(np.sum(l2_normalise(want) * l2_normalise(got), axis=1)))
@@ -209,6 +197,17 @@ class MiniLM:
         except OSError:
             pass  # a read-only cache: check again next time
         return ok
+
+
+def _padded(token_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows padded with 0 to the longest, and the mask of the real tokens."""
+    width = max(len(row) for row in token_ids)
+    ids = np.zeros((len(token_ids), width), dtype=np.int64)
+    mask = np.zeros((len(token_ids), width), dtype=np.int64)
+    for j, row in enumerate(token_ids):
+        ids[j, : len(row)] = row
+        mask[j, : len(row)] = 1
+    return ids, mask
 
 
 def _mean_pooled(bert: Any) -> Any:

@@ -282,21 +282,28 @@ def load_session(path: Path, device: Device, export: Callable[[Path], None], wha
 
 
 class LazySession:
-    """An onnxruntime session opened on its first run, from a file converted now if missing.
+    """An onnxruntime session opened on its first run (or `get`), by `opener`, once.
 
     The offline model holds three networks and a query runs one of them: a text search never
-    needs the image or the audio model, and opening each costs 0.1-0.3 s and its memory. The
-    conversion (which needs torch) still happens at load, so it never surprises a search; only
-    opening waits, and an unreadable file is rebuilt then (`load_session`).
+    needs the image or the audio model, and opening each costs 0.1-0.3 s and its memory.
     """
 
-    def __init__(self, path: Path, device: Device, export: Callable[[Path], None], what: str) -> None:
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        self._open = opener
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def cached(
+        cls, path: Path, device: Device, export: Callable[[Path], None], what: str
+    ) -> LazySession:
+        """The session of the cached ONNX file at `path`, converted now if missing: the
+        conversion (which needs torch) never surprises a search; only opening waits, and an
+        unreadable file is rebuilt then (`load_session`)."""
         if not path.is_file():
             logger.info("Converting %s to ONNX at %s (once; later loads reuse it)", what, path)
             export(path)
-        self._open = lambda: load_session(path, device, export, what)
-        self._session: Any = None
-        self._lock = threading.Lock()
+        return cls(lambda: load_session(path, device, export, what))
 
     @property
     def is_open(self) -> bool:

@@ -24,7 +24,6 @@ import importlib.metadata
 import importlib.util
 import logging
 import tempfile
-import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,12 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.device import intra_op_threads
-from mmsearch.encoders.onnx_cache import atomic_path, require_installed, require_package
+from mmsearch.encoders.onnx_cache import (
+    LazySession,
+    atomic_path,
+    require_installed,
+    require_package,
+)
 from mmsearch.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -423,18 +427,11 @@ class YamnetTagger:
         self._threads = threads
         self._path = model_path(cache_dir)  # converted now if missing, not in a search
         # Opened on the first recording: a text or image search never runs this model.
-        self._session: Any = None
-        self._lock = threading.Lock()
+        self.session = LazySession(self._open)
 
     def warm(self) -> None:
         """Open the onnxruntime session now."""
-        self._model()
-
-    def _model(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                self._session = self._open()
-            return self._session
+        self.session.get()
 
     def _open(self) -> Any:
         path = self._path
@@ -456,12 +453,11 @@ class YamnetTagger:
 
     def _run(self, patches: np.ndarray, first: int) -> AudioFrames:
         n = len(patches)
-        session = self._model()
         scores = np.empty((n, NUM_CLASSES), dtype=np.float32)
         embeddings = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
         for lo in range(0, n, _BATCH):
             batch = patches[lo : lo + _BATCH, None]
-            scores[lo : lo + _BATCH], embeddings[lo : lo + _BATCH] = session.run(
+            scores[lo : lo + _BATCH], embeddings[lo : lo + _BATCH] = self.session.run(
                 None, {"log_mel": batch}
             )
         start = (first + np.arange(n)) * FRAME_HOP
