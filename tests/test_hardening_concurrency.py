@@ -125,3 +125,24 @@ def test_a_second_writer_in_the_same_process_gets_the_busy_error(tmp_path: Path)
         with lib._writing():
             with pytest.raises(IndexBusyError, match="wait for it to finish"):
                 other.index([tmp_path / "media"])
+
+
+def test_a_new_catalog_waits_for_another_process_that_opened_it_first(tmp_path: Path) -> None:
+    """Two runs creating one index: switching the catalog to WAL needs the file to itself, and
+    while the other run holds a write lock SQLite refuses at once (no busy wait: it would be a
+    deadlock between two lock upgrades). CI hit it once in ~60 racing runs."""
+    import sqlite3
+
+    from mmsearch.store.catalog import Catalog
+
+    path = tmp_path / "catalog.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other run, writing before it switched to WAL
+    threading.Timer(0.5, other.rollback).start()
+    catalog = Catalog(path)
+    try:
+        assert catalog.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert catalog.schema_version() > 0
+    finally:
+        catalog.close()
+        other.close()

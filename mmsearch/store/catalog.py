@@ -339,9 +339,25 @@ class Catalog:
                     self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 self._check_version()
             else:
-                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    db.enable_wal()
+                self._enable_wal()
                 self._migrate()
+
+    def _enable_wal(self) -> None:
+        """Switch a new catalog to WAL, waiting for other processes that opened it meanwhile.
+
+        The switch needs the file to itself. While another connection holds the write lock,
+        SQLite refuses it at once instead of calling the busy handler (two connections upgrading
+        their locks could wait for each other forever), so a second run creating the same index
+        failed with "database is locked". Wait here instead, as long as `busy_timeout` would,
+        re-reading the mode: the other run may have switched it already."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self.db.enable_wal()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in _sqlite_message(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- connections --------------------------------------------------------------------------
 
