@@ -11,7 +11,7 @@ import pytest
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
-from mmsearch.query.rerank import RERANK, Reranker, TunedAdapter, content_words
+from mmsearch.query.rerank import REGION_WEIGHT, RERANK, Reranker, TunedAdapter, content_words
 from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
 
 WORDS = ["dog", "ball", "grass", "car", "street", "sky"]
@@ -220,3 +220,55 @@ def test_the_tuned_adapter_matches_the_querys_words_as_well_as_the_whole_query(
     monkeypatch.setattr(rerank, "ADAPTER_WORD_SHARE", 0.0)
     whole_only = adapted()
     assert whole_only[sky] > whole_only[both] > whole_only[dog]
+
+
+def test_an_images_wider_label_mix_stands_in_for_the_first_stage_in_the_rerank(catalog: Catalog) -> None:
+    """Regions equal for all, first stage wrong: the whole image's stored wider mix decides;
+    records without one (older indexes) keep the first stage's order."""
+
+    def codes(image_word: str | None) -> RegionCodes:
+        ids = np.array([[WORDS.index("sky")]] * 8)
+        image = None if image_word is None else (np.array([WORDS.index(image_word)]), np.ones(1))
+        return RegionCodes.from_label_topk(ids, np.ones_like(ids, dtype=np.float32), image=image)
+
+    record = codes("dog")
+    assert record.label_topk()[0].shape == (8, 1)
+    assert record.image_topk()[0].tolist() == [WORDS.index("dog")]
+    assert codes(None).image_topk() is None
+    query = WordEncoder().embed_texts(["dog"])[0]
+    for stored, expected_first in (("new", "dog"), ("old", "car")):
+        names = ["car", "sky", "dog"]
+        items = {n: add_item(catalog, f"{stored}-{n}", codes(n if stored == "new" else None)) for n in names}
+        first = [(items[n], 0.6 - i / 10, {}) for i, n in enumerate(names)]
+        ranked = Reranker(catalog, WordEncoder).rerank("dog", query, first)
+        by_item = {item: name for name, item in items.items()}
+        assert by_item[ranked[0][0]] == expected_first
+
+
+def test_the_wider_mix_reorders_images_among_themselves_but_keeps_their_footing_against_sounds(
+    catalog: Catalog,
+) -> None:
+    """In a list that mixes a sound (no regions) with photos, the wider mix reorders the
+    photos, and the photos as a group keep the mean score the first stage gave them."""
+    sky_regions = np.array([[WORDS.index("sky")]] * 8)
+
+    def photo(name: str) -> int:
+        codes = RegionCodes.from_label_topk(
+            sky_regions, np.ones_like(sky_regions, dtype=np.float32),
+            image=(np.array([WORDS.index(name)]), np.ones(1)),
+        )
+        return add_item(catalog, name, codes)
+
+    sound = add_item(catalog, "bark", None)
+    photos = {name: photo(name) for name in ("car", "sky", "dog")}
+    first = [(sound, 0.9, {})] + [(photos[n], 0.5 - i / 10, {}) for i, n in enumerate(photos)]
+    query = WordEncoder().embed_texts(["dog"])[0]
+    ranked = Reranker(catalog, WordEncoder).rerank("dog", query, first)
+    order = [item for item, _, _ in ranked]
+    assert order[0] == sound and order[1] == photos["dog"]
+    score = {item: value for item, value, _ in ranked}
+    # Rescored as first-stage mean + spread * fused / (1 + region weight); the photos' fused
+    # values keep their first-stage mean (the regions, all sky, add nothing), so:
+    mean_first = np.mean([0.9, 0.5, 0.4, 0.3])
+    expected = mean_first + (np.mean([0.5, 0.4, 0.3]) - mean_first) / (1 + REGION_WEIGHT)
+    assert np.isclose(np.mean([score[i] for i in photos.values()]), expected)

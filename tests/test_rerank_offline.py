@@ -10,7 +10,7 @@ from PIL import Image
 
 from mmsearch import Library
 from mmsearch.config import Settings
-from mmsearch.query.rerank import RERANK
+from mmsearch.query.rerank import RERANK, WIDER
 
 skimage_data = pytest.importorskip("skimage.data")
 pytestmark = pytest.mark.models
@@ -31,11 +31,15 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "index"
 
 
-def test_every_photo_gets_its_regions_in_3_kb(indexed: Path) -> None:
+def test_every_photo_gets_its_regions_and_its_wider_mix_in_3_kb(indexed: Path) -> None:
     with Library.open(indexed, create=False, readonly=True) as lib:
         rows = lib._catalog.db.execute("SELECT count, width, length(data) FROM regions").fetchall()
+        ids = [row[0] for row in lib._catalog.db.execute("SELECT item_id FROM regions")]
+        codes = lib._catalog.item_regions(ids)
     assert len(rows) == len(PHOTOS)  # photos only: the note has none
-    assert all(row == (81, 10, 81 * 10 * 4) for row in rows)  # Lite2: 9 x 9 cells, top-10
+    # Lite2: 9 x 9 cells, top-10; then the whole image's top 50.
+    assert all(row == (81, 10, (81 * 10 + 50) * 4) for row in rows)
+    assert all(len(c.image_topk()[0]) == 50 for c in codes.values())
 
 
 @pytest.mark.parametrize(("query", "expected"), [("a cat on a rug", "cat.jpg"), ("a cup of coffee", "coffee.png")])
@@ -45,7 +49,7 @@ def test_reranked_search_keeps_the_right_photo_first_and_shows_its_region_score(
     with Library.open(indexed, create=False, readonly=True) as lib:
         hits = lib.search(query, k=3, kinds=["image"], min_score=-1)
     assert Path(hits[0].path).name == expected
-    assert all(RERANK in hit.scores for hit in hits)
+    assert all(RERANK in hit.scores and WIDER in hit.scores for hit in hits)
     assert hits[0].scores[RERANK] == max(hit.scores[RERANK] for hit in hits)
 
 
