@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmsearch import Library
+from mmsearch import Library, tune
 from mmsearch.errors import QueryError
-from mmsearch.tune import csv_captions, embedded_caption, markdown_captions, sidecar_caption
+from mmsearch.tune import (
+    csv_captions,
+    embedded_caption,
+    markdown_captions,
+    sidecar_caption,
+    sign_test,
+)
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
 PLACES = {"left": 2, "middle": 26, "right": 52}
@@ -190,3 +196,26 @@ def test_the_ridge_adapter_maps_unseen_images_next_to_their_captions() -> None:
 
     assert top1(0.05, owners[train]) > 0.5  # chance is 0.01
     assert top1(0.05, rng.permutation(owners[train])) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("gained", "lost", "p"),
+    [(0, 0, 1.0), (1, 0, 0.5), (3, 1, 0.3125), (5, 0, 0.03125), (20, 8, 0.0178), (8, 20, 0.9937)],
+)
+def test_the_sign_test_counts_only_captions_whose_top_1_changed(gained: int, lost: int, p: float) -> None:
+    unchanged = [0] * 7 + [3] * 9  # right or wrong both times: no evidence either way
+    before = [4] * gained + [0] * lost + unchanged
+    after = [0] * gained + [2] * lost + unchanged
+    assert sign_test(before, after) == pytest.approx(p, abs=1e-4)
+
+
+def test_a_gain_chance_could_explain_changes_nothing(striped_library, monkeypatch) -> None:
+    """The same real gain as above, held to a bar it cannot pass: nothing is turned on or
+    written, and the report says the gain could be chance."""
+    lib, captions, _ = striped_library
+    monkeypatch.setattr(tune, "GATE_P", 1e-12)
+    report = lib.tune(captions)
+    assert not report.enabled
+    assert max(got["R@1"] for got in report.tried.values()) > report.before["R@1"]
+    assert "chance" in report.reason and "p = " in report.reason, report.reason
+    assert not (lib.path / "rerank.npz").exists()
