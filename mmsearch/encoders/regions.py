@@ -17,8 +17,9 @@ import numpy as np
 
 LABEL_TOPK = "label-topk-v1"
 """Format: per region, the ids (uint16) and weights (float16) of its top-k label classes;
-optionally followed by the whole image's own top classes (ids, then weights) in a wider mix
-(see `image_topk`). Records without that tail (indexes built before it) read as before."""
+optionally followed by the whole image's broader label mix (ids, then weights; see `image_topk`
+and the offline model's `IMAGE_CODES_WIDE_SHARE`). Records without that tail (indexes built
+before it) read as before."""
 
 
 @dataclass(frozen=True)
