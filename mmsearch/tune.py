@@ -82,6 +82,8 @@ ADAPTER_STRENGTHS = (5.0, 15.0, 50.0)
 HEAD_EPOCHS = 4
 """Epochs of the head: on flickr8k_1k (one fold, 1,344 captions) 4 epochs gave held-out R@1
 .126 against .114 after 8 (zero-shot .122): it overfits soon."""
+NO_ADAPTER = tuple(np.zeros(0, np.float32) for _ in range(4))
+"""`TunedAdapter`'s arrays when no adapter is on (mean, scale, matrix, bias)."""
 _MD_IMAGE = re.compile(r'!\[([^\]]*)\]\(\s*(?:<([^>]+)>|([^)\s]+))(?:\s+"[^"]*")?\s*\)')
 _XMP_DESCRIPTION = re.compile(
     rb"<dc:description>.*?<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL | re.IGNORECASE
@@ -416,9 +418,7 @@ class Tuner:
                 )
                 for r in judged:
                     candidates = [item for item, _, _ in scored[r][0]]
-                    adapted[strength][r] = scorer.scores(
-                        captions[r].text, texts[r], candidates
-                    ).get(ADAPTED)
+                    adapted[strength][r] = scorer.adapter_scores(captions[r].text, texts[r], candidates)
         targets = [all_items[o] for o in owners]
 
         def ranks(
@@ -459,9 +459,9 @@ class Tuner:
         report.weight = weight
 
         if head_weight is not None:  # judged on fold 0, next to the adapter chosen above
-            with_head = TunedAdapter(*fit_adapter(vis, texts[train_rows], owners[train_rows],
-                                                  strength=strength),
-                                     weight=0.0, region_weight=REGION_WEIGHT, head=HeadScorer(staged))
+            # The head alone: the adapter's part comes from `adapted`, as for the other settings.
+            with_head = TunedAdapter(*NO_ADAPTER, weight=0.0, region_weight=REGION_WEIGHT,
+                                     head=HeadScorer(staged))
             probe = Reranker(self.catalog, self._encoder, top_n=self.top_n, adapter=with_head)
             headed = [self._scored(probe, captions[r].text, texts[r], first[r], all_items) for r in held_rows]
             without = ranks(held_rows, [scored[r] for r in held_rows], strength, weight, REGION_WEIGHT)
@@ -492,7 +492,7 @@ class Tuner:
         if report.adapter:
             adapter_parts = fit_adapter(vis, texts, owners, strength=strength)
         else:
-            adapter_parts = tuple(np.zeros(0, np.float32) for _ in range(4))
+            adapter_parts = NO_ADAPTER
         adapter = TunedAdapter(
             *adapter_parts, weight=report.weight,
             region_weight=float(head_weight) if report.head else REGION_WEIGHT,

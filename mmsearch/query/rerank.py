@@ -62,7 +62,7 @@ REGION_WEIGHT = 1.0
 Measured on flickr8k_1k and coco_mini (scripts/eval_retrieval.py): 0.5 and 2 were worse."""
 ADAPTER_WORD_SHARE = 0.5
 """Weight of the query's words, each matched to the adapted image, next to the whole query in
-the adapter's score (see `Reranker._adapter_scores`); chosen on flickr8k_1k folds."""
+the adapter's score (see `Reranker.adapter_scores`); chosen on flickr8k_1k folds."""
 WEIGHTS_FILE = "rerank.npz"
 PROVENANCE_FILE = "rerank.json"
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
@@ -296,7 +296,7 @@ class Reranker:
                 if regions is not None:
                     parts[RERANK] = regions
             if self.adapter is not None and self.adapter.adapts and query_vector is not None:
-                adapted = self._adapter_scores(text, query_vector, items)
+                adapted = self.adapter_scores(text, query_vector, items)
                 if adapted is not None:
                     parts[ADAPTED] = adapted
         return parts
@@ -359,11 +359,11 @@ class Reranker:
             raw[item] = float(best.mean())
         return raw
 
-    def _adapter_scores(
+    def adapter_scores(
         self, text: str, query_vector: np.ndarray, items: Sequence[int]
     ) -> tuple[np.ndarray, dict[int, float]] | None:
         """(z-scored adapter score per candidate, the adapted image's cosine with the query
-        per item). The score adds to the whole query's z-scored cosine `ADAPTER_WORD_SHARE`
+        per item): the `ADAPTED` part of `scores`, alone (`tune` judges adapters with it). The score adds to the whole query's z-scored cosine `ADAPTER_WORD_SHARE`
         times the z-scored mean cosine of the query's content words (in the bridge's template,
         as for regions) with the adapted image: on flickr8k_1k (5 folds over images, ridge
         adapter at strength 5) held-out R@1 .137 -> .151 and R@10 .479 -> .507."""
