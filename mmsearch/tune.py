@@ -46,6 +46,7 @@ import numpy as np
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.encoders.regions import LABEL_TOPK
 from mmsearch.errors import QueryError
+from mmsearch.media.kinds import IMAGE
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.query.rerank import (
@@ -553,7 +554,7 @@ class Tuner:
         decoded = [codes[i].label_topk() for i in items]
         region_ids = np.stack([ids for ids, _ in decoded])
         region_weights = np.stack([w for _, w in decoded])
-        template = str(encoder.spec.options.get("bridge_template", "{name}"))
+        template = encoder.word_template(IMAGE)
         words = [content_words(captions[r].text) for r in rows]
         keep = np.array([bool(w) for w in words])
         # Candidates among the training images only (an image seen only as a negative is

@@ -80,13 +80,8 @@ def export_rclip_models(checkpoint: Path, datadir: Path) -> None:
     import open_clip.tokenizer
     import torch
 
-    from mmsearch.encoders.openclip_export import (
-        FIDELITY,
-        FullTextTower,
-        ImageTower,
-        export_onnx,
-        least_cosine,
-    )
+    from mmsearch.encoders.openclip_export import FIDELITY, FullTextTower, export_onnx, least_cosine
+    from mmsearch.encoders.openclip_torch import ImageTower
 
     model, _, transform = open_clip.create_model_and_transforms(ARCH, pretrained=str(checkpoint))
     model.eval()
@@ -99,7 +94,7 @@ def export_rclip_models(checkpoint: Path, datadir: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     # rclip feeds "input" and reads the first output; its text input is the full 77 tokens.
     export_onnx(FullTextTower(model), tokens, target / "textual.onnx", "input", {0: "batch"})
-    export_onnx(ImageTower(model), pixels, target / "visual.onnx", "input", {0: "batch"})
+    export_onnx(ImageTower(model, patches=False), pixels, target / "visual.onnx", "input", {0: "batch"})
     tok_dir = datadir / "tokenizer"
     tok_dir.mkdir(exist_ok=True)
     shutil.copyfile(open_clip.tokenizer.default_bpe(), tok_dir / "bpe_simple_vocab_16e6.txt.gz")

@@ -35,6 +35,10 @@ The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
               the rerank's added latency per query
     rerank    the same four stages for coco_mini and tuxpaint (rerank_coco, rerank_tuxpaint:
               one of them)
+    rerank_sounds  esc50 label and tuxpaint sound caption queries, reranker off and on
+              (words matched to each sound's windows and transcript chunks)
+    rerank_notes   one note per coco_mini photo (4 of its captions) found by its fifth
+              caption, reranker off and on (words matched to each note's chunks)
 
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
 zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
@@ -79,7 +83,7 @@ from mmsearch.query.parse import parse_text
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DATASETS = ("coco", "tuxpaint", "cifar10", "neardup", "esc50", "fsdd", "tuxpaint_sounds", "mixed",
-            "flickr8k", "rerank", "rerank_coco", "rerank_tuxpaint")
+            "flickr8k", "rerank", "rerank_coco", "rerank_tuxpaint", "rerank_sounds", "rerank_notes")
 ALIASES = {"coco_mini": "coco", "cifar": "cifar10", "tux": "tuxpaint", "esc": "esc50",
            "tux_sounds": "tuxpaint_sounds", "flickr8k_1k": "flickr8k", "flickr": "flickr8k"}
 TARGET_MODEL = "offline-default"
@@ -870,6 +874,81 @@ def eval_rerank_tuxpaint(args: argparse.Namespace) -> list[Result]:
     return eval_staged("tuxpaint", tux, read_manifest(tux / "images_manifest.csv"), args)
 
 
+def rerank_on_off(
+    label: str, index: Path, report: dict[str, Any], command: str,
+    relevant: dict[str, set[str]], kinds: Sequence[str], notes: list[str],
+) -> list[Result]:
+    """R@1/5/10 and mAP@50 of `relevant`'s queries with the reranker off, then on (k = 50,
+    kind-filtered), on one index; the settings alternate per query, so a busy machine slows
+    both alike."""
+    queries = list(relevant)
+    stages = {"off": staged_library(index, False), "on": staged_library(index, True)}
+    rankings: dict[str, list[list[str]]] = {stage: [] for stage in stages}
+    times: dict[str, list[float]] = {stage: [] for stage in stages}
+    items = sum(n for kind, n in stages["off"].stats().items.items() if kind in kinds)
+    try:
+        for query in queries:
+            for stage, lib in stages.items():
+                started = time.perf_counter()
+                hits = lib.search(query, k=STAGE_K, min_score=-1, kinds=kinds)
+                times[stage].append(1000 * (time.perf_counter() - started))
+                rankings[stage].append([real(h.path) for h in hits])
+    finally:
+        for lib in stages.values():
+            lib.close()
+    wanted = [relevant[q] for q in queries]
+    return [
+        Result(f"{label} {title}", len(queries), staged_metrics(rankings[stage], wanted, {}, stage),
+               items, report, statistics.median(times[stage]), command, notes if stage == "off" else [])
+        for stage, title in (("off", "first stage"), ("on", "+ zero-shot rerank"))
+    ]
+
+
+def eval_rerank_sounds(args: argparse.Namespace) -> list[Result]:
+    """The reranker on sounds (each word matched to its best window or transcript chunk):
+    ESC-50 label queries and tuxpaint sound captions, reranker off and on."""
+    esc = args.data / "esc50"
+    esc_label = labelled(esc, read_manifest(esc / "manifest.csv"), "label")
+    index, report, command = build_index("esc50", [esc], args)
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for path, label in esc_label.items():
+        relevant[sound_query(label)].add(path)
+    results = rerank_on_off("esc50 label->sound", index, report, command, relevant, AUDIO,
+                            [f'queries "{SOUND_TEMPLATE}"; relevant = the label\'s clips'])
+    tux = args.data / "tuxpaint"
+    caption_of = labelled(tux, read_manifest(tux / "sounds_manifest.csv"), "caption")
+    index, report, command = build_index("tuxpaint", [tux], args)
+    relevant = defaultdict(set)
+    for path, caption in caption_of.items():
+        relevant[caption].add(path)
+    return results + rerank_on_off("tuxpaint_sounds caption->sound", index, report, command,
+                                   relevant, AUDIO, ["relevant = every sound with the caption"])
+
+
+def eval_rerank_notes(args: argparse.Namespace) -> list[Result]:
+    """The reranker on documents (each word matched to its best chunk): one Markdown note per
+    coco_mini photo holding four of its captions, found by its fifth. The notes are written
+    into the work folder (made from the data at run time, never kept in the repository)."""
+    coco = args.data / "coco_mini"
+    by_photo: dict[str, list[str]] = defaultdict(list)
+    for row in read_manifest(coco / "manifest.csv"):
+        by_photo[row["path"]].append(row["caption"])
+    notes_dir = args.work / "coco_notes-src"
+    notes_dir.mkdir(parents=True, exist_ok=True)
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for photo, captions in sorted(by_photo.items()):
+        if len(captions) < 2:
+            continue
+        note = notes_dir / f"{Path(photo).stem}.md"
+        text = "\n\n".join(captions[1:]) + "\n"
+        if not note.is_file() or note.read_text() != text:
+            note.write_text(text)
+        relevant[captions[0]].add(real(note))
+    index, report, command = build_index("coco_notes", [notes_dir], args)
+    return rerank_on_off("coco_mini notes caption->note", index, report, command, relevant, ["text"],
+                         ["one note per photo (its captions 2-5), query = its first caption"])
+
+
 def eval_rerank(args: argparse.Namespace) -> list[Result]:
     """The staged report for coco_mini and tuxpaint (flickr8k_1k has its own entry)."""
     return eval_rerank_coco(args) + eval_rerank_tuxpaint(args)
@@ -888,6 +967,8 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], Result | list[Result]]] = {
     "rerank": eval_rerank,
     "rerank_coco": eval_rerank_coco,
     "rerank_tuxpaint": eval_rerank_tuxpaint,
+    "rerank_sounds": eval_rerank_sounds,
+    "rerank_notes": eval_rerank_notes,
 }
 
 

@@ -106,6 +106,53 @@ def test_exported_towers_match_open_clip_on_real_photos_and_captions(onnx_encode
         assert _cosines(got, want).min() >= FIDELITY
 
 
+def _pooled_4x4(tokens: np.ndarray) -> np.ndarray:
+    """open_clip's projected patch tokens `(n, 49, d)` averaged over the 4 x 4 cells of a 7 x 7
+    grid (rows and columns 0-1, 1-3, 3-5, 5-6), unit rows: what the reranker should store."""
+    grid = tokens.reshape(len(tokens), 7, 7, -1)
+    spans = ((0, 2), (1, 4), (3, 6), (5, 7))
+    cells = np.stack([grid[:, a:b, c:d].mean(axis=(1, 2)) for a, b in spans for c, d in spans], 1)
+    return cells / np.linalg.norm(cells, axis=2, keepdims=True)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_image_regions_are_open_clips_patch_tokens_through_its_projection(
+    backend: str, onnx_encoder, torch_model, checkpoint: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The reranker's regions for an OpenCLIP model: each photo's patch tokens (after the
+    tower's final norm) through the model's projection, pooled 7 x 7 -> 4 x 4 and kept in
+    8 bits; the same from the ONNX export and from torch, next to unchanged image vectors."""
+    import torch
+
+    from mmsearch.encoders.regions import PATCH_INT8
+
+    model, transform, _ = torch_model
+    photos = _photos()
+    pixels = torch.stack([transform(p) for p in photos])
+    with torch.inference_mode():
+        model.visual.output_tokens = True
+        try:
+            pooled, tokens = model.visual(pixels)
+        finally:
+            model.visual.output_tokens = False
+        want = _pooled_4x4((tokens @ model.visual.proj).numpy())
+    if backend == "torch":
+        monkeypatch.setenv("MMSEARCH_OPENCLIP_BACKEND", "torch")
+        encoder = load_encoder(resolve_model(f"open_clip:{SMALL_ARCH}@{checkpoint}"), cache_dir=cache)
+        assert encoder.export_dir is None
+    else:
+        encoder = onnx_encoder
+    vectors, regions = encoder.embed_images_with_regions([encoder.prepare_image(p) for p in photos])
+    assert _cosines(vectors["semantic"], pooled.numpy()).min() >= FIDELITY
+    for codes, cells in zip(regions, want):
+        assert codes.format == PATCH_INT8 and (codes.count, codes.width) == (16, cells.shape[1])
+        got = encoder.region_vectors(codes)
+        assert _cosines(got, cells).min() > 0.999  # 8-bit rounding only
+    # A photo's regions differ from one another (a constant grid would make the rerank moot).
+    cross = got @ got.T
+    assert cross[~np.eye(16, dtype=bool)].min() < 0.999
+
+
 def test_tokenizer_gives_open_clip_ids(onnx_encoder, torch_model):
     from mmsearch.encoders.clip_tokenizer import ClipTokenizer
 

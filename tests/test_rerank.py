@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
-from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
+from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8, RegionCodes, pooled_patches
 from mmsearch.query.rerank import REGION_WEIGHT, RERANK, Reranker, TunedAdapter, content_words
 from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
 
@@ -38,6 +38,8 @@ class WordEncoder(Encoder):
         return l2_normalise(rows)
 
     def region_vectors(self, codes):
+        if codes.format != LABEL_TOPK:
+            return super().region_vectors(codes)
         ids, weights = codes.label_topk()
         out = np.zeros((len(ids), len(WORDS)), np.float32)
         for r, (row_ids, row_w) in enumerate(zip(ids, weights)):
@@ -76,6 +78,82 @@ def test_region_codes_round_trip_in_3_kb_for_81_regions() -> None:
     back_ids, back_weights = codes.label_topk()
     assert np.array_equal(back_ids, ids)
     assert np.allclose(back_weights, weights, atol=1e-3)
+
+
+def test_patch_vectors_keep_their_direction_in_8_bits() -> None:
+    rng = np.random.default_rng(2)
+    vectors = l2_normalise(rng.normal(size=(16, 512)))
+    codes = RegionCodes.from_vectors(vectors)
+    assert codes.format == PATCH_INT8 and len(codes.data) == 16 * (512 + 2)
+    back = codes.vectors()
+    assert np.min(np.sum(back * vectors, axis=1)) > 0.999
+    with pytest.raises(ValueError, match="expected"):
+        RegionCodes(PATCH_INT8, 2, 4, b"\x00" * 5).vectors()
+
+
+def test_patch_grids_pool_into_at_most_4_by_4_regions() -> None:
+    """7 x 7 patches (ViT-B/32 at 224) pool into 16 overlapping cells; a 3 x 3 grid stays 9."""
+    tokens = np.zeros((1, 49, len(WORDS)), np.float32)
+    tokens[0, :, WORDS.index("sky")] = 1.0
+    tokens[0, 0, :] = 0.0
+    tokens[0, 0, WORDS.index("dog")] = 1.0  # the top-left patch only
+    regions = pooled_patches(tokens)[0]
+    assert regions.count == 16
+    vectors = regions.vectors()
+    dog = vectors[:, WORDS.index("dog")]
+    # Only the top-left cell (rows and columns 0-1) holds the dog patch: 1 of its 4 patches.
+    assert dog[0] > 0.3 and np.allclose(dog[1:], 0.0)
+    assert pooled_patches(np.ones((2, 9, 8), np.float32))[1].count == 9
+    with pytest.raises(ValueError, match="square"):
+        pooled_patches(np.ones((1, 10, 8), np.float32))
+
+
+def test_an_image_stored_as_patch_vectors_is_reranked_by_them(catalog: Catalog) -> None:
+    def patches(*words: str) -> RegionCodes:
+        return RegionCodes.from_vectors(WordEncoder().embed_texts(list(words) + ["sky"] * (4 - len(words))))
+
+    sky = add_item(catalog, "sky", patches())
+    car = add_item(catalog, "car", patches("car"))
+    dog = add_item(catalog, "dog", patches("dog", "ball"))
+    first = [(sky, 0.6, {}), (dog, 0.55, {}), (car, 0.5, {})]
+    ranked = Reranker(catalog, WordEncoder).rerank("dog ball", None, first)
+    assert ranked[0][0] == dog and RERANK in ranked[0][2]
+
+
+def add_rows(catalog: Catalog, name: str, kind: str, *rows: str) -> int:
+    """A sound or a document whose `semantic` rows (windows, chunks) show the words given."""
+    facts = ItemFacts(path=f"/media/{name}", root="/media", kind=kind, size=1, mtime_ns=1, hash=name)
+    item, _, _ = catalog.write_item(facts, {SEMANTIC: WordEncoder().embed_texts(list(rows))})
+    return item
+
+
+def test_sounds_and_documents_are_reranked_by_their_windows_and_chunks_within_their_kind(
+    catalog: Catalog,
+) -> None:
+    """A sound whose windows hold every word of the query rises above sounds holding fewer;
+    documents likewise by their chunks; and each kind keeps its standing against the others:
+    its mean score is what the first stage gave it, as the region scores are z-scored per kind."""
+    sounds = [add_rows(catalog, f"s{i}.wav", "audio", *rows)
+              for i, rows in enumerate((["sky"], ["dog", "sky"], ["dog", "sky", "ball"]))]
+    notes = [add_rows(catalog, f"n{i}.md", "text", *rows)
+             for i, rows in enumerate((["car street"], ["dog ball", "car"]))]
+    photos = [add_item(catalog, name, regions_showing(name)) for name in ("car", "dog")]
+    first = [(sounds[1], 0.9, {}), (sounds[2], 0.85, {}), (notes[0], 0.8, {}), (notes[1], 0.75, {}),
+             (photos[0], 0.7, {}), (photos[1], 0.65, {}), (sounds[0], 0.6, {})]
+    ranked = Reranker(catalog, WordEncoder).rerank("dog ball", None, first)
+    order = [item for item, _, _ in ranked]
+    assert order.index(sounds[2]) < order.index(sounds[1]) < order.index(sounds[0])
+    assert order.index(notes[1]) < order.index(notes[0])
+    assert order.index(photos[1]) < order.index(photos[0])
+    score = {item: value for item, value, _ in ranked}
+    first_score = {item: value for item, value, _ in first}
+    mean_first = np.mean(list(first_score.values()))
+    for group in (sounds, notes, photos):
+        before = np.mean([first_score[i] for i in group])
+        # Rescored as mean + spread * (first z + region z) / (1 + weight); region z averages 0
+        # within the group, so the group's mean moves only by the shrink of the first stage's.
+        expected = mean_first + (before - mean_first) / (1 + REGION_WEIGHT)
+        assert np.isclose(np.mean([score[i] for i in group]), expected)
 
 
 def test_region_codes_reject_what_they_cannot_hold() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmsearch.encoders.regions import RegionCodes
+from mmsearch.encoders.regions import PATCH_INT8, RegionCodes
 
 SEMANTIC = "semantic"
 """Images and text documents mapped into the text encoder's space; answers text queries."""
@@ -87,7 +87,7 @@ class ModelSpec:
         return {"name": self.name, "family": self.family, "options": dict(self.options)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ModelSpec":
+    def from_json(cls, data: Mapping[str, Any]) -> ModelSpec:
         return cls(name=data["name"], family=data["family"], options=dict(data.get("options", {})))
 
     def identity(self) -> dict[str, Any]:
@@ -136,8 +136,17 @@ class Encoder(ABC):
 
     def region_vectors(self, codes: RegionCodes) -> np.ndarray | None:
         """Unit vectors `(regions, dim)` in `semantic` for stored regions, or None when this
-        model cannot read that format (the reranker then leaves the item as it ranked)."""
+        model cannot read that format (the reranker then leaves the item as it ranked).
+        Records of vectors (`PATCH_INT8`) read as they are: the model that stored them made
+        them in its own `semantic` space."""
+        if codes.format == PATCH_INT8 and codes.count > 0:
+            return codes.vectors()
         return None
+
+    def word_template(self, kind: str) -> str:
+        """How a single query word is written before the text tower embeds it, to be matched
+        with the regions of an item of `kind` (see `query/rerank.py`): `{name}` is the word."""
+        return "{name}"
 
     def region_similarities(
         self, regions: Sequence[RegionCodes], texts: np.ndarray

@@ -23,6 +23,7 @@ from mmsearch.encoders.base import (
     Encoder,
     ModelSpec,
 )
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import MmsearchError
 
 AUDIO_TEXT = "semantic-audio"
@@ -107,6 +108,24 @@ class CompositeEncoder(Encoder):
             # appearance vectors only (images are found by text through the first part then).
             vectors.pop(SEMANTIC, None)
         return vectors
+
+    def embed_images_with_regions(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
+        if self._vision is not self._text:  # its regions would not be in `semantic` either
+            return self.embed_images(batch), [None] * len(batch)
+        return self._vision.embed_images_with_regions(batch)
+
+    def region_vectors(self, codes: RegionCodes) -> np.ndarray | None:
+        return self._text.region_vectors(codes)
+
+    def region_similarities(
+        self, regions: Sequence[RegionCodes], texts: np.ndarray
+    ) -> list[np.ndarray | None]:
+        return self._text.region_similarities(regions, texts)
+
+    def word_template(self, kind: str) -> str:
+        return self._text.word_template(kind)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self._text.embed_texts(texts)

@@ -57,6 +57,7 @@ from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, 
 from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
 from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
+from mmsearch.media.kinds import IMAGE
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +292,11 @@ class OfflineEncoder(Encoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """MiniLM embeddings `(n, 384)`, unit rows; texts beyond 256 tokens are truncated."""
         return self._text.embed(texts)
+
+    def word_template(self, kind: str) -> str:
+        """Image regions mix label texts written in the bridge's template, so query words are
+        written in it too; bare words elsewhere."""
+        return self.template if kind == IMAGE else "{name}"
 
     def max_text_words(self) -> int:
         # 256 word pieces minus [CLS]/[SEP]; English prose averages ~1.3 pieces per word.

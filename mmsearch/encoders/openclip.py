@@ -34,7 +34,9 @@ from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device
+from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError, UnknownModelError
+from mmsearch.media.kinds import IMAGE
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ BACKEND_ENV = "MMSEARCH_OPENCLIP_BACKEND"
 """`torch` forces the torch path on CPU too (for comparison, or if an export misbehaves)."""
 
 # Same value as openclip_export.EXPORT_VERSION (which imports torch, so it is not imported here).
-_EXPORT_VERSION = 1
+_EXPORT_VERSION = 2
+WORD_PROMPT = "a photo of a {name}."
+"""How a query word is written for CLIP before it is matched with an image's patch regions."""
 _IMAGE_CHUNK = 8  # images per image-tower run (memory, measured; see _Towers.images)
 _WORDS_PER_TOKEN = 0.65  # CLIP BPE: ~1.3-1.5 tokens per English word (see openclip_torch)
 
@@ -167,11 +171,30 @@ class OpenClipEncoder(Encoder):
         """`{"semantic": v, "visual": v}`: `(len(batch), dim)` float32 unit rows (one array)."""
         if self._torch is not None:
             return self._torch.embed_images(batch)
+        return self._images(batch, patches=False)[0]
+
+    def embed_images_with_regions(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
+        """`embed_images`, plus each image's patch tokens through the model's projection,
+        pooled into regions for the reranker (`regions.pooled_patches`), from the same run of
+        the tower; None for towers without patch tokens."""
+        if self._torch is not None:
+            return self._torch.embed_images_with_regions(batch)
+        return self._images(batch, patches=bool(self._meta.get("patches")))
+
+    def _images(
+        self, batch: Sequence[np.ndarray], *, patches: bool
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
         if len(batch) == 0:
             vectors = np.zeros((0, self._dim), dtype=np.float32)
-        else:
-            vectors = l2_normalise(self._towers.images(self._preprocess.normalise(np.stack(batch))))
-        return {SEMANTIC: vectors, VISUAL: vectors}
+            return {SEMANTIC: vectors, VISUAL: vectors}, []
+        features, tokens = self._towers.images(self._preprocess.normalise(np.stack(batch)), patches)
+        vectors = l2_normalise(features)
+        regions: list[RegionCodes | None] = (
+            list(pooled_patches(tokens)) if tokens is not None else [None] * len(batch)
+        )
+        return {SEMANTIC: vectors, VISUAL: vectors}, regions
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Text-tower vectors, `(len(texts), dim)` float32 unit rows; long texts are cut."""
@@ -186,6 +209,11 @@ class OpenClipEncoder(Encoder):
     def max_text_words(self) -> int:
         """Words that fit one text embedding: about 50 for CLIP's 77-token context."""
         return max(8, int((self._context_length - 2) * _WORDS_PER_TOKEN) + 1)
+
+    def word_template(self, kind: str) -> str:
+        """CLIP's own prompt for a single word matched with image regions (its zero-shot
+        ImageNet prompts); bare words elsewhere."""
+        return WORD_PROMPT if kind == IMAGE else "{name}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +324,9 @@ class _Towers:
             tokens = self._tokenizer.trim(tokens)
         return np.asarray(self._text(tokens), dtype=np.float32)
 
-    def images(self, pixels: np.ndarray) -> np.ndarray:
+    def images(self, pixels: np.ndarray, patches: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image embeddings `(n, dim)` and, with `patches`, the patch tokens through the
+        projection `(n, patches, dim)` (an export made with them: meta `patches`)."""
         # One example image: open fast (no weight prepacking). Batches (indexing): prepacked
         # weights run ~25 % faster, worth the extra second at load.
         batched = len(pixels) > 1
@@ -308,12 +338,15 @@ class _Towers:
             image = self._image
         # onnxruntime's working memory grows with the batch (ViT-B-32 at 256 px: peak 520 MB at
         # 8 images, 870 MB at 32) while images per second do not: run ingest's batches in 8s.
-        return np.concatenate(
-            [
-                np.asarray(image.run(None, {"pixels": pixels[i : i + _IMAGE_CHUNK]})[0], dtype=np.float32)
-                for i in range(0, len(pixels), _IMAGE_CHUNK)
-            ]
-        )
+        outputs = ["features", "patches"] if patches else ["features"]
+        runs = [
+            image.run(outputs, {"pixels": pixels[i : i + _IMAGE_CHUNK]})
+            for i in range(0, len(pixels), _IMAGE_CHUNK)
+        ]
+        features = np.concatenate([np.asarray(run[0], dtype=np.float32) for run in runs])
+        if not patches:
+            return features, None
+        return features, np.concatenate([np.asarray(run[1], dtype=np.float32) for run in runs])
 
     def _int8_tower(self) -> str:
         """The image tower with 8-bit weights (dynamic quantisation of its matrix products),

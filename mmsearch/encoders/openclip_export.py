@@ -28,18 +28,23 @@ import numpy as np
 
 from mmsearch.encoders.clip_text_numpy import NumpyTextTower, write_weights
 from mmsearch.encoders.onnx_cache import quiet_export
+from mmsearch.encoders.openclip_torch import ImageTower
 from mmsearch.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # Bump when the exported files change meaning, so cached exports are made again.
-EXPORT_VERSION = 1
+# 2: the image tower also gives its patch tokens through the projection (`PATCHES`).
+EXPORT_VERSION = 2
 FIDELITY = 0.9999
 """Least cosine between an exported tower's vector and open_clip's on the same input."""
 
 META = "meta.json"
 TEXT_ONNX, IMAGE_ONNX, IMAGE_INT8_ONNX = "text.onnx", "image.onnx", "image-int8.onnx"
-MERGES = "bpe_merges.txt"  # open_clip's bpe_simple_vocab_16e6.txt.gz, decompressed
+MERGES = "bpe_merges.txt"
+FEATURES, PATCHES = "features", "patches"
+"""Output names of the image tower: the image embedding, and (ViT towers) the patch tokens
+through the model's projection (`openclip_torch.ImageTower`)."""  # open_clip's bpe_simple_vocab_16e6.txt.gz, decompressed
 
 # Captions and sizes used to check an export when the caller gives no photos of its own.
 _CHECK_CAPTIONS = (
@@ -96,9 +101,11 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
     texts = list(_CHECK_CAPTIONS)
     tokens = tokenizer(texts)
     pixels = torch.stack([preprocess(im) for im in (photos or _synthetic_photos())])
+    image_tower = ImageTower(model)
     with torch.inference_mode():
         want_text = model.encode_text(tokens).float().numpy()
         want_image = model.encode_image(pixels).float().numpy()
+        want_patches = image_tower(pixels)[1].float().numpy() if image_tower.patches else None
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -110,7 +117,8 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
         if not numpy_text:
             axes = {0: "batch", 1: "tokens"} if trimmed else {0: "batch"}
             export_onnx(text_tower, tokens, work / TEXT_ONNX, "tokens", axes)
-        export_onnx(ImageTower(model), pixels, work / IMAGE_ONNX, "pixels", {0: "batch"})
+        image_outputs = [FEATURES, PATCHES] if image_tower.patches else [FEATURES]
+        export_onnx(image_tower, pixels, work / IMAGE_ONNX, "pixels", {0: "batch"}, image_outputs)
         import open_clip.tokenizer as oc_tokenizer
 
         with gzip.open(oc_tokenizer.default_bpe()) as packed:
@@ -129,6 +137,13 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
         # Each input alone (a text at its own length) and all in one batch.
         got_text = [text_run(trim(ids[i : i + 1])) for i in range(len(ids))]
         got_image = [_run(image_session, "pixels", p[None]) for p in pixels.numpy()]
+        if want_patches is not None:  # every patch of every photo, in one batch
+            got_patches = np.asarray(image_session.run([PATCHES], {"pixels": pixels.numpy()})[0])
+            patch_fidelity = _least_cosine(
+                got_patches.reshape(-1, got_patches.shape[-1]),
+                want_patches.reshape(-1, want_patches.shape[-1]),
+                f"{arch} image tower's patch tokens",
+            )
         fidelity = {
             "text": min(
                 _least_cosine(np.concatenate(got_text), want_text, f"{arch} text tower"),
@@ -139,6 +154,8 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
                 _least_cosine(_run(image_session, "pixels", pixels.numpy()), want_image, f"{arch} image tower"),
             ),
         }
+        if want_patches is not None:
+            fidelity["patches"] = patch_fidelity
         del text_run, image_session
         meta = {
             "export_version": EXPORT_VERSION,
@@ -149,6 +166,7 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
             "dim": int(want_text.shape[1]),
             "context_length": context,
             "trim_tokens": trimmed,
+            "patches": want_patches is not None,
             "text_runtime": "numpy" if numpy_text else "onnxruntime",
             "preprocess": steps,
             "fidelity": fidelity,
@@ -218,21 +236,16 @@ class TrimmedTextTower(_module_base()):  # type: ignore[misc]
         return pooled @ projection
 
 
-class ImageTower(_module_base()):  # type: ignore[misc]
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixels: Any) -> Any:
-        return self.model.encode_image(pixels)
-
-
 # --------------------------------------------------------------------------------------------
 # Export, run, compare
 
 
-def export_onnx(module: Any, sample: Any, target: Path, name: str, axes: dict[int, str]) -> None:
-    """torch -> ONNX with the weights in a side file `<target>.data`, dynamic along `axes`.
+def export_onnx(
+    module: Any, sample: Any, target: Path, name: str, axes: dict[int, str],
+    outputs: list[str] | None = None,
+) -> None:
+    """torch -> ONNX with the weights in a side file `<target>.data`, dynamic along `axes`;
+    the module's outputs are named `outputs` (default: one, `FEATURES`).
 
     The dynamo exporter is used: the TorchScript tracer bakes the sample's batch size and
     length into nn.MultiheadAttention's reshapes.
@@ -247,7 +260,7 @@ def export_onnx(module: Any, sample: Any, target: Path, name: str, axes: dict[in
             (sample,),
             str(target),
             input_names=[name],
-            output_names=["features"],
+            output_names=outputs or [FEATURES],
             dynamic_shapes=shapes,
             opset_version=18,
             dynamo=True,
@@ -264,7 +277,7 @@ def _session(path: Path) -> Any:
 
 
 def _run(session: Any, name: str, feed: np.ndarray) -> np.ndarray:
-    return np.asarray(session.run(None, {name: feed})[0], dtype=np.float32)
+    return np.asarray(session.run([FEATURES], {name: feed})[0], dtype=np.float32)
 
 
 def least_cosine(got: np.ndarray, want: np.ndarray) -> float:

@@ -37,6 +37,7 @@ from PIL import Image
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device, intra_op_threads
 from mmsearch.encoders.hub import hub_reachable
+from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError, UnknownModelError
 
 logger = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ class TorchOpenClipEncoder(Encoder):
         self._tokenizer = self._build_tokenizer(arch)
         self._model, self._preprocess = self._build_model(arch, overrides)
         self._pil_steps, self._mean, self._std = _split_preprocess(self._preprocess)
+        self._tower = ImageTower(self._model)
         self._tokenize_lock = threading.Lock()
         self._dim = self._embed_dim(arch)
         self._context_length = int(
@@ -366,15 +368,33 @@ class TorchOpenClipEncoder(Encoder):
             `{"semantic": v, "visual": v}` with `v` of shape `(len(batch), dim)`, float32,
             unit rows (the same array under both keys).
         """
+        return self._images(batch, patches=False)[0]
+
+    def embed_images_with_regions(
+        self, batch: Sequence[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
+        """`embed_images`, plus each image's patch tokens through the model's projection,
+        pooled into regions (`regions.pooled_patches`); None for towers without patch tokens
+        (ResNets, timm towers, attention pooling)."""
+        return self._images(batch, patches=True)
+
+    def _images(
+        self, batch: Sequence[np.ndarray], *, patches: bool
+    ) -> tuple[dict[str, np.ndarray], list[RegionCodes | None]]:
         if len(batch) == 0:
             empty = np.zeros((0, self._dim), dtype=np.float32)
-            return {SEMANTIC: empty, VISUAL: empty}
+            return {SEMANTIC: empty, VISUAL: empty}, []
         pixels = torch.from_numpy(np.stack([np.asarray(a, dtype=np.float32) for a in batch]))
         pixels = pixels.to(self.device.torch_device, dtype=self._dtype)
+        tower = self._tower if patches else self._model.encode_image
         with torch.inference_mode(), self._autocast():
-            features = self._model.encode_image(pixels)
+            out = tower(pixels)
+        features, tokens = out if isinstance(out, tuple) else (out, None)
         vectors = l2_normalise(features.float().cpu().numpy())
-        return {SEMANTIC: vectors, VISUAL: vectors}
+        regions: list[RegionCodes | None] = (
+            list(pooled_patches(tokens.float().cpu().numpy())) if tokens is not None else [None] * len(batch)
+        )
+        return {SEMANTIC: vectors, VISUAL: vectors}, regions
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts with the model's text tower.
@@ -412,6 +432,43 @@ class TorchOpenClipEncoder(Encoder):
             dtype=torch.float16,
             enabled=self.device.is_cuda,
         )
+
+
+def has_patch_tokens(model: Any) -> bool:
+    """Whether the model's image tower is a plain ViT whose patch tokens, after its final norm,
+    the projection maps into the joint space as it maps the pooled token (open_clip's
+    `VisionTransformer` without attention pooling). ResNet and timm towers are not."""
+    visual = getattr(model, "visual", None)
+    return (
+        isinstance(visual, open_clip.transformer.VisionTransformer)
+        and getattr(visual, "attn_pool", None) is None
+        and getattr(visual, "pool_type", "") in ("tok", "avg")
+        and not getattr(visual, "final_ln_after_pool", False)
+        and getattr(visual, "proj", None) is not None
+    )
+
+
+class ImageTower(torch.nn.Module):
+    """`encode_image`, and where the tower has them (`has_patch_tokens`) its patch tokens
+    through the model's projection, `(batch, patches, dim)`, from the same pass: the
+    reranker's regions for OpenCLIP models. The ONNX export is made from this module."""
+
+    def __init__(self, model: Any, *, patches: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.patches = patches and has_patch_tokens(model)
+
+    def forward(self, pixels: torch.Tensor) -> Any:
+        if not self.patches:
+            return self.model.encode_image(pixels)
+        visual = self.model.visual
+        # open_clip's own switch for returning the (normed, unprojected) patch tokens too.
+        saved, visual.output_tokens = visual.output_tokens, True
+        try:
+            pooled, tokens = visual(pixels)
+        finally:
+            visual.output_tokens = saved
+        return pooled, tokens @ visual.proj
 
 
 def _split_preprocess(preprocess: Any) -> tuple[list[Any] | None, np.ndarray, np.ndarray]:
