@@ -36,9 +36,10 @@ The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
     rerank    the same four stages for coco_mini and tuxpaint (rerank_coco, rerank_tuxpaint:
               one of them)
     rerank_sounds  esc50 label and tuxpaint sound caption queries, reranker off and on
-              (words matched to each sound's windows and transcript chunks)
     rerank_notes   one note per coco_mini photo (4 of its captions) found by its fifth
-              caption, reranker off and on (words matched to each note's chunks)
+              caption, reranker off and on. The reranker leaves sounds and documents in
+              their first-stage order: matching each word to a sound's windows or a note's
+              chunks (commit 8297330) measured no gain here (see ARCHITECTURE.md)
 
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
 zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
@@ -745,6 +746,27 @@ def first_rank_paths(ranking: Sequence[str], relevant: set[str]) -> int | None:
 TUNED_FILES = ("rerank.npz", "rerank.json", "rerank-head.onnx")
 
 
+def search_stages(
+    stages: dict[str, Library], queries: Sequence[str], kinds: Sequence[str]
+) -> tuple[dict[str, list[list[str]]], dict[str, list[float]]]:
+    """Each query in every stage's library, the stages alternating per query (a busy machine
+    slows all alike): per stage, the rankings (k = STAGE_K) and the ms each search took. The
+    libraries are closed afterwards."""
+    rankings: dict[str, list[list[str]]] = {stage: [] for stage in stages}
+    times: dict[str, list[float]] = {stage: [] for stage in stages}
+    try:
+        for query in queries:
+            for stage, lib in stages.items():
+                started = time.perf_counter()
+                hits = lib.search(query, k=STAGE_K, min_score=-1, kinds=kinds)
+                times[stage].append(1000 * (time.perf_counter() - started))
+                rankings[stage].append([real(h.path) for h in hits])
+    finally:
+        for lib in stages.values():
+            lib.close()
+    return rankings, times
+
+
 def eval_staged(
     name: str, root: Path, rows: list[dict[str, str]], args: argparse.Namespace,
     targets: dict[str, float] | None = None, kinds: Sequence[str] = (),
@@ -776,18 +798,7 @@ def eval_staged(
         "keyword": staged_library(index, False),
         "zero": staged_library(index, True),
     }
-    rankings: dict[str, list[list[str]]] = {stage: [] for stage in stages}
-    times: dict[str, list[float]] = {stage: [] for stage in stages}
-    try:
-        for caption in queries:
-            for stage, lib in stages.items():
-                started = time.perf_counter()
-                hits = lib.search(caption, k=STAGE_K, min_score=-1, kinds=kinds)
-                times[stage].append(1000 * (time.perf_counter() - started))
-                rankings[stage].append([real(h.path) for h in hits])
-    finally:
-        for lib in stages.values():
-            lib.close()
+    rankings, times = search_stages(stages, queries, kinds)
     # Tuned: k folds over the images; each fold's head/adapter is learnt from the other folds'
     # captions (turned on only when tune's own held-out split shows a gain).
     images = sorted({p for ps in relevant.values() for p in ps})
@@ -883,19 +894,8 @@ def rerank_on_off(
     both alike."""
     queries = list(relevant)
     stages = {"off": staged_library(index, False), "on": staged_library(index, True)}
-    rankings: dict[str, list[list[str]]] = {stage: [] for stage in stages}
-    times: dict[str, list[float]] = {stage: [] for stage in stages}
     items = sum(n for kind, n in stages["off"].stats().items.items() if kind in kinds)
-    try:
-        for query in queries:
-            for stage, lib in stages.items():
-                started = time.perf_counter()
-                hits = lib.search(query, k=STAGE_K, min_score=-1, kinds=kinds)
-                times[stage].append(1000 * (time.perf_counter() - started))
-                rankings[stage].append([real(h.path) for h in hits])
-    finally:
-        for lib in stages.values():
-            lib.close()
+    rankings, times = search_stages(stages, queries, kinds)
     wanted = [relevant[q] for q in queries]
     return [
         Result(f"{label} {title}", len(queries), staged_metrics(rankings[stage], wanted, {}, stage),
@@ -905,8 +905,8 @@ def rerank_on_off(
 
 
 def eval_rerank_sounds(args: argparse.Namespace) -> list[Result]:
-    """The reranker on sounds (each word matched to its best window or transcript chunk):
-    ESC-50 label queries and tuxpaint sound captions, reranker off and on."""
+    """The reranker on sounds: ESC-50 label queries and tuxpaint sound captions, reranker off
+    and on (equal while sounds keep their first-stage order)."""
     esc = args.data / "esc50"
     esc_label = labelled(esc, read_manifest(esc / "manifest.csv"), "label")
     index, report, command = build_index("esc50", [esc], args)
@@ -926,9 +926,10 @@ def eval_rerank_sounds(args: argparse.Namespace) -> list[Result]:
 
 
 def eval_rerank_notes(args: argparse.Namespace) -> list[Result]:
-    """The reranker on documents (each word matched to its best chunk): one Markdown note per
-    coco_mini photo holding four of its captions, found by its fifth. The notes are written
-    into the work folder (made from the data at run time, never kept in the repository)."""
+    """The reranker on documents: one Markdown note per coco_mini photo holding four of its
+    captions, found by its fifth (equal while documents keep their first-stage order). The
+    notes are written into the work folder (made from the data at run time, never kept in
+    the repository)."""
     coco = args.data / "coco_mini"
     by_photo: dict[str, list[str]] = defaultdict(list)
     for row in read_manifest(coco / "manifest.csv"):

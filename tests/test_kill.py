@@ -31,7 +31,7 @@ def committed_items(catalog: Path) -> int:
 
 def interrupt_indexing(media: Path, index: Path, sig: signal.Signals) -> tuple[int, bytes] | None:
     """Start indexing `media`, send `sig` once 100 files are committed; the exit code and
-    stderr, or None when the run ended before the signal could be sent."""
+    stderr, or None when the run ended before the signal could interrupt it."""
     cmd = [
         sys.executable, "-m", "mmsearch", "index", str(media),
         "--index", str(index), "--model", "hash-test", "--batch-size", "8",
@@ -47,6 +47,11 @@ def interrupt_indexing(media: Path, index: Path, sig: signal.Signals) -> tuple[i
         return None
     os.kill(proc.pid, sig)
     code = proc.wait(timeout=60)
+    if code == 0 and committed_items(index / "catalog.db") == N_FILES:
+        # Ctrl-C landed after the last file was committed, as the process exited: nothing was
+        # left to interrupt. (A Ctrl-C swallowed mid-run also ends like this, on every attempt,
+        # and the test still fails.)
+        return None
     return code, proc.stderr.read()
 
 

@@ -120,42 +120,6 @@ def test_an_image_stored_as_patch_vectors_is_reranked_by_them(catalog: Catalog) 
     assert ranked[0][0] == dog and RERANK in ranked[0][2]
 
 
-def add_rows(catalog: Catalog, name: str, kind: str, *rows: str) -> int:
-    """A sound or a document whose `semantic` rows (windows, chunks) show the words given."""
-    facts = ItemFacts(path=f"/media/{name}", root="/media", kind=kind, size=1, mtime_ns=1, hash=name)
-    item, _, _ = catalog.write_item(facts, {SEMANTIC: WordEncoder().embed_texts(list(rows))})
-    return item
-
-
-def test_sounds_and_documents_are_reranked_by_their_windows_and_chunks_within_their_kind(
-    catalog: Catalog,
-) -> None:
-    """A sound whose windows hold every word of the query rises above sounds holding fewer;
-    documents likewise by their chunks; and each kind keeps its standing against the others:
-    its mean score is what the first stage gave it, as the region scores are z-scored per kind."""
-    sounds = [add_rows(catalog, f"s{i}.wav", "audio", *rows)
-              for i, rows in enumerate((["sky"], ["dog", "sky"], ["dog", "sky", "ball"]))]
-    notes = [add_rows(catalog, f"n{i}.md", "text", *rows)
-             for i, rows in enumerate((["car street"], ["dog ball", "car"]))]
-    photos = [add_item(catalog, name, regions_showing(name)) for name in ("car", "dog")]
-    first = [(sounds[1], 0.9, {}), (sounds[2], 0.85, {}), (notes[0], 0.8, {}), (notes[1], 0.75, {}),
-             (photos[0], 0.7, {}), (photos[1], 0.65, {}), (sounds[0], 0.6, {})]
-    ranked = Reranker(catalog, WordEncoder).rerank("dog ball", None, first)
-    order = [item for item, _, _ in ranked]
-    assert order.index(sounds[2]) < order.index(sounds[1]) < order.index(sounds[0])
-    assert order.index(notes[1]) < order.index(notes[0])
-    assert order.index(photos[1]) < order.index(photos[0])
-    score = {item: value for item, value, _ in ranked}
-    first_score = {item: value for item, value, _ in first}
-    mean_first = np.mean(list(first_score.values()))
-    for group in (sounds, notes, photos):
-        before = np.mean([first_score[i] for i in group])
-        # Rescored as mean + spread * (first z + region z) / (1 + weight); region z averages 0
-        # within the group, so the group's mean moves only by the shrink of the first stage's.
-        expected = mean_first + (before - mean_first) / (1 + REGION_WEIGHT)
-        assert np.isclose(np.mean([score[i] for i in group]), expected)
-
-
 def test_region_codes_reject_what_they_cannot_hold() -> None:
     with pytest.raises(ValueError, match="16 bits"):
         RegionCodes.from_label_topk(np.array([[70000]]), np.array([[1.0]]))

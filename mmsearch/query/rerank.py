@@ -6,7 +6,10 @@ closer (late interaction, as in ColBERT): each content word of the query ("man",
 "rock", "wall") is embedded on its own, matched to the regions of the image that fit it best
 (the mean of its `TOP_REGIONS` best cosines, a soft max), and the words' matches are averaged.
 No training is needed: regions and words already live in the model's text space
-(`Encoder.region_vectors`).
+(`Encoder.region_vectors`): the offline model's label codes per cell of EfficientNet-Lite's
+feature map, an OpenCLIP ViT's patch tokens through the model's projection. Sounds and
+documents keep their first-stage order (their windows and chunks as regions measured no gain
+and cost mixed collections their balance; see ARCHITECTURE.md).
 
 When `mmsearch tune` found a gain on held-out captions of the user's own collection, it also
 stored a linear adapter (`TunedAdapter`) mapping an image's `visual` features into the text
@@ -35,17 +38,17 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
+from mmsearch.encoders.base import VISUAL, Encoder, l2_normalise
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexFormatError
-from mmsearch.media import AUDIO, IMAGE, TEXT
+from mmsearch.media import IMAGE
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.store.catalog import Catalog
 
@@ -64,11 +67,6 @@ Measured on flickr8k_1k and coco_mini (scripts/eval_retrieval.py): 0.5 and 2 wer
 ADAPTER_WORD_SHARE = 0.5
 """Weight of the query's words, each matched to the adapted image, next to the whole query in
 the adapter's score (see `Reranker.adapter_scores`); chosen on flickr8k_1k folds."""
-ROW_KINDS = (AUDIO, TEXT)
-"""Kinds whose regions are their `semantic` rows (a sound's windows and transcript chunks, a
-document's chunks) rather than a stored region record."""
-ROW_WEIGHT = 1.0
-"""Weight of a row kind's region z-scores against an image's."""
 WEIGHTS_FILE = "rerank.npz"
 PROVENANCE_FILE = "rerank.json"
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
@@ -145,13 +143,6 @@ def content_words(text: str, limit: int = 16) -> list[str]:
         if word not in STOP_WORDS and len(word) > 1 and word not in seen:
             seen.append(word)
     return seen[:limit]
-
-
-def top_mean(sims: np.ndarray, best: int = TOP_REGIONS) -> float:
-    """A query's match with an item from its words' cosines with the item's regions
-    `(words, regions)`: each word's mean of its `best` best, averaged over the words."""
-    k = min(best, sims.shape[1])
-    return float(np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean())
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
@@ -335,49 +326,27 @@ class Reranker:
     def _region_scores(
         self, text: str, items: Sequence[int], stored: dict[int, RegionCodes]
     ) -> tuple[np.ndarray, dict[int, float]] | None:
-        """(region score per candidate, z-scored among the candidates of its kind; raw score
-        per item that has one).
-
-        An image's regions are its stored records (label codes, or patch vectors for OpenCLIP);
-        a sound's are its windows and transcript chunks, a document's its chunks: the `semantic`
-        rows the first stage searched, each word matched to its best one (a window of seconds
-        or a passage either has a dog in it or not; an image's 5 best of 81 cells pool a
-        dog's several cells). Kinds are z-scored
-        apart because their cosines run on scales of their own (a word against a label mix,
-        against a sound-label mix, against a passage of text): each kind is reordered among
-        itself and keeps its standing against the others."""
+        """(z-scored region score per candidate, raw score per item that has regions)."""
         words = content_words(text)
         if not words:
             return None
+        if not stored:
+            return None
         encoder = self._encoder()
-        kinds = self.catalog.item_kinds(items)
-        raw: dict[int, float] = {}
-        if stored:
-            # Words in the image template ("a photo of a dog."), as the labels were embedded:
-            # R@1 .120 against .114 for bare words (flickr8k_1k, 500 captions).
-            vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
-            ids = list(stored)
-            head = self.adapter.head if self.adapter is not None else None
-            if head is not None:  # trained: the exported head (query/head.py)
-                scored = head.scores(vectors, [stored[i] for i in ids])
-                raw.update((item, value) for item, value in zip(ids, scored) if value is not None)
-            else:
-                raw.update(self.late_interaction(encoder, vectors, [stored[i] for i in ids], ids))
-        by_rows = [item for item in items if item not in stored and kinds.get(item) in ROW_KINDS]
-        if by_rows:
-            rows = self.catalog.item_vectors(by_rows, SEMANTIC)
-            for kind in ROW_KINDS:
-                of_kind = [item for item in by_rows if kinds[item] == kind and item in rows]
-                if not of_kind:
-                    continue
-                vectors = word_vectors(encoder, [encoder.word_template(kind).format(name=w) for w in words])
-                for item in of_kind:
-                    raw[item] = top_mean(vectors @ rows[item].T, best=1)
+        # Words in the model's image template (the offline model's label bridge: "a photo of a
+        # dog.", as the labels were embedded; R@1 .120 against .114 for bare words on
+        # flickr8k_1k, 500 captions).
+        vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
+        ids = list(stored)
+        head = self.adapter.head if self.adapter is not None else None
+        if head is not None:  # trained: the exported head (query/head.py)
+            scored = head.scores(vectors, [stored[i] for i in ids])
+            raw = {item: value for item, value in zip(ids, scored) if value is not None}
+        else:
+            raw = self.late_interaction(encoder, vectors, [stored[i] for i in ids], ids)
         if len(raw) < 2:
             return None
-        z = self._zscored(items, raw, kinds)
-        z = np.array([v * (ROW_WEIGHT if kinds.get(i) in ROW_KINDS else 1.0) for i, v in zip(items, z)])
-        return z, raw
+        return self._zscored(items, raw), raw
 
     @staticmethod
     def late_interaction(
@@ -389,7 +358,9 @@ class Reranker:
         for item, sims in zip(ids, encoder.region_similarities(codes, vectors)):
             if sims is None or sims.shape[1] == 0:
                 continue
-            raw[item] = top_mean(sims)
+            k = min(TOP_REGIONS, sims.shape[1])
+            best = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+            raw[item] = float(best.mean())
         return raw
 
     def adapter_scores(
@@ -411,29 +382,20 @@ class Reranker:
         words = content_words(text)
         if words and ADAPTER_WORD_SHARE > 0:
             encoder = self._encoder()
-            template = encoder.word_template(IMAGE)
-            vectors = word_vectors(encoder, [template.format(name=w) for w in words])
+            vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
             combined = combined + ADAPTER_WORD_SHARE * zscore((vectors @ mapped.T).mean(axis=0))
         z = self._zscored(items, dict(zip(ids, combined.tolist())))
         return z, {item: float(score) for item, score in zip(ids, whole)}
 
     @staticmethod
-    def _zscored(
-        items: Sequence[int], raw: dict[int, float], groups: Mapping[int, str] | None = None
-    ) -> np.ndarray:
-        """Per candidate, its z-scored value among those of its group (`groups`: item -> name;
-        None: one group) that have one; 0 (the mean) for those that have none, or whose group
-        has fewer than two or all-equal values."""
-        members: dict[str, list[int]] = {}
-        for item in raw:
-            members.setdefault(groups.get(item, "") if groups is not None else "", []).append(item)
-        out = dict.fromkeys(items, 0.0)
-        for group in members.values():
-            values = np.array([raw[i] for i in group], np.float64)
-            mean, spread = values.mean(), values.std()
-            if len(group) > 1 and spread > 1e-9:
-                out.update((i, (raw[i] - mean) / spread) for i in group)
-        return np.array([out[i] for i in items])
+    def _zscored(items: Sequence[int], raw: dict[int, float]) -> np.ndarray:
+        """Per candidate, its z-scored value among those that have one; 0 (the mean) for those
+        that have none."""
+        values = np.array(list(raw.values()), np.float64)
+        mean, spread = values.mean(), values.std()
+        if spread <= 1e-9:
+            return np.zeros(len(items))
+        return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
 
 
 def keep_keyword_places(

@@ -586,10 +586,6 @@ class Catalog:
             part = ids[start : start + 900]
             yield from self.db.execute(sql.format(marks=",".join("?" * len(part))), [*params, *part])
 
-    def item_kinds(self, ids: Sequence[int]) -> dict[int, str]:
-        """item id -> its kind (`image`, `text`, `audio`); unknown ids are left out."""
-        return dict(self._rows_for_ids("SELECT id, kind FROM items WHERE id IN ({marks})", ids))
-
     def items_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Full rows for the given item ids (for building search hits)."""
         out: dict[int, dict[str, Any]] = {}
