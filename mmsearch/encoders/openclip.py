@@ -338,7 +338,7 @@ class _Towers:
             image = self._image
         # onnxruntime's working memory grows with the batch (ViT-B-32 at 256 px: peak 520 MB at
         # 8 images, 870 MB at 32) while images per second do not: run ingest's batches in 8s.
-        outputs = ["features", "patches"] if patches else ["features"]
+        outputs = ["features", "patches"] if patches else ["features"]  # openclip_export's names
         runs = [
             image.run(outputs, {"pixels": pixels[i : i + _IMAGE_CHUNK]})
             for i in range(0, len(pixels), _IMAGE_CHUNK)

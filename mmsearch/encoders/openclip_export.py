@@ -41,10 +41,10 @@ FIDELITY = 0.9999
 
 META = "meta.json"
 TEXT_ONNX, IMAGE_ONNX, IMAGE_INT8_ONNX = "text.onnx", "image.onnx", "image-int8.onnx"
-MERGES = "bpe_merges.txt"
+MERGES = "bpe_merges.txt"  # open_clip's bpe_simple_vocab_16e6.txt.gz, decompressed
 FEATURES, PATCHES = "features", "patches"
 """Output names of the image tower: the image embedding, and (ViT towers) the patch tokens
-through the model's projection (`openclip_torch.ImageTower`)."""  # open_clip's bpe_simple_vocab_16e6.txt.gz, decompressed
+through the model's projection (`openclip_torch.ImageTower`)."""
 
 # Captions and sizes used to check an export when the caller gives no photos of its own.
 _CHECK_CAPTIONS = (
