@@ -36,7 +36,13 @@ def interrupt_indexing(media: Path, index: Path, sig: signal.Signals) -> tuple[i
         sys.executable, "-m", "mmsearch", "index", str(media),
         "--index", str(index), "--model", "hash-test", "--batch-size", "8",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A shell starts background jobs with SIGINT ignored, and children inherit that (Python then
+    # installs no KeyboardInterrupt handler): the run would finish as if Ctrl-C never came.
+    # Give it the terminal's default, whatever launched the tests.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while committed_items(index / "catalog.db") < 100:
         assert proc.poll() is None, f"indexing ended before it could be killed: {proc.stderr.read()}"
@@ -50,7 +56,7 @@ def interrupt_indexing(media: Path, index: Path, sig: signal.Signals) -> tuple[i
     if code == 0 and committed_items(index / "catalog.db") == N_FILES:
         # Ctrl-C landed after the last file was committed, as the process exited: nothing was
         # left to interrupt. (A Ctrl-C swallowed mid-run also ends like this, on every attempt,
-        # and the test still fails.)
+        # and the test then fails.)
         return None
     return code, proc.stderr.read()
 
