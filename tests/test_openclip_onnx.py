@@ -251,3 +251,28 @@ def test_int8_image_tower_stays_close_to_full_precision(onnx_encoder, checkpoint
     # Close but not equal: 8-bit weights move each vector a little.
     assert cos.min() > 0.95 and cos.max() < 1.0 - 1e-6
     np.testing.assert_allclose(fast.embed_texts(["a cat"]), onnx_encoder.embed_texts(["a cat"]), atol=1e-6)
+
+
+def test_a_new_export_deletes_older_exports_of_the_same_weights(tmp_path: Path) -> None:
+    """After an upgrade (a new export version or open_clip), the old export of the same
+    checkpoint is deleted, not left beside the new one; other weights' exports stay."""
+    from mmsearch.encoders.openclip import prune_superseded
+
+    def export(name: str, sha: str, version: int, open_clip: str = "3.3.0") -> Path:
+        folder = tmp_path / "open_clip" / name
+        folder.mkdir(parents=True)
+        meta = {"checkpoint_sha256": sha, "export_version": version, "open_clip": open_clip}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        (folder / "image.onnx.data").write_bytes(b"weights")
+        return folder
+
+    new = export("ViT-B-32-aaaa", "s1", 2)
+    old_version = export("ViT-B-32-bbbb", "s1", 1)
+    old_open_clip = export("ViT-B-32-cccc", "s1", 2, open_clip="3.2.0")
+    other_weights = export("ViT-B-32-dddd", "s2", 1)
+    half_written = tmp_path / "open_clip" / "ViT-B-32-eeee"  # no meta.json: not ours to judge
+    half_written.mkdir()
+    gone = prune_superseded(new, json.loads((new / "meta.json").read_text()))
+    assert sorted(gone) == sorted([old_version, old_open_clip])
+    assert not old_version.exists() and not old_open_clip.exists()
+    assert new.exists() and other_weights.exists() and half_written.exists()

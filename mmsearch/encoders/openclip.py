@@ -147,6 +147,7 @@ class OpenClipEncoder(Encoder):
             logger.warning("OpenCLIP %s runs in torch: %s", self.architecture, exc)
             return {}
         self._torch = None  # the towers are on disk now; free torch's copy of the weights
+        prune_superseded(self.export_dir, meta)
         return meta
 
     # -- Encoder --------------------------------------------------------------------------
@@ -250,6 +251,26 @@ def export_folder(cache_root: Path, spec: ModelSpec) -> Path:
     )
     arch = str(spec.options.get("architecture", "model")).replace("/", "_")
     return cache_root / "open_clip" / f"{arch}-{key}"
+
+
+def prune_superseded(folder: Path, meta: Mapping[str, Any]) -> list[Path]:
+    """Delete the other exports of the same weights that this mmsearch will not use again
+    (made by an older export version or another open_clip: their folder names differ), so an
+    upgrade does not leave a second copy of the towers (~600 MB for ViT-B/32) in the cache.
+    Returns the folders deleted."""
+    gone = []
+    for sibling in folder.parent.glob(f"{folder.name.rsplit('-', 1)[0]}-*"):
+        other = _read_meta(sibling)
+        if (
+            sibling != folder
+            and other.get("checkpoint_sha256") == meta.get("checkpoint_sha256")
+            and (other.get("export_version"), other.get("open_clip"))
+            != (meta.get("export_version"), meta.get("open_clip"))
+        ):
+            logger.info("Removing the superseded OpenCLIP export %s", sibling)
+            shutil.rmtree(sibling, ignore_errors=True)
+            gone.append(sibling)
+    return gone
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
