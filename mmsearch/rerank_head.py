@@ -18,6 +18,10 @@ stored as each region's top-k label classes and weights, `encoders/regions.py`):
 
 Untrained, it is exactly the zero-shot late-interaction score of `query/rerank.py` (each word's
 mean of its 5 best region cosines, averaged over words); a test holds the two together.
+
+Models whose regions are vectors of their own (OpenCLIP's patch tokens through its projection,
+`regions.PATCH_INT8`) get `PatchAttentionHead`: the same head, with the region vectors as an
+input `(N, R, d)` in place of the label codes and the label matrix.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmsearch.query.head import HEAD_INPUTS, HEAD_OUTPUT, TOP_REGIONS
+from mmsearch.query.head import HEAD_INPUTS, HEAD_OUTPUT, PATCH_HEAD_INPUTS, TOP_REGIONS
 
 RANK = 32
 """Rank of the query map's residual: a full 384 x 384 map overfits a few thousand captions."""
@@ -44,8 +49,11 @@ class CrossAttentionHead(nn.Module):
 
     def __init__(self, label_vectors: np.ndarray, *, rank: int = RANK, top_regions: int = TOP_REGIONS):
         super().__init__()
-        dim = label_vectors.shape[1]
+        self._build(label_vectors.shape[1], rank, top_regions)
         self.register_buffer("labels", torch.from_numpy(np.ascontiguousarray(label_vectors, np.float32)))
+
+    def _build(self, dim: int, rank: int, top_regions: int) -> None:
+        self.dim = dim
         self.down = nn.Linear(dim, rank, bias=False)
         self.up = nn.Linear(rank, dim, bias=False)
         nn.init.zeros_(self.up.weight)  # q' = q at start
@@ -99,13 +107,61 @@ class CrossAttentionHead(nn.Module):
         """
         b, w, d = words.shape
         mapped = self.queries(words)
-        text_label = (mapped.reshape(b * w, d) @ self.labels.T).T  # (labels, B*W)
-        sims = torch.sparse.mm(regions, text_label).T  # (B*W, images*regions)
+        sims = self.all_similarities(mapped.reshape(b * w, d), regions)  # (B*W, images*regions)
         sims = sims.reshape(b, w, -1, region_count)
         index = candidates[:, None, :, None].expand(b, w, candidates.shape[1], region_count)
         picked = torch.gather(sims, 2, index)  # (B, W, C, R)
         matches = self.pool_regions(picked)  # (B, W, C)
         return (self.word_weights(mapped, mask)[..., None] * matches).sum(1)
+
+
+    def all_similarities(self, mapped: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """Cosines `(words, images * regions)` of mapped words with every region of
+        `regions` (here: `sparse_regions`' matrix of label codes)."""
+        return torch.sparse.mm(regions, (mapped @ self.labels.T).T).T
+
+
+class PatchAttentionHead(CrossAttentionHead):
+    """The head for regions stored as vectors (module doc): `forward(words (W, d), regions
+    (N, R, d))`; untrained, the zero-shot late interaction over those vectors."""
+
+    def __init__(self, dim: int, *, rank: int = RANK, top_regions: int = TOP_REGIONS):
+        nn.Module.__init__(self)
+        self._build(dim, rank, top_regions)
+
+    def forward(self, words: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        mapped = self.queries(words)
+        sims = torch.einsum("wd,nrd->wnr", mapped, regions)
+        return (self.word_weights(mapped)[:, None] * self.pool_regions(sims)).sum(0)
+
+    def all_similarities(self, mapped: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """`regions` here: the dense `(images * regions, d)` region vectors."""
+        return mapped @ regions.T
+
+
+@dataclass(frozen=True)
+class LabelCodes:
+    """Regions as the offline model stores them, for training: the label bridge's class
+    vectors `(labels, d)` and each image's region codes, ids and weights `(images, R, K)`."""
+
+    labels: np.ndarray
+    ids: np.ndarray
+    weights: np.ndarray
+
+
+TrainingRegions = LabelCodes | np.ndarray
+"""Label codes, or region vectors `(images, R, d)` (`PatchAttentionHead`)."""
+
+
+def head_for(regions: TrainingRegions) -> tuple[CrossAttentionHead, torch.Tensor, int]:
+    """An untrained head for `regions`, the regions in the form its `batch_scores` takes, and
+    the number of regions per image."""
+    if isinstance(regions, LabelCodes):
+        matrix = sparse_regions(regions.ids, regions.weights, regions.labels.shape[0])
+        return CrossAttentionHead(regions.labels), matrix, regions.ids.shape[1]
+    vectors = np.ascontiguousarray(regions, np.float32)
+    dense = torch.from_numpy(vectors.reshape(-1, vectors.shape[2]))
+    return PatchAttentionHead(vectors.shape[2]), dense, vectors.shape[1]
 
 
 def sparse_regions(ids: np.ndarray, weights: np.ndarray, labels: int) -> torch.Tensor:
@@ -122,24 +178,30 @@ def sparse_regions(ids: np.ndarray, weights: np.ndarray, labels: int) -> torch.T
 
 
 def export_head(head: CrossAttentionHead, target: Path, region_shape: tuple[int, int]) -> None:
-    """Write `head` as an ONNX file at `target`, checked against torch on a sample."""
+    """Write `head` as an ONNX file at `target`, checked against torch on a sample;
+    `region_shape` is (regions, k) for label codes, (regions, d) for region vectors."""
     from mmsearch.encoders.onnx_cache import export_checked
 
-    regions, k = region_shape
+    regions, width = region_shape
     generator = torch.Generator().manual_seed(0)
-    dim = head.labels.shape[1]
-    sample: dict[str, Any] = {
-        HEAD_INPUTS[0]: nn.functional.normalize(torch.randn(3, dim, generator=generator), dim=-1),
-        HEAD_INPUTS[1]: torch.randint(0, head.labels.shape[0], (4, regions, k), generator=generator),
-        HEAD_INPUTS[2]: torch.rand(4, regions, k, generator=generator) / k,
-    }
+    words = nn.functional.normalize(torch.randn(3, head.dim, generator=generator), dim=-1)
+    if isinstance(head, PatchAttentionHead):
+        names = PATCH_HEAD_INPUTS
+        vectors = nn.functional.normalize(torch.randn(4, regions, width, generator=generator), dim=-1)
+        sample: dict[str, Any] = {names[0]: words, names[1]: vectors}
+    else:
+        names = HEAD_INPUTS
+        sample = {
+            names[0]: words,
+            names[1]: torch.randint(0, head.labels.shape[0], (4, regions, width), generator=generator),
+            names[2]: torch.rand(4, regions, width, generator=generator) / width,
+        }
     head.eval()
     export_checked(
         head, sample, target, output_names=[HEAD_OUTPUT],
         dynamic_axes={
-            HEAD_INPUTS[0]: {0: "words"},
-            HEAD_INPUTS[1]: {0: "candidates"},
-            HEAD_INPUTS[2]: {0: "candidates"},
+            names[0]: {0: "words"},
+            **{name: {0: "candidates"} for name in names[1:]},
             HEAD_OUTPUT: {0: "candidates"},
         },
         what="the reranking head",
@@ -172,9 +234,7 @@ def _zscore(values: torch.Tensor) -> torch.Tensor:
 
 
 def train_head(
-    label_vectors: np.ndarray,
-    region_ids: np.ndarray,
-    region_weights: np.ndarray,
+    regions: TrainingRegions,
     words: list[np.ndarray],
     owners: np.ndarray,
     candidates: np.ndarray,
@@ -187,8 +247,8 @@ def train_head(
     """Train a head to rerank each caption's first-stage candidates, fused as at query time.
 
     Args:
-        label_vectors: `(labels, d)` the label bridge's class vectors.
-        region_ids, region_weights: `(images, R, K)` region codes of the images that appear.
+        regions: the regions of the images that appear: label codes, or region vectors
+            `(images, R, d)` (see `head_for`).
         words: per caption, its content words' vectors `(W, d)` (W >= 1).
         owners: `(captions,)` row of each caption's image.
         candidates: `(captions, C)` rows of its first-stage top-C among the training images
@@ -202,11 +262,9 @@ def train_head(
     """
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
-    head = CrossAttentionHead(label_vectors)
-    regions = sparse_regions(region_ids, region_weights, label_vectors.shape[0])
-    count = region_ids.shape[1]
+    head, matrix, count = head_for(regions)
     width = max(len(w) for w in words)
-    dim = label_vectors.shape[1]
+    dim = head.dim
     padded = np.zeros((len(words), width, dim), np.float32)
     mask = np.zeros((len(words), width), bool)
     for row, vectors in enumerate(words):
@@ -230,7 +288,7 @@ def train_head(
                 # Padded to the batch's longest caption, not the longest of all: 2-3x faster.
                 longest = int(mask_t[rows].sum(1).max())
                 scores = head.batch_scores(
-                    padded_t[rows, :longest], mask_t[rows, :longest], regions, candidates_t[rows], count
+                    padded_t[rows, :longest], mask_t[rows, :longest], matrix, candidates_t[rows], count
                 )
                 fused = first_z[rows] + log_weight.exp() * _zscore(scores)
                 loss = nn.functional.cross_entropy(log_scale.exp() * fused, target[rows])

@@ -44,7 +44,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
-from mmsearch.encoders.regions import LABEL_TOPK
+from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8
 from mmsearch.errors import QueryError
 from mmsearch.media.kinds import IMAGE
 from mmsearch.media.paths import canonical_path
@@ -538,22 +538,24 @@ class Tuner:
         owners: np.ndarray, first: np.ndarray, rows: np.ndarray, target: Path, *, seed: int,
     ) -> float | None:
         """Train the cross-attention head on captions `rows` and export it to `target`; returns
-        its fusion weight, or None when this model's regions cannot feed a head (no label
-        bridge, mixed region shapes, no regions stored)."""
-        labels = getattr(encoder, "label_vectors", None)  # the offline label bridge only
+        its fusion weight, or None when this model's regions cannot feed a head (label codes
+        without the label bridge, mixed region shapes, images without regions)."""
+        from mmsearch.rerank_head import LabelCodes, TrainingRegions, export_head, train_head
+
+        labels = getattr(encoder, "label_vectors", None)  # the offline label bridge
         codes = self.catalog.item_regions(items)
         shapes = {(c.format, c.count, c.width) for c in codes.values()}
-        if labels is None or len(codes) != len(items) or len(shapes) != 1:
+        fmt, count, width = shapes.pop() if len(shapes) == 1 else ("", 0, 0)
+        readable = fmt == PATCH_INT8 or (fmt == LABEL_TOPK and labels is not None)
+        if len(codes) != len(items) or not readable or count < TOP_REGIONS:
             self._say("this model's regions cannot feed the head: only the adapter is trained")
             return None
-        fmt, count, width = shapes.pop()
-        if fmt != LABEL_TOPK or count < TOP_REGIONS:
-            return None
-        from mmsearch.rerank_head import export_head, train_head
-
-        decoded = [codes[i].label_topk() for i in items]
-        region_ids = np.stack([ids for ids, _ in decoded])
-        region_weights = np.stack([w for _, w in decoded])
+        regions: TrainingRegions
+        if fmt == PATCH_INT8:  # OpenCLIP's patch regions
+            regions = np.stack([codes[i].vectors() for i in items])
+        else:
+            decoded = [codes[i].label_topk() for i in items]
+            regions = LabelCodes(labels, np.stack([ids for ids, _ in decoded]), np.stack([w for _, w in decoded]))
         template = encoder.word_template(IMAGE)
         words = [content_words(captions[r].text) for r in rows]
         keep = np.array([bool(w) for w in words])
@@ -575,7 +577,7 @@ class Tuner:
         ]
         self._say(f"training the head on {int(keep.sum())} captions")
         head, weight = train_head(
-            labels, region_ids, region_weights, vectors, owners[rows][keep], candidates[keep],
+            regions, vectors, owners[rows][keep], candidates[keep],
             np.take_along_axis(first[rows], candidates, axis=1)[keep],
             region_weight=REGION_WEIGHT, epochs=HEAD_EPOCHS, seed=seed,
         )

@@ -55,3 +55,30 @@ def test_index_and_search_with_a_local_openclip_checkpoint(tmp_path: Path, check
     assert manifest["model"]["options"] == {"architecture": SMALL_ARCH, "pretrained": checkpoint}
     with pytest.raises(ModelMismatchError):
         Library.open(tmp_path / "index", model="offline-default")
+
+
+def test_tune_trains_the_patch_head_of_an_openclip_index(tmp_path: Path, checkpoint: str) -> None:
+    """`mmsearch tune` on an OpenCLIP index trains the cross-attention head over the photos'
+    patch regions and judges it on held-out captions. Random weights mean the gate may refuse
+    it; what must hold is that it was trained and judged, and search still runs whatever the
+    gate said."""
+    media = tmp_path / "media"
+    media.mkdir()
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+    shapes = {"square": (8, 8, 56, 56), "stripe": (0, 24, 64, 40), "corner": (0, 0, 24, 24)}
+    pairs = []
+    for n, ((colour, rgb), (shape, box)) in enumerate(
+        (c, s) for _ in range(4) for c in colours.items() for s in shapes.items()
+    ):
+        image = Image.new("RGB", (64, 64), (128 + 10 * (n % 5), 128, 128))
+        image.paste(rgb, box)
+        path = media / f"{colour}-{shape}-{n}.png"
+        image.save(path)
+        pairs.append((path, f"a {colour} {shape} on grey"))
+    with Library.open(tmp_path / "index", model=f"open_clip:{SMALL_ARCH}@{checkpoint}") as lib:
+        assert lib.index([media]).added == len(pairs)
+        report = lib.tune(pairs)
+        assert report.captions == len(pairs)
+        assert any(setting.startswith("head") for setting in report.tried), report.tried
+        hits = lib.search("a red square", k=5, min_score=-1)
+        assert len(hits) == 5

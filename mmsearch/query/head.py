@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
+from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8, RegionCodes
 from mmsearch.errors import IndexFormatError
 
 HEAD_FILE = "rerank-head.onnx"
 HEAD_INPUTS = ("words", "region_ids", "region_weights")
+PATCH_HEAD_INPUTS = ("words", "regions")
+"""Inputs of a head for regions stored as vectors (`regions.PATCH_INT8`, OpenCLIP)."""
 HEAD_OUTPUT = "scores"
 TOP_REGIONS = 5
 """A word's match with an image pools its best this-many region cosines: one region is noisy
@@ -45,20 +47,27 @@ class HeadScorer:
                 f"The tuned reranking head {path} cannot be read ({exc}); delete it (search then "
                 "uses the untuned reranker) or run `mmsearch tune` again."
             ) from exc
-        shape = self._session.get_inputs()[1].shape
+        inputs = self._session.get_inputs()
+        self.format = PATCH_INT8 if tuple(i.name for i in inputs) == PATCH_HEAD_INPUTS else LABEL_TOPK
+        shape = inputs[1].shape
         self.regions, self.width = int(shape[1]), int(shape[2])
 
     def scores(self, words: np.ndarray, codes: Sequence[RegionCodes]) -> list[float | None]:
         """Per candidate, the head's score; None for regions the head was not built for."""
-        fits = [c.format == LABEL_TOPK and (c.count, c.width) == (self.regions, self.width) for c in codes]
+        fits = [c.format == self.format and (c.count, c.width) == (self.regions, self.width) for c in codes]
         out: list[float | None] = [None] * len(codes)
         if not any(fits):
             return out
-        decoded = [c.label_topk() for c, ok in zip(codes, fits) if ok]
-        feeds = {
-            HEAD_INPUTS[0]: np.ascontiguousarray(words, np.float32),
-            HEAD_INPUTS[1]: np.stack([ids for ids, _ in decoded]),
-            HEAD_INPUTS[2]: np.stack([weights for _, weights in decoded]),
-        }
+        fitting = [c for c, ok in zip(codes, fits) if ok]
+        words = np.ascontiguousarray(words, np.float32)
+        if self.format == PATCH_INT8:
+            feeds = {PATCH_HEAD_INPUTS[0]: words, PATCH_HEAD_INPUTS[1]: np.stack([c.vectors() for c in fitting])}
+        else:
+            decoded = [c.label_topk() for c in fitting]
+            feeds = {
+                HEAD_INPUTS[0]: words,
+                HEAD_INPUTS[1]: np.stack([ids for ids, _ in decoded]),
+                HEAD_INPUTS[2]: np.stack([weights for _, weights in decoded]),
+            }
         got = iter(self._session.run([HEAD_OUTPUT], feeds)[0].tolist())
         return [next(got) if ok else None for ok in fits]
