@@ -543,27 +543,27 @@ class Tuner:
         from mmsearch.rerank_head import LabelCodes, TrainingRegions, export_head, train_head
 
         labels = getattr(encoder, "label_vectors", None)  # the offline label bridge
-        codes = self.catalog.item_regions(items)
+        # Candidates among the training images only (an image seen only as a negative is
+        # learnt to be nobody's answer: held-out R@1 0.004 when the held-out images were), as
+        # many as the reranker sees; captions whose image the first stage missed cannot be
+        # reranked up. Only those images' regions are read (OpenCLIP's are 8 KB each).
+        allowed = np.unique(owners[rows])
+        codes = self.catalog.item_regions([items[i] for i in allowed])
         shapes = {(c.format, c.count, c.width) for c in codes.values()}
         fmt, count, width = shapes.pop() if len(shapes) == 1 else ("", 0, 0)
         readable = fmt == PATCH_INT8 or (fmt == LABEL_TOPK and labels is not None)
-        if len(codes) != len(items) or not readable or count < TOP_REGIONS:
+        if len(codes) != len(allowed) or not readable or count < TOP_REGIONS:
             self._say("this model's regions cannot feed the head: only the adapter is trained")
             return None
         regions: TrainingRegions
         if fmt == PATCH_INT8:  # OpenCLIP's patch regions
-            regions = np.stack([codes[i].vectors() for i in items])
+            regions = np.stack([codes[items[i]].vectors() for i in allowed])
         else:
-            decoded = [codes[i].label_topk() for i in items]
+            decoded = [codes[items[i]].label_topk() for i in allowed]
             regions = LabelCodes(labels, np.stack([ids for ids, _ in decoded]), np.stack([w for _, w in decoded]))
         template = encoder.word_template(IMAGE)
         words = [content_words(captions[r].text) for r in rows]
         keep = np.array([bool(w) for w in words])
-        # Candidates among the training images only (an image seen only as a negative is
-        # learnt to be nobody's answer: held-out R@1 0.004 when the held-out images were), as
-        # many as the reranker sees; captions whose image the first stage missed cannot be
-        # reranked up.
-        allowed = np.unique(owners[rows])
         masked = np.full((len(rows), first.shape[1]), -np.inf, np.float32)
         masked[:, allowed] = first[rows][:, allowed]
         n = min(self.top_n, len(allowed))
@@ -576,8 +576,9 @@ class Tuner:
             for i in np.where(keep)[0]
         ]
         self._say(f"training the head on {int(keep.sum())} captions")
-        head, weight = train_head(
-            regions, vectors, owners[rows][keep], candidates[keep],
+        head, weight = train_head(  # images numbered by their place in `allowed`
+            regions, vectors, np.searchsorted(allowed, owners[rows][keep]),
+            np.searchsorted(allowed, candidates[keep]),
             np.take_along_axis(first[rows], candidates, axis=1)[keep],
             region_weight=REGION_WEIGHT, epochs=HEAD_EPOCHS, seed=seed,
         )
