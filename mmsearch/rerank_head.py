@@ -114,7 +114,6 @@ class CrossAttentionHead(nn.Module):
         matches = self.pool_regions(picked)  # (B, W, C)
         return (self.word_weights(mapped, mask)[..., None] * matches).sum(1)
 
-
     def all_similarities(self, mapped: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """Cosines `(words, images * regions)` of mapped words with every region of
         `regions` (here: `sparse_regions`' matrix of label codes)."""

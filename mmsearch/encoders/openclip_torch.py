@@ -441,6 +441,7 @@ def has_patch_tokens(model: Any) -> bool:
     visual = getattr(model, "visual", None)
     return (
         isinstance(visual, open_clip.transformer.VisionTransformer)
+        and all(hasattr(visual, step) for step in ("_embeds", "transformer", "_pool"))
         and getattr(visual, "attn_pool", None) is None
         and getattr(visual, "pool_type", "") in ("tok", "avg")
         and not getattr(visual, "final_ln_after_pool", False)
@@ -462,13 +463,11 @@ class ImageTower(torch.nn.Module):
         if not self.patches:
             return self.model.encode_image(pixels)
         visual = self.model.visual
-        # open_clip's own switch for returning the (normed, unprojected) patch tokens too.
-        saved, visual.output_tokens = visual.output_tokens, True
-        try:
-            pooled, tokens = visual(pixels)
-        finally:
-            visual.output_tokens = saved
-        return pooled, tokens @ visual.proj
+        # `VisionTransformer.forward`'s own steps, keeping the (normed, unprojected) patch
+        # tokens it drops. Not its `output_tokens` switch: flipping that on the shared model
+        # would hand a tuple to a query's `encode_image` running in another thread.
+        pooled, tokens = visual._pool(visual.transformer(visual._embeds(pixels)))
+        return pooled @ visual.proj, tokens @ visual.proj
 
 
 def _split_preprocess(preprocess: Any) -> tuple[list[Any] | None, np.ndarray, np.ndarray]:
