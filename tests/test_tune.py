@@ -189,13 +189,46 @@ def test_the_ridge_adapter_maps_unseen_images_next_to_their_captions() -> None:
     train, test = owners < 200, owners >= 200
 
     def top1(strength: float, paired: np.ndarray) -> float:
-        mean, scale, matrix, bias = fit_adapter(visual, captions[train], paired, strength=strength)
-        mapped = l2_normalise(((visual[200:] - mean) / scale) @ matrix + bias)
+        fit = fit_adapter(visual, captions[train], paired, strength=strength)
+        mapped = l2_normalise(((visual[200:] - fit.mean) / fit.scale) @ fit.matrix + fit.bias)
         best = np.argmax(captions[test] @ mapped.T, axis=1)
         return float(np.mean(best == owners[test] - 200))
 
     assert top1(0.05, owners[train]) > 0.5  # chance is 0.01
     assert top1(0.05, rng.permutation(owners[train])) < 0.05
+
+
+def test_each_captioned_image_gets_the_vector_a_fit_without_it_predicts() -> None:
+    """The captioned images' stored vectors are leave-one-out predictions: what a fit on the
+    other images makes of their features, not the captions the fit memorised (which would
+    rank them above uncaptioned look-alikes for any query resembling those captions)."""
+    import numpy as np
+
+    from mmsearch.encoders.base import l2_normalise
+    from mmsearch.tune import fit_adapter
+
+    rng = np.random.default_rng(1)
+    images, dim, text_dim, strength = 120, 40, 16, 0.2
+    visual = rng.normal(size=(images, dim)).astype(np.float32)
+    owners = np.repeat(np.arange(images), 2)
+    captions = l2_normalise(
+        visual[owners] @ rng.normal(size=(dim, text_dim)) + rng.normal(scale=6.0, size=(len(owners), text_dim))
+    )
+    fit = fit_adapter(visual, captions, owners, strength=strength)
+    assert list(fit.rows) == list(range(images)) and fit.left_out.shape == (images, text_dim)
+    memorised = ((visual - fit.mean) / fit.scale) @ fit.matrix + fit.bias
+    for left in (0, 57, 119):
+        others = owners != left
+        # The same penalty in total (strength is per image), so only the left-out image differs.
+        refit = fit_adapter(visual, captions[others], owners[others], strength=strength * images / (images - 1))
+        predicted = ((visual[left] - refit.mean) / refit.scale) @ refit.matrix + refit.bias
+        assert np.allclose(fit.left_out[left], predicted, atol=0.02 * np.abs(predicted).max())
+    # The fitted map returns each captioned image's own captions (the noise included) far
+    # better than its features can predict them: that part is memory, not evidence.
+    own = l2_normalise(np.stack([captions[owners == n].mean(axis=0) for n in range(images)]))
+    memorised_cos = np.sum(own * l2_normalise(memorised), axis=1).mean()
+    left_out_cos = np.sum(own * l2_normalise(fit.left_out), axis=1).mean()
+    assert memorised_cos > left_out_cos + 0.1, (memorised_cos, left_out_cos)
 
 
 @pytest.mark.parametrize(

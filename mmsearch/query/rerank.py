@@ -39,7 +39,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,29 @@ class TunedAdapter:
     """Weight of the region score (the head's when there is one) in the fusion."""
     head: HeadScorer | None = None
     """The trained head (`HEAD_FILE`), run instead of the zero-shot late interaction."""
+    own_items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """`(images,)` sorted ids of the images the map was fitted on (the captioned images)."""
+    own_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    """`(images, text dim)`: what the map fitted without each of those images makes of it
+    (`tune.fit_adapter`). They stand in for the map's output on those images, which would
+    return their captions rather than what they show."""
 
-    def embed(self, visual: np.ndarray) -> np.ndarray:
-        """`visual` vectors `(n, dim)` mapped into the text space, unit rows."""
-        return l2_normalise(((visual - self.mean) / self.scale) @ self.matrix + self.bias)
+    @classmethod
+    def without_map(cls, region_weight: float, head: HeadScorer | None = None) -> TunedAdapter:
+        """Tuning that turned on the head (or nothing) and no adapter."""
+        empty = np.zeros(0, np.float32)
+        return cls(empty, empty, empty, empty, weight=0.0, region_weight=region_weight, head=head)
+
+    def embed(self, visual: np.ndarray, items: Sequence[int] = ()) -> np.ndarray:
+        """`visual` vectors `(n, dim)` mapped into the text space, unit rows; where `items`
+        (their ids) names an image the map was fitted on, its left-out vector instead."""
+        mapped = ((visual - self.mean) / self.scale) @ self.matrix + self.bias
+        if len(items) and len(self.own_items):
+            ids = np.asarray(items, np.int64)
+            at = np.minimum(np.searchsorted(self.own_items, ids), len(self.own_items) - 1)
+            own = self.own_items[at] == ids
+            mapped[own] = self.own_vectors[at[own]]
+        return l2_normalise(mapped)
 
     @property
     def adapts(self) -> bool:
@@ -194,6 +213,7 @@ class TunedAdapter:
         np.savez(
             folder / WEIGHTS_FILE,
             mean=self.mean, scale=self.scale, matrix=self.matrix, bias=self.bias,
+            own_items=self.own_items, own_vectors=self.own_vectors,
             weights=np.array([self.weight, self.region_weight], np.float64),
         )
 
@@ -211,12 +231,20 @@ class TunedAdapter:
                     data["matrix"].astype(np.float32), data["bias"].astype(np.float32),
                     weight, region_weight,
                 )
+                if "own_items" in data:  # absent in weights tuned by earlier versions
+                    adapter = replace(
+                        adapter, own_items=data["own_items"].astype(np.int64),
+                        own_vectors=data["own_vectors"].astype(np.float32),
+                    )
         except (OSError, KeyError, ValueError) as exc:
             raise IndexFormatError(
                 f"The tuned reranker weights {path} cannot be read ({exc}); delete the file "
                 "(search then uses the untuned reranker) or run `mmsearch tune` again."
             ) from exc
-        if adapter.matrix.size and adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0]):
+        own = adapter.own_vectors
+        if (adapter.matrix.size and adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0])) or (
+            len(adapter.own_items) and own.shape != (len(adapter.own_items), adapter.bias.shape[0])
+        ):
             raise IndexFormatError(
                 f"The tuned reranker weights {path} have mismatched shapes; delete the file or "
                 "run `mmsearch tune` again."
@@ -376,7 +404,7 @@ class Reranker:
         if len(visual) < 2:
             return None
         ids = list(visual)
-        mapped = self.adapter.embed(np.stack([visual[i].mean(axis=0) for i in ids]))
+        mapped = self.adapter.embed(np.stack([visual[i].mean(axis=0) for i in ids]), ids)
         whole = mapped @ query_vector
         combined = zscore(whole)
         words = content_words(text)
