@@ -129,6 +129,29 @@ def test_tune_turns_the_adapter_on_when_held_out_captions_gain(striped_library) 
     assert bars_on_the_left_in_top3() >= 2
 
 
+def test_the_tuned_adapter_brings_in_images_the_first_stage_missed(striped_library) -> None:
+    """With the reranker's N cut to 3, the first stage (which knows only the colour) hands it
+    three red pictures, whatever their bar. The tuned adapter proposes the red pictures with
+    the bar on the left from the whole index: one indexed after `tune` too, and none that the
+    query's filters rule out."""
+    lib, captions, root = striped_library
+    assert lib.tune(captions).adapter
+    lib.settings.rerank_top_n = 3
+    query = "a red picture with a bar on the left"
+
+    def left_in_top3(text: str) -> list[str]:
+        return [Path(h.path).name for h in lib.search(text, k=3, min_score=-1) if "-left-" in Path(h.path).name]
+
+    assert len(left_in_top3(query)) >= 2
+    lib.settings.rerank = False  # the first stage alone: colour only, the bar anywhere
+    assert len(left_in_top3(query)) < 2
+    lib.settings.rerank = True
+    striped(root / "late" / "red-left-30.png", COLOURS["red"], PLACES["left"], 30)
+    lib.index([root])
+    assert "red-left-30.png" in left_in_top3(query)
+    assert "red-left-30.png" not in left_in_top3(query + " -folder:late")
+
+
 def test_tune_with_too_few_captions_changes_nothing_and_says_why(striped_library, tmp_path: Path) -> None:
     lib, _, root = striped_library
     few = tmp_path / "few.csv"

@@ -203,8 +203,9 @@ class Searcher:
             fused = self._fuse_ranks(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
+            proposed = self._proposed(wanted, fused, query)
             fused = self._reranked(" ".join(t.text for t in terms if not t.negative),
-                                   wanted[SEMANTIC][0], fused, matches)
+                                   wanted[SEMANTIC][0], fused, matches, proposed)
         passed = {item for item, _, _ in fused}  # above the cut-off
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
@@ -248,6 +249,7 @@ class Searcher:
         vector: np.ndarray,
         fused: list[tuple[int, float, dict[str, float]]],
         keyword_matches: set[int],
+        proposed: list[tuple[int, float, dict[str, float]]],
     ) -> list[tuple[int, float, dict[str, float]]]:
         """The reranker's order and scores. It adds z-scores and maps the sum back onto the
         first stage's mean and spread; calibrated scores go to it as log-odds, where adding
@@ -255,10 +257,38 @@ class Searcher:
         keyword evidence in a z-score), and come back as 0-1 scores."""
         assert self.reranker is not None
         if not self.scale.calibrated:
-            return self.reranker.rerank(words, vector, fused, keyword_matches=keyword_matches)
-        as_log_odds = [(item, log_odds(score), per) for item, score, per in fused]
-        reranked = self.reranker.rerank(words, vector, as_log_odds, keyword_matches=keyword_matches)
+            return self.reranker.rerank(words, vector, fused, keyword_matches, proposed)
+        reranked = self.reranker.rerank(
+            words, vector, [(item, log_odds(score), per) for item, score, per in fused],
+            keyword_matches, [(item, log_odds(score), per) for item, score, per in proposed],
+        )
         return [(item, from_log_odds(value), per) for item, value, per in reranked]
+
+    def _proposed(
+        self,
+        wanted: dict[str, tuple[np.ndarray, float]],
+        fused: list[tuple[int, float, dict[str, float]]],
+        query: Query,
+    ) -> list[tuple[int, float, dict[str, float]]]:
+        """Images a tuned adapter proposes for a text query beyond the first stage's N
+        (`Reranker.propose`), under the query's filters, with their first-stage scores; those
+        under the cut-off stay out, as the first stage's own do."""
+        assert self.reranker is not None
+        if not self.reranker.proposes or list(wanted) != [SEMANTIC]:
+            return []  # examples' spaces would need their scores too: text queries only
+        allowed = None
+        where = query.filters.sql()
+        if where is not None:
+            allowed = self.catalog.vector_ids_where(VISUAL, *where)
+            if len(allowed) == 0:
+                return []
+        vector = wanted[SEMANTIC][0]
+        head = {item for item, _, _ in fused[: self.reranker.top_n]}
+        items = self.reranker.propose(vector, allowed, head)
+        scores = self._item_scores(items, SEMANTIC, vector)
+        cutoff = self._cutoff(SEMANTIC, query)
+        ranked = sorted(((item, s) for item, s in scores.items() if s >= cutoff), key=lambda kv: -kv[1])
+        return [(item, score, {SEMANTIC: score}) for item, score in ranked]
 
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
         """Where in each recording it matched: the time range of its best vector, taken from
