@@ -51,6 +51,7 @@ from mmsearch.media.paths import canonical_path
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.query.rerank import (
     ADAPTED,
+    ADAPTER_PROPOSALS,
     REGION_WEIGHT,
     RERANK,
     Candidate,
@@ -362,6 +363,36 @@ def recalls(ranks: Sequence[int | None]) -> dict[str, float]:
     }
 
 
+Entry = tuple[list[Candidate], dict[str, tuple[np.ndarray, dict[int, float]]]]
+"""A caption's candidates (first-stage score and all) and the reranker's parts for them."""
+
+
+class _KnownScores:
+    """One caption's zero-shot scores (`Reranker.item_scores`) of the images met so far as
+    candidates; the images the adapters propose are scored once, whichever setting met them."""
+
+    def __init__(self, entry: Entry) -> None:
+        candidates, parts = entry
+        self.raw: dict[str, dict[int, float]] = {name: dict(raw) for name, (_, raw) in parts.items()}
+        self.seen: set[int] = {item for item, _, _ in candidates}
+
+    def parts(
+        self, reranker: Reranker, text: str, vector: np.ndarray, items: Sequence[int]
+    ) -> dict[str, tuple[np.ndarray, dict[int, float]]]:
+        """The parts `Reranker.scores` would give these candidates (without an adapter)."""
+        missing = [item for item in items if item not in self.seen]
+        if missing:
+            for name, raw in reranker.item_scores(text, vector, missing).items():
+                self.raw.setdefault(name, {}).update(raw)
+            self.seen.update(missing)
+        out = {}
+        for name, raw in self.raw.items():
+            mine = {item: raw[item] for item in items if item in raw}
+            if len(mine) >= 2:
+                out[name] = Reranker.zscored(items, mine), mine
+        return out
+
+
 class Tuner:
     """Harvests captions, trains, gates and stores (see the module doc)."""
 
@@ -437,43 +468,55 @@ class Tuner:
             self._scored(zero_shot, c.text, texts[r], first[r], all_items)
             for r, c in enumerate(captions)
         ]
-        adapted: dict[float, list[tuple[np.ndarray, dict[int, float]] | None]] = {
-            strength: [None] * len(captions) for strength in ADAPTER_STRENGTHS
-        }
+        # Each adapter also proposes images the first stage missed, as it does at search time
+        # (`Reranker.propose`): those join the caption's candidates, so every setting is judged
+        # on the candidates it would get. Zero-shot scores are kept per caption and image.
+        known = [_KnownScores(entry) for entry in scored]
+        widened: dict[float, list[Entry]] = {strength: [] for strength in ADAPTER_STRENGTHS}
+        for strength in ADAPTER_STRENGTHS:
+            widened[strength] = list(scored)  # every caption is replaced by its fold's below
         for f in range(GATE_FOLDS):
             fitted_on, judged = np.where(fold != f)[0], np.where(fold == f)[0]
             for strength in ADAPTER_STRENGTHS:
-                fitted = fit_adapter(vis, texts[fitted_on], owners[fitted_on], strength=strength)
-                scorer = Reranker(
-                    self.catalog, self._encoder, top_n=self.top_n,
-                    adapter=fitted.adapter(all_items, weight=1.0, region_weight=0.0),
+                adapter = fit_adapter(vis, texts[fitted_on], owners[fitted_on], strength=strength).adapter(
+                    all_items, weight=1.0, region_weight=0.0
                 )
+                scorer = Reranker(self.catalog, self._encoder, top_n=self.top_n, adapter=adapter)
+                mapped = adapter.embed(vis, all_items)
                 for r in judged:
-                    candidates = [item for item, _, _ in scored[r][0]]
-                    adapted[strength][r] = scorer.adapter_scores(captions[r].text, texts[r], candidates)
+                    head = scored[r][0]
+                    have = {item for item, _, _ in head}
+                    order = np.argsort(-(mapped @ texts[r]), kind="stable")
+                    extra = [i for i in order if all_items[i] not in have][:ADAPTER_PROPOSALS]
+                    candidates = head + [
+                        (all_items[i], float(first[r][i]), {SEMANTIC: float(first[r][i])}) for i in extra
+                    ]
+                    ids = [item for item, _, _ in candidates]
+                    parts = known[r].parts(zero_shot, captions[r].text, texts[r], ids)
+                    adapted = scorer.adapter_scores(captions[r].text, texts[r], ids)
+                    if adapted is not None:
+                        parts[ADAPTED] = adapted
+                    widened[strength][r] = (candidates, parts)
         targets = [all_items[o] for o in owners]
 
         def ranks(
-            rows: Sequence[int], entries: Sequence[tuple[list[Candidate], dict]], strength: float,
-            adapter_weight: float, region_weight: float,
+            rows: Sequence[int], entries: Sequence[Entry], adapter_weight: float, region_weight: float,
         ) -> list[int | None]:
             out: list[int | None] = []
             for r, (head, parts) in zip(rows, entries):
-                part = adapted[strength][r]
-                both = {**parts, ADAPTED: part} if part is not None and adapter_weight > 0 else parts
-                ranked = fuse(head, both, {RERANK: region_weight, ADAPTED: adapter_weight}) or head
+                ranked = fuse(head, parts, {RERANK: region_weight, ADAPTED: adapter_weight}) or head
                 order = [item for item, _, _ in ranked]
                 out.append(order.index(targets[r]) if targets[r] in order else None)
             return out
 
         every = range(len(captions))
-        untuned = ranks(every, scored, ADAPTER_STRENGTHS[0], 0.0, REGION_WEIGHT)
+        untuned = ranks(every, scored, 0.0, REGION_WEIGHT)
         report.before = recalls(untuned)
         report.held_out_captions = len(captions)
         strength, weight, best, best_ranks = ADAPTER_STRENGTHS[0], 0.0, report.before, untuned
         for s in ADAPTER_STRENGTHS:
             for w in ADAPTER_WEIGHTS:
-                got_ranks = ranks(every, scored, s, w, REGION_WEIGHT)
+                got_ranks = ranks(every, widened[s], w, REGION_WEIGHT)
                 got = recalls(got_ranks)
                 label = f"zero-shot, adapter strength {s:g} weight {w:g}"
                 report.tried[label] = got
@@ -491,20 +534,26 @@ class Tuner:
         report.weight = weight
 
         if head_weight is not None:  # judged on fold 0, next to the adapter chosen above
-            # The head alone: the adapter's part comes from `adapted`, as for the other settings.
+            # The head on the candidates the chosen adapter (if any) gives, with its part.
             with_head = TunedAdapter.without_map(REGION_WEIGHT, head=HeadScorer(staged))
             probe = Reranker(self.catalog, self._encoder, top_n=self.top_n, adapter=with_head)
-            headed = [self._scored(probe, captions[r].text, texts[r], first[r], all_items) for r in held_rows]
-            without = ranks(held_rows, [scored[r] for r in held_rows], strength, weight, REGION_WEIGHT)
-            with_it = ranks(held_rows, headed, strength, weight, float(head_weight))
+            base = [widened[strength][r] if weight > 0 else scored[r] for r in held_rows]
+            headed: list[Entry] = []
+            for r, (candidates, parts) in zip(held_rows, base):
+                head_parts = probe.scores(captions[r].text, texts[r], [item for item, _, _ in candidates])
+                if ADAPTED in parts:
+                    head_parts[ADAPTED] = parts[ADAPTED]
+                headed.append((candidates, head_parts))
+            without = ranks(held_rows, base, weight, REGION_WEIGHT)
+            with_it = ranks(held_rows, headed, weight, float(head_weight))
             label = f"head, adapter strength {strength:g} weight {weight:g}"
             report.tried[label] = recalls(with_it)
             p_head = sign_test(without, with_it)
             self._say(f"{label}: held-out {recalls(with_it)} (without the head: {recalls(without)})")
             if recalls(with_it)["R@1"] > recalls(without)["R@1"] and p_head <= GATE_P:
                 report.head = True
-                report.before, report.after = recalls(ranks(held_rows, [scored[r] for r in held_rows],
-                                                             strength, 0.0, REGION_WEIGHT)), recalls(with_it)
+                untuned_held = ranks(held_rows, [scored[r] for r in held_rows], 0.0, REGION_WEIGHT)
+                report.before, report.after = recalls(untuned_held), recalls(with_it)
                 report.held_out_captions, report.p_value = len(held_rows), p_head
         if not (report.head or report.adapter):
             staged.unlink(missing_ok=True)

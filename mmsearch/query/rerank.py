@@ -414,48 +414,47 @@ class Reranker:
         content words, no regions, no adapter) are left out."""
         parts: dict[str, tuple[np.ndarray, dict[int, float]]] = {}
         with one_blas_thread():
-            stored = self.catalog.item_regions(items) if self.region_weight > 0 or query_vector is not None else {}
-            if query_vector is not None:
-                wider = self._wider_scores(query_vector, items, stored)
-                if wider is not None:
-                    parts[WIDER] = wider
-            if self.region_weight > 0:
-                regions = self._region_scores(text, items, stored)
-                if regions is not None:
-                    parts[RERANK] = regions
+            for name, raw in self.item_scores(text, query_vector, items).items():
+                if len(raw) >= 2:
+                    parts[name] = self.zscored(items, raw), raw
             if self.adapter is not None and self.adapter.adapts and query_vector is not None:
                 adapted = self.adapter_scores(text, query_vector, items)
                 if adapted is not None:
                     parts[ADAPTED] = adapted
         return parts
 
-    def _wider_scores(
-        self, query_vector: np.ndarray, items: Sequence[int], stored: dict[int, RegionCodes]
-    ) -> tuple[np.ndarray, dict[int, float]] | None:
-        """(z-scored cosine of the query with each image's broader label mix, raw cosine per
-        item that has one): images indexed before the mix was stored have none."""
+    def item_scores(
+        self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
+    ) -> dict[str, dict[int, float]]:
+        """The raw `WIDER` and `RERANK` scores of those `items` that have them: each item's
+        own, whatever the other candidates (`scores` z-scores them over the candidates; `tune`
+        reuses them as its candidates change)."""
+        out: dict[str, dict[int, float]] = {}
+        stored = self.catalog.item_regions(items) if self.region_weight > 0 or query_vector is not None else {}
+        if query_vector is not None:
+            out[WIDER] = self._wider_scores(query_vector, stored)
+        if self.region_weight > 0:
+            out[RERANK] = self._region_scores(text, stored)
+        return out
+
+    def _wider_scores(self, query_vector: np.ndarray, stored: dict[int, RegionCodes]) -> dict[int, float]:
+        """The cosine of the query with each image's broader label mix: images indexed before
+        the mix was stored have none."""
         mixes = {item: codes.image_topk() for item, codes in stored.items()}
         mixes = {item: mix for item, mix in mixes.items() if mix is not None}
-        if len(mixes) < 2:
-            return None
+        if not mixes:
+            return {}
         ids = list(mixes)
         # One "region" per image: the stored weights make its mix a unit vector, as regions'.
         as_regions = [RegionCodes.from_label_topk(mixes[i][0][None], mixes[i][1][None]) for i in ids]
         sims = self._encoder().region_similarities(as_regions, np.asarray(query_vector)[None])
-        raw = {item: float(s[0, 0]) for item, s in zip(ids, sims) if s is not None}
-        if len(raw) < 2:
-            return None
-        return self._zscored(items, raw), raw
+        return {item: float(s[0, 0]) for item, s in zip(ids, sims) if s is not None}
 
-    def _region_scores(
-        self, text: str, items: Sequence[int], stored: dict[int, RegionCodes]
-    ) -> tuple[np.ndarray, dict[int, float]] | None:
-        """(z-scored region score per candidate, raw score per item that has regions)."""
+    def _region_scores(self, text: str, stored: dict[int, RegionCodes]) -> dict[int, float]:
+        """The region score of each item that has regions."""
         words = content_words(text)
-        if not words:
-            return None
-        if not stored:
-            return None
+        if not words or not stored:
+            return {}
         encoder = self._encoder()
         # Words in the model's image template (the offline model's label bridge: "a photo of a
         # dog.", as the labels were embedded; R@1 .120 against .114 for bare words on
@@ -465,12 +464,8 @@ class Reranker:
         head = self.adapter.head if self.adapter is not None else None
         if head is not None:  # trained: the exported head (query/head.py)
             scored = head.scores(vectors, [stored[i] for i in ids])
-            raw = {item: value for item, value in zip(ids, scored) if value is not None}
-        else:
-            raw = self.late_interaction(encoder, vectors, [stored[i] for i in ids], ids)
-        if len(raw) < 2:
-            return None
-        return self._zscored(items, raw), raw
+            return {item: value for item, value in zip(ids, scored) if value is not None}
+        return self.late_interaction(encoder, vectors, [stored[i] for i in ids], ids)
 
     @staticmethod
     def late_interaction(
@@ -508,11 +503,11 @@ class Reranker:
             encoder = self._encoder()
             vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
             combined = combined + ADAPTER_WORD_SHARE * zscore((vectors @ mapped.T).mean(axis=0))
-        z = self._zscored(items, dict(zip(ids, combined.tolist())))
+        z = self.zscored(items, dict(zip(ids, combined.tolist())))
         return z, {item: float(score) for item, score in zip(ids, whole)}
 
     @staticmethod
-    def _zscored(items: Sequence[int], raw: dict[int, float]) -> np.ndarray:
+    def zscored(items: Sequence[int], raw: dict[int, float]) -> np.ndarray:
         """Per candidate, its z-scored value among those that have one; 0 (the mean) for those
         that have none."""
         values = np.array(list(raw.values()), np.float64)
