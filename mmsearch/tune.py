@@ -11,12 +11,16 @@ What is learnt:
 - an adapter (`fit_adapter`): a ridge regression from an image's `visual` features (the
   classifier's pooled features, already in the catalog) onto the mean embedding of its
   captions, next to the label bridge; its cosine with the query is a third score in the
-  reranker. Closed form, under a second.
+  reranker, and its best matches among every indexed image join the reranker's candidates
+  (`Reranker.propose`). The captioned images themselves keep the vector a fit without them
+  predicts (leave-one-out), so they are judged by what they show, like every other image.
+  Closed form, under a second.
 - for models whose regions are label codes (the offline default), the cross-attention head
   (`rerank_head.py`), trained for a few epochs on the CPU (minutes).
 
 The captioned images are dealt into `GATE_FOLDS` folds. Each adapter setting (strength and
-weight) is judged on every caption, scored by an adapter fitted without that caption's fold; the
+weight) is judged on every caption, scored by an adapter fitted without that caption's fold, on
+the candidates that adapter gives it at search time (the first stage's and its proposals); the
 head is trained on four folds and judged on the fifth, next to the adapter chosen. Both are
 compared with the untuned reranker (`Reranker` itself, on the first stage's top-N), and only a
 gain in R@1 that chance would rarely give (`sign_test`, `GATE_P`) turns anything on: the head

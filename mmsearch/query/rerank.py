@@ -13,7 +13,9 @@ and cost mixed collections their balance; see ARCHITECTURE.md).
 
 When `mmsearch tune` found a gain on held-out captions of the user's own collection, it also
 stored a linear adapter (`TunedAdapter`) mapping an image's `visual` features into the text
-space; its cosine with the query is a third score.
+space; its cosine with the query is a third score, and its best matches among every indexed
+image join the N (`Reranker.propose`): the first stage compares the query with one label-bridge
+vector per image and misses many photos the adapter finds.
 
 The first stage's image vector mixes only the classifier's top 10 labels (broader mixes lowered
 images' calibrated scores against sounds' in mixed collections); the offline model also stores

@@ -276,12 +276,9 @@ class Searcher:
         assert self.reranker is not None
         if not self.reranker.proposes or list(wanted) != [SEMANTIC]:
             return []  # examples' spaces would need their scores too: text queries only
-        allowed = None
-        where = query.filters.sql()
-        if where is not None:
-            allowed = self.catalog.vector_ids_where(VISUAL, *where)
-            if len(allowed) == 0:
-                return []
+        allowed = self._allowed_vectors(VISUAL, query)
+        if allowed is not None and len(allowed) == 0:
+            return []
         vector = wanted[SEMANTIC][0]
         head = {item for item, _, _ in fused[: self.reranker.top_n]}
         items = self.reranker.propose(vector, allowed, head)
@@ -398,12 +395,9 @@ class Searcher:
 
     def _search_space(self, space: str, vector: np.ndarray, query: Query) -> list[tuple[int, float]]:
         """(item id, best cosine) pairs of one space, best first, above the cut-off."""
-        allowed = None
-        where = query.filters.sql()
-        if where is not None:
-            allowed = self.catalog.vector_ids_where(space, *where)
-            if len(allowed) == 0:
-                return []
+        allowed = self._allowed_vectors(space, query)
+        if allowed is not None and len(allowed) == 0:
+            return []
         cutoff = self._cutoff(space, query)
         # Documents have several chunk vectors: fetch more than k so k distinct items remain.
         fetch = query.k * 4 + 16
@@ -433,6 +427,11 @@ class Searcher:
                 best[item] = score
                 self._best_vector[(space, item)] = vid
         return sorted(best.items(), key=lambda kv: -kv[1])
+
+    def _allowed_vectors(self, space: str, query: Query) -> np.ndarray | None:
+        """The ids of the vectors of `space` the query's filters let through; None: all."""
+        where = query.filters.sql()
+        return None if where is None else self.catalog.vector_ids_where(space, *where)
 
     def _item_scores(self, items: Sequence[int], space: str, vector: np.ndarray) -> dict[int, float]:
         """Each item's score in a space, computed from its stored vectors (best chunk), for
