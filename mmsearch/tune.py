@@ -578,6 +578,7 @@ class Tuner:
             adapter = fit_adapter(vis, texts, owners, strength=strength).adapter(
                 all_items, weight=report.weight, region_weight=region_weight
             )
+            adapter.images.refresh(adapter, self.catalog)  # stored with it: searches start mapped
         else:
             adapter = TunedAdapter.without_map(region_weight)
         adapter.save(

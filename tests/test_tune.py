@@ -152,6 +152,44 @@ def test_the_tuned_adapter_brings_in_images_the_first_stage_missed(striped_libra
     assert "red-left-30.png" not in left_in_top3(query + " -folder:late")
 
 
+def test_a_tuned_index_opened_again_maps_only_the_images_indexed_since(striped_library, monkeypatch) -> None:
+    """`tune` stores every image through the adapter with it: a search in a new process (the
+    CLI) does not read and map the whole collection again, only what was indexed after."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from mmsearch.query.rerank import MappedImages, TunedAdapter
+
+    lib, captions, root = striped_library
+    assert lib.tune(captions).adapter
+    read: list[int] = []
+    original = lib._catalog.iter_vectors
+
+    def counting(*args, **kwargs):
+        for ids, vectors in original(*args, **kwargs):
+            read.append(len(ids))
+            yield ids, vectors
+
+    monkeypatch.setattr(lib._catalog, "iter_vectors", counting)
+    query = lib.encoder().embed_texts(["a red picture with a bar on the left"])[0]
+    adapter = TunedAdapter.load(lib.path)
+    assert adapter is not None
+    found = adapter.images.best(adapter, lib._catalog, query, 5, None, ())
+    assert len(found) == 5 and sum(read) == 0
+    # The same answer as mapping every image afresh.
+    fresh = replace(adapter, images=MappedImages())
+    assert fresh.images.best(fresh, lib._catalog, query, 5, None, ()) == found
+    assert sum(read) == 36
+    read.clear()
+    striped(root / "late" / "blue-right-30.png", COLOURS["blue"], PLACES["right"], 30)
+    lib.index([root])
+    read.clear()  # indexing reads the new vectors for its own vector indexes
+    adapter.images.best(adapter, lib._catalog, query, 5, None, ())
+    assert sum(read) == 1
+    assert np.isin(lib._catalog.vector_ids("visual"), adapter.images.stored()["image_vector_ids"]).all()
+
+
 def test_tune_with_too_few_captions_changes_nothing_and_says_why(striped_library, tmp_path: Path) -> None:
     lib, _, root = striped_library
     few = tmp_path / "few.csv"
