@@ -476,9 +476,8 @@ class Tuner:
         # (`Reranker.propose`): those join the caption's candidates, so every setting is judged
         # on the candidates it would get. Zero-shot scores are kept per caption and image.
         known = [_KnownScores(entry) for entry in scored]
-        widened: dict[float, list[Entry]] = {strength: [] for strength in ADAPTER_STRENGTHS}
-        for strength in ADAPTER_STRENGTHS:
-            widened[strength] = list(scored)  # every caption is replaced by its fold's below
+        # Every caption's entry is replaced below by the one its fold's adapter gives it.
+        widened: dict[float, list[Entry]] = {strength: list(scored) for strength in ADAPTER_STRENGTHS}
         for f in range(GATE_FOLDS):
             fitted_on, judged = np.where(fold != f)[0], np.where(fold == f)[0]
             for strength in ADAPTER_STRENGTHS:
