@@ -55,7 +55,6 @@ from mmsearch.media.paths import canonical_path
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.query.rerank import (
     ADAPTED,
-    ADAPTER_PROPOSALS,
     REGION_WEIGHT,
     RERANK,
     Candidate,
@@ -288,13 +287,19 @@ class AdapterFit:
     left_out: np.ndarray
     """`(images, text dim)`: row n is image `rows[n]` mapped by the fit without it."""
 
-    def adapter(self, items: Sequence[int], *, weight: float, region_weight: float) -> TunedAdapter:
-        """The `TunedAdapter` of this fit; `items` are the item ids of `visual`'s rows."""
-        ids = np.asarray(items, np.int64)[self.rows]
+    def adapter(
+        self, vector_ids: Sequence[Sequence[int]], *, weight: float, region_weight: float
+    ) -> TunedAdapter:
+        """The `TunedAdapter` of this fit; `vector_ids[n]` are the catalog ids of the `visual`
+        vectors of row n (the left-out vector stands for each of them)."""
+        ids = np.array([vid for row in self.rows for vid in vector_ids[row]], np.int64)
+        vectors = np.concatenate(
+            [np.repeat(self.left_out[n : n + 1], len(vector_ids[row]), axis=0) for n, row in enumerate(self.rows)]
+        )
         order = np.argsort(ids)
         return TunedAdapter(
             self.mean, self.scale, self.matrix, self.bias, weight=weight, region_weight=region_weight,
-            own_items=ids[order], own_vectors=self.left_out[order],
+            own_vector_ids=ids[order], own_vectors=vectors[order],
         )
 
 
@@ -446,6 +451,8 @@ class Tuner:
         row_of = {item: n for n, item in enumerate(all_items)}
         sem = l2_normalise(np.stack([semantic[i].mean(axis=0) for i in all_items]))
         vis = np.stack([visual[i].mean(axis=0) for i in all_items]).astype(np.float32)
+        vector_ids_of = self.catalog.item_vector_ids(all_items, VISUAL)
+        vis_ids = [vector_ids_of.get(i, []) for i in all_items]  # each row's `visual` vector ids
         captions = [c for c in captions if item_of[c.path] in row_of]
         self._say(f"embedding {len(captions)} captions")
         encoder = self._encoder()
@@ -482,15 +489,13 @@ class Tuner:
             fitted_on, judged = np.where(fold != f)[0], np.where(fold == f)[0]
             for strength in ADAPTER_STRENGTHS:
                 adapter = fit_adapter(vis, texts[fitted_on], owners[fitted_on], strength=strength).adapter(
-                    all_items, weight=1.0, region_weight=0.0
+                    vis_ids, weight=1.0, region_weight=0.0
                 )
                 scorer = Reranker(self.catalog, self._encoder, top_n=self.top_n, adapter=adapter)
-                mapped = adapter.embed(vis, all_items)
-                for r in judged:
+                for r in judged:  # the adapter's proposals, as at search time
                     head = scored[r][0]
-                    have = {item for item, _, _ in head}
-                    order = np.argsort(-(mapped @ texts[r]), kind="stable")
-                    extra = [i for i in order if all_items[i] not in have][:ADAPTER_PROPOSALS]
+                    proposed = scorer.propose(texts[r], None, {item for item, _, _ in head})
+                    extra = [row_of[i] for i in proposed if i in row_of]
                     candidates = head + [
                         (all_items[i], float(first[r][i]), {SEMANTIC: float(first[r][i])}) for i in extra
                     ]
@@ -575,7 +580,7 @@ class Tuner:
         region_weight = float(head_weight) if report.head else REGION_WEIGHT
         if report.adapter:
             adapter = fit_adapter(vis, texts, owners, strength=strength).adapter(
-                all_items, weight=report.weight, region_weight=region_weight
+                vis_ids, weight=report.weight, region_weight=region_weight
             )
             adapter.images.refresh(adapter, self.catalog)  # stored with it: searches start mapped
         else:
@@ -598,7 +603,7 @@ class Tuner:
                 "adapter_weight": report.weight,
                 "adapter_strength": strength if report.adapter else None,
                 "adapter_fitted_on_captions": report.captions if report.adapter else 0,
-                "adapter_left_out_images": len(adapter.own_items),
+                "adapter_left_out_images": len(np.unique(owners)) if report.adapter else 0,
                 "head_epochs": HEAD_EPOCHS,
                 "seed": seed,
                 "licence_note": "learnt from this collection's own captions; stays in this index",

@@ -176,14 +176,14 @@ def test_a_tuned_adapter_survives_saving_and_its_weights_shape_the_fusion(tmp_pa
     adapter = TunedAdapter(
         rng.standard_normal(8).astype(np.float32), np.ones(8, np.float32),
         rng.standard_normal((8, 6)).astype(np.float32), np.zeros(6, np.float32), 2.0, 1.0,
-        own_items=np.array([4, 9], np.int64), own_vectors=rng.standard_normal((2, 6)).astype(np.float32),
+        own_vector_ids=np.array([4, 9], np.int64), own_vectors=rng.standard_normal((2, 6)).astype(np.float32),
     )
     adapter.save(tmp_path, {"captions": 3})
     loaded = TunedAdapter.load(tmp_path)
     assert loaded is not None and loaded.weight == 2.0
     x = rng.standard_normal((3, 8)).astype(np.float32)
     assert np.allclose(loaded.embed(x), adapter.embed(x), atol=1e-6)
-    # Images the map was fitted on get their stored left-out vectors; others are mapped.
+    # Vectors the map was fitted on get their stored left-out vectors; others are mapped.
     got = loaded.embed(x, [9, 5, 4])
     assert np.allclose(got[0], l2_normalise(adapter.own_vectors[1:2])[0], atol=1e-6)
     assert np.allclose(got[2], l2_normalise(adapter.own_vectors[0:1])[0], atol=1e-6)

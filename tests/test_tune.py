@@ -190,6 +190,34 @@ def test_a_tuned_index_opened_again_maps_only_the_images_indexed_since(striped_l
     assert np.isin(lib._catalog.vector_ids("visual"), adapter.images.stored()["image_vector_ids"]).all()
 
 
+def test_a_captioned_photo_changed_after_tune_is_judged_by_its_new_pixels(striped_library) -> None:
+    """A captioned photo's left-out vector stands for the pixels tune saw: once the file is
+    changed (same path, same item), it is mapped from what it shows now."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from mmsearch.media.paths import canonical_path
+    from mmsearch.query.rerank import TunedAdapter
+
+    lib, captions, root = striped_library
+    assert lib.tune(captions).adapter
+    adapter = TunedAdapter.load(lib.path)
+    assert adapter is not None
+    path = canonical_path(root / "red-left-0.png")
+    item = lib._catalog.item_by_path(path).id
+    before = adapter.images.vectors(adapter, lib._catalog, [item])[item]
+    striped(Path(path), COLOURS["blue"], PLACES["right"], 120)  # overwritten in place
+    lib.index([root])
+    assert lib._catalog.item_by_path(path).id == item
+    after = adapter.images.vectors(adapter, lib._catalog, [item])[item]
+    plain = replace(adapter, own_vector_ids=np.zeros(0, np.int64)).embed(
+        lib._catalog.item_vectors([item], "visual")[item]
+    )[0]
+    assert np.allclose(after, plain, atol=1e-3)
+    assert not np.allclose(before, after, atol=1e-2)
+
+
 def test_tune_with_too_few_captions_changes_nothing_and_says_why(striped_library, tmp_path: Path) -> None:
     lib, _, root = striped_library
     few = tmp_path / "few.csv"

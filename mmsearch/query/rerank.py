@@ -216,6 +216,17 @@ class MappedImages:
                 found.append(int(items[row]))
         return found
 
+    def vectors(self, adapter: TunedAdapter, catalog: Catalog, items: Sequence[int]) -> dict[int, np.ndarray]:
+        """item id -> its mapped unit vector (its first `visual` row), for those of `items`
+        that are indexed images."""
+        with self._lock:
+            self._update(adapter, catalog)
+            ids, mapped = self._items, self._mapped
+        out: dict[int, np.ndarray] = {}
+        for row in np.where(np.isin(ids, np.asarray(items, np.int64)))[0]:
+            out.setdefault(int(ids[row]), mapped[row])
+        return out
+
     def _update(self, adapter: TunedAdapter, catalog: Catalog) -> None:
         generation = catalog.generation()
         if generation == self._generation:
@@ -230,7 +241,7 @@ class MappedImages:
             owner_items = [owners[int(vector_ids[n])][0] for n in images]
             ids.append(vector_ids[images])
             items.append(np.array(owner_items, np.int64))
-            mapped.append(adapter.embed(vectors[images], owner_items) if images else np.zeros((0, adapter.bias.shape[0]), np.float32))
+            mapped.append(adapter.embed(vectors[images], vector_ids[images]))
         nonempty = [m for m in mapped if m.size]
         self._vector_ids = np.concatenate(ids)
         self._items = np.concatenate(items)
@@ -259,10 +270,11 @@ class TunedAdapter:
     """Weight of the region score (the head's when there is one) in the fusion."""
     head: HeadScorer | None = None
     """The trained head (`HEAD_FILE`), run instead of the zero-shot late interaction."""
-    own_items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """`(images,)` sorted ids of the images the map was fitted on (the captioned images)."""
+    own_vector_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Sorted ids of the `visual` vectors of the images the map was fitted on (the captioned
+    images) when it was fitted: a file changed since has new ones, and is mapped as it is now."""
     own_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    """`(images, text dim)`: what the map fitted without each of those images makes of it
+    """`(vectors, text dim)`: what the map fitted without each of those images makes of it
     (`tune.fit_adapter`). They stand in for the map's output on those images, which would
     return their captions rather than what they show."""
     images: MappedImages = field(default_factory=MappedImages, compare=False, repr=False)
@@ -274,14 +286,15 @@ class TunedAdapter:
         empty = np.zeros(0, np.float32)
         return cls(empty, empty, empty, empty, weight=0.0, region_weight=region_weight, head=head)
 
-    def embed(self, visual: np.ndarray, items: Sequence[int] = ()) -> np.ndarray:
-        """`visual` vectors `(n, dim)` mapped into the text space, unit rows; where `items`
-        (their ids) names an image the map was fitted on, its left-out vector instead."""
+    def embed(self, visual: np.ndarray, vector_ids: Sequence[int] | np.ndarray = ()) -> np.ndarray:
+        """`visual` vectors `(n, dim)` mapped into the text space, unit rows; where
+        `vector_ids` (their ids in the catalog) names a vector the map was fitted on, its
+        left-out vector instead."""
         mapped = ((visual - self.mean) / self.scale) @ self.matrix + self.bias
-        if len(items) and len(self.own_items):
-            ids = np.asarray(items, np.int64)
-            at = np.minimum(np.searchsorted(self.own_items, ids), len(self.own_items) - 1)
-            own = self.own_items[at] == ids
+        if len(vector_ids) and len(self.own_vector_ids):
+            ids = np.asarray(vector_ids, np.int64)
+            at = np.minimum(np.searchsorted(self.own_vector_ids, ids), len(self.own_vector_ids) - 1)
+            own = self.own_vector_ids[at] == ids
             mapped[own] = self.own_vectors[at[own]]
         return l2_normalise(mapped)
 
@@ -302,7 +315,7 @@ class TunedAdapter:
         np.savez(
             folder / WEIGHTS_FILE,
             mean=self.mean, scale=self.scale, matrix=self.matrix, bias=self.bias,
-            own_items=self.own_items, own_vectors=self.own_vectors,
+            own_vector_ids=self.own_vector_ids, own_vectors=self.own_vectors,
             weights=np.array([self.weight, self.region_weight], np.float64),
             **self.images.stored(),
         )
@@ -321,9 +334,9 @@ class TunedAdapter:
                     data["matrix"].astype(np.float32), data["bias"].astype(np.float32),
                     weight, region_weight,
                 )
-                if "own_items" in data:  # absent in weights tuned by earlier versions
+                if "own_vector_ids" in data:  # absent in weights tuned by earlier versions
                     adapter = replace(
-                        adapter, own_items=data["own_items"].astype(np.int64),
+                        adapter, own_vector_ids=data["own_vector_ids"].astype(np.int64),
                         own_vectors=data["own_vectors"].astype(np.float32),
                     )
                 if "image_vector_ids" in data:
@@ -339,7 +352,7 @@ class TunedAdapter:
             ) from exc
         own = adapter.own_vectors
         if (adapter.matrix.size and adapter.matrix.shape != (adapter.mean.shape[0], adapter.bias.shape[0])) or (
-            len(adapter.own_items) and own.shape != (len(adapter.own_items), adapter.bias.shape[0])
+            len(adapter.own_vector_ids) and own.shape != (len(adapter.own_vector_ids), adapter.bias.shape[0])
         ):
             raise IndexFormatError(
                 f"The tuned reranker weights {path} have mismatched shapes; delete the file or "
@@ -517,11 +530,11 @@ class Reranker:
         as for regions) with the adapted image: on flickr8k_1k (5 folds over images, ridge
         adapter at strength 5) held-out R@1 .137 -> .151 and R@10 .479 -> .507."""
         assert self.adapter is not None
-        visual = self.catalog.item_vectors(items, VISUAL)
-        if len(visual) < 2:
+        found = self.adapter.images.vectors(self.adapter, self.catalog, items)
+        if len(found) < 2:
             return None
-        ids = list(visual)
-        mapped = self.adapter.embed(np.stack([visual[i].mean(axis=0) for i in ids]), ids)
+        ids = list(found)
+        mapped = np.stack([found[i] for i in ids])
         whole = mapped @ query_vector
         combined = zscore(whole)
         words = content_words(text)

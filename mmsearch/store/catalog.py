@@ -807,6 +807,15 @@ class Catalog:
             for item, rows in self.item_vector_rows(item_ids, space).items()
         }
 
+    def item_vector_ids(self, item_ids: Sequence[int], space: str) -> dict[int, list[int]]:
+        """item id -> the ids of its vectors in a space, in chunk order; items without any are
+        left out."""
+        out: dict[int, list[int]] = {}
+        sql = "SELECT item_id, id FROM vectors WHERE space = ? AND item_id IN ({marks}) ORDER BY item_id, chunk"
+        for item, vid in self._rows_for_ids(sql, item_ids, [space]):
+            out.setdefault(int(item), []).append(int(vid))
+        return out
+
     def vectors_by_id(self, vector_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, float32 vectors) of those of `vector_ids` the catalog holds (deleted ones are
         left out), for re-scoring a quantised index's candidates exactly."""
