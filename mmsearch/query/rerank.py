@@ -177,10 +177,12 @@ class MappedImages:
         self._items = np.zeros(0, np.int64) if items is None else items
         self._mapped = np.zeros((0, 0), np.float32) if mapped is None else mapped
 
-    def refresh(self, adapter: TunedAdapter, catalog: Catalog) -> None:
-        """Map the images indexed since the last look (`tune` does so before saving)."""
+    def refresh(self, adapter: TunedAdapter, catalog: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Map the images indexed since the last look (`tune` does so before saving); returns
+        the (vector ids, item ids, mapped vectors) now held, rows alike."""
         with self._lock:
             self._update(adapter, catalog)
+            return self._vector_ids, self._items, self._mapped
 
     def stored(self) -> dict[str, np.ndarray]:
         """The arrays `TunedAdapter.save` writes (and `load` gives back to the constructor)."""
@@ -196,9 +198,7 @@ class MappedImages:
     ) -> list[int]:
         """The ids of the `k` images whose mapped vectors best match the query, among the
         `visual` vector ids `allowed` (None: all), leaving out `exclude`."""
-        with self._lock:
-            self._update(adapter, catalog)
-            ids, items, mapped = self._vector_ids, self._items, self._mapped
+        ids, items, mapped = self.refresh(adapter, catalog)
         if not len(ids) or not mapped.size:
             return []
         scores = mapped @ np.asarray(query_vector, np.float32)
@@ -219,9 +219,7 @@ class MappedImages:
     def vectors(self, adapter: TunedAdapter, catalog: Catalog, items: Sequence[int]) -> dict[int, np.ndarray]:
         """item id -> its mapped unit vector (its first `visual` row), for those of `items`
         that are indexed images."""
-        with self._lock:
-            self._update(adapter, catalog)
-            ids, mapped = self._items, self._mapped
+        _, ids, mapped = self.refresh(adapter, catalog)
         out: dict[int, np.ndarray] = {}
         for row in np.where(np.isin(ids, np.asarray(items, np.int64)))[0]:
             out.setdefault(int(ids[row]), mapped[row])
