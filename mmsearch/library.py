@@ -40,7 +40,7 @@ from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
-from mmsearch.query.rerank import WEIGHTS_FILE, Reranker, TunedAdapter
+from mmsearch.query.rerank import WEIGHTS_FILE, PooledRegions, Reranker, TunedAdapter
 from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
@@ -122,6 +122,8 @@ class Library:
         )
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
+        # Every image's pooled regions, kept between searches (the reranker's proposals).
+        self._pooled_regions = PooledRegions(self.encoder, path)
 
     @classmethod
     def open(
@@ -350,7 +352,10 @@ class Library:
                     f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
                 )
             run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress, cancel)
-            return run.run(roots, verify=verify)
+            report = run.run(roots, verify=verify)
+            if self.settings.rerank:  # searches in new processes start pooled
+                self._pooled_regions.save(self._catalog)
+            return report
 
     def _include_named(self, roots: list[str]) -> None:
         """A folder the user names again is wanted: drop exclusions of it or below it."""
@@ -640,7 +645,8 @@ class Library:
         with self._guard():
             adapter = self._tuned_adapter()
         return Reranker(
-            self._catalog, self.encoder, top_n=self.settings.rerank_top_n, adapter=adapter
+            self._catalog, self.encoder, top_n=self.settings.rerank_top_n, adapter=adapter,
+            pooled=self._pooled_regions,
         )
 
     def item(self, path_or_id: PathArg | int) -> ItemInfo:

@@ -58,6 +58,7 @@ from mmsearch.query.rerank import (
     REGION_WEIGHT,
     RERANK,
     Candidate,
+    PooledRegions,
     Reranker,
     TunedAdapter,
     content_words,
@@ -474,9 +475,12 @@ class Tuner:
         # Every caption's candidates and zero-shot scores are computed once; each adapter
         # setting is then judged on every caption, scored by adapters fitted without its fold.
         self._say(f"judging the adapter on {len(captions)} captions, {GATE_FOLDS} folds")
-        zero_shot = Reranker(self.catalog, self._encoder, top_n=self.top_n)
+        # As search does: the first stage's N and the pooled regions' proposals.
+        zero_shot = Reranker(
+            self.catalog, self._encoder, top_n=self.top_n, pooled=PooledRegions(self._encoder)
+        )
         scored = [
-            self._scored(zero_shot, c.text, texts[r], first[r], all_items)
+            self._scored(zero_shot, c.text, texts[r], first[r], all_items, row_of)
             for r, c in enumerate(captions)
         ]
         # Each adapter also proposes images the first stage missed, as it does at search time
@@ -494,7 +498,7 @@ class Tuner:
                 scorer = Reranker(self.catalog, self._encoder, top_n=self.top_n, adapter=adapter)
                 for r in judged:  # the adapter's proposals, as at search time
                     head = scored[r][0]
-                    proposed = scorer.propose(texts[r], None, {item for item, _, _ in head})
+                    proposed = scorer.propose(captions[r].text, texts[r], None, {item for item, _, _ in head})
                     extra = [row_of[i] for i in proposed if i in row_of]
                     candidates = head + [
                         (all_items[i], float(first[r][i]), {SEMANTIC: float(first[r][i])}) for i in extra
@@ -675,9 +679,12 @@ class Tuner:
 
     def _scored(
         self, reranker: Reranker, text: str, vector: np.ndarray, first: np.ndarray,
-        items: Sequence[int],
+        items: Sequence[int], row_of: dict[int, int],
     ) -> tuple[list[Candidate], dict[str, tuple[np.ndarray, dict[int, float]]]]:
-        """A caption's first-stage top-N over every image, and the reranker's scores of them."""
-        order = np.argsort(-first)[: self.top_n]
+        """A caption's first-stage top-N over every image plus the reranker's proposals, and
+        the reranker's scores of them."""
+        order = list(np.argsort(-first)[: self.top_n])
+        proposed = reranker.propose(text, vector, None, {items[i] for i in order})
+        order += [row_of[item] for item in proposed if item in row_of]
         head: list[Candidate] = [(items[i], float(first[i]), {SEMANTIC: float(first[i])}) for i in order]
         return head, reranker.scores(text, vector, [item for item, _, _ in head])

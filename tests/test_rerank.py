@@ -226,11 +226,11 @@ def test_a_schema_4_catalog_gains_the_regions_table_and_keeps_its_items(tmp_path
 
 
 def test_keyword_matches_keep_their_first_stage_places() -> None:
-    from mmsearch.query.rerank import keep_keyword_places
+    from mmsearch.query.rerank import keep_places
 
     first_order = [1, 2, 3, 4]  # 1 and 3 matched the query's words by name
     reranked = [(4, 0.9, {}), (3, 0.8, {}), (2, 0.7, {}), (1, 0.6, {})]
-    kept = keep_keyword_places(first_order, reranked, {1, 3})
+    kept = keep_places(first_order, reranked, {1, 3})
     assert [item for item, _, _ in kept] == [3, 4, 1, 2]  # matches in slots 1 and 3, reordered
     scores = [score for _, score, _ in kept]
     assert scores == sorted(scores, reverse=True)

@@ -164,14 +164,14 @@ def test_a_tuned_index_opened_again_maps_only_the_images_indexed_since(striped_l
     lib, captions, root = striped_library
     assert lib.tune(captions).adapter
     read: list[int] = []
-    original = lib._catalog.iter_vectors
+    original = lib._catalog.vectors_by_id
 
     def counting(*args, **kwargs):
-        for ids, vectors in original(*args, **kwargs):
-            read.append(len(ids))
-            yield ids, vectors
+        ids, vectors = original(*args, **kwargs)
+        read.append(len(ids))
+        return ids, vectors
 
-    monkeypatch.setattr(lib._catalog, "iter_vectors", counting)
+    monkeypatch.setattr(lib._catalog, "vectors_by_id", counting)
     query = lib.encoder().embed_texts(["a red picture with a bar on the left"])[0]
     adapter = TunedAdapter.load(lib.path)
     assert adapter is not None

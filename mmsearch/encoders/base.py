@@ -143,6 +143,14 @@ class Encoder(ABC):
             return codes.vectors()
         return None
 
+    def pooled_regions(self, regions: Sequence[RegionCodes]) -> np.ndarray | None:
+        """Per image, the mean of its region vectors as a unit vector `(n, dim)` in `semantic`
+        (a zero row for an image whose regions this model does not pool), or None when the
+        model pools none. The reranker searches every image's pooled regions for images the
+        first stage missed (`query/rerank.py`, `PooledRegions`); only the offline label bridge
+        does, where it was measured (OpenCLIP's own image vector is its first stage)."""
+        return None
+
     def word_template(self, kind: str) -> str:
         """How a single query word is written before the text tower embeds it, to be matched
         with the regions of an item of `kind` (see `query/rerank.py`): `{name}` is the word."""

@@ -124,6 +124,9 @@ class CompositeEncoder(Encoder):
     ) -> list[np.ndarray | None]:
         return self._text.region_similarities(regions, texts)
 
+    def pooled_regions(self, regions: Sequence[RegionCodes]) -> np.ndarray | None:
+        return self._text.pooled_regions(regions)
+
     def word_template(self, kind: str) -> str:
         return self._text.word_template(kind)
 

@@ -262,6 +262,24 @@ class OfflineEncoder(Encoder):
             return None
         return conse_vectors(ids, weights, self.label_vectors)
 
+    def pooled_regions(self, regions: Sequence[RegionCodes]) -> np.ndarray | None:
+        """`Encoder.pooled_regions`: a region's stored weights already make its mix a unit
+        vector, so the mean of an image's regions is the mix of all its cells' labels by their
+        weights over the number of cells: one weight per label and image, then one product
+        with the label matrix for all images."""
+        labels = len(self.label_vectors)
+        mixes = np.zeros((len(regions), labels), np.float32)
+        for row, codes in enumerate(regions):
+            if codes.format != LABEL_TOPK or codes.count == 0:
+                continue
+            ids, weights = codes.label_topk()
+            if ids.max() >= labels:
+                continue
+            mixes[row] = np.bincount(ids.ravel(), weights.ravel(), minlength=labels) / codes.count
+        pooled = mixes @ self.label_vectors
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 1e-6)
+
     def region_similarities(
         self, regions: Sequence[RegionCodes], texts: np.ndarray
     ) -> list[np.ndarray | None]:

@@ -203,9 +203,9 @@ class Searcher:
             fused = self._fuse_ranks(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
-            proposed = self._proposed(wanted, fused, query)
-            fused = self._reranked(" ".join(t.text for t in terms if not t.negative),
-                                   wanted[SEMANTIC][0], fused, matches, proposed)
+            words = " ".join(t.text for t in terms if not t.negative)
+            proposed = self._proposed(words, wanted, fused, query)
+            fused = self._reranked(words, wanted[SEMANTIC][0], fused, matches, proposed)
         passed = {item for item, _, _ in fused}  # above the cut-off
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
@@ -266,13 +266,14 @@ class Searcher:
 
     def _proposed(
         self,
+        words: str,
         wanted: dict[str, tuple[np.ndarray, float]],
         fused: list[tuple[int, float, dict[str, float]]],
         query: Query,
     ) -> list[tuple[int, float, dict[str, float]]]:
-        """Images a tuned adapter proposes for a text query beyond the first stage's N
-        (`Reranker.propose`), under the query's filters, with their first-stage scores; those
-        under the cut-off stay out, as the first stage's own do."""
+        """Images the reranker proposes for a text query beyond the first stage's N (pooled
+        regions, a tuned adapter: `Reranker.propose`), under the query's filters, with their
+        first-stage scores; those under the cut-off stay out, as the first stage's own do."""
         assert self.reranker is not None
         if not self.reranker.proposes or list(wanted) != [SEMANTIC]:
             return []  # examples' spaces would need their scores too: text queries only
@@ -281,7 +282,7 @@ class Searcher:
             return []
         vector = wanted[SEMANTIC][0]
         head = {item for item, _, _ in fused[: self.reranker.top_n]}
-        items = self.reranker.propose(vector, allowed, head)
+        items = self.reranker.propose(words, vector, allowed, head)
         scores = self._item_scores(items, SEMANTIC, vector)
         cutoff = self._cutoff(SEMANTIC, query)
         ranked = sorted(((item, s) for item, s in scores.items() if s >= cutoff), key=lambda kv: -kv[1])
