@@ -320,3 +320,32 @@ def test_the_wider_mix_reorders_images_among_themselves_but_keeps_their_footing_
     mean_first = np.mean([0.9, 0.5, 0.4, 0.3])
     expected = mean_first + (np.mean([0.5, 0.4, 0.3]) - mean_first) / (1 + REGION_WEIGHT)
     assert np.isclose(np.mean([score[i] for i in photos.values()]), expected)
+
+
+def test_proposed_images_take_images_places_and_leave_the_items_without_regions_where_they_were(
+    catalog: Catalog,
+) -> None:
+    """A proposal the regions rate highly comes first among the images, but a sound (no
+    regions: the reranker cannot judge it) keeps the place the N alone gives it."""
+
+    def photo(*words: str) -> RegionCodes:  # regions, and the whole image's mix of its words
+        ids = np.array([[WORDS.index(w)] for w in [*words, *["sky"] * (8 - len(words))]])
+        whole = np.array([WORDS.index(w) for w in (*words, "sky")])
+        return RegionCodes.from_label_topk(
+            ids, np.ones_like(ids, dtype=np.float32), image=(whole, np.ones(len(whole), np.float32))
+        )
+
+    sky = add_item(catalog, "sky", photo())
+    car = add_item(catalog, "car", photo("car"))
+    sound = add_item(catalog, "bark", None)
+    dog = add_item(catalog, "dog", photo("dog", "dog", "dog"))
+    first = [(sky, 0.9, {}), (car, 0.85, {}), (sound, 0.5, {})]
+    reranker = Reranker(catalog, WordEncoder)
+    query = WordEncoder().embed_texts(["dog"])[0]
+    alone = [item for item, _, _ in reranker.rerank("dog", query, first)]
+    ranked = reranker.rerank("dog", query, first, proposed=[(dog, 0.3, {})])
+    order = [item for item, _, _ in ranked]
+    assert order.index(sound) == alone.index(sound)
+    assert [item for item in order if item != sound][0] == dog
+    scores = [score for _, score, _ in ranked]
+    assert scores == sorted(scores, reverse=True)
