@@ -15,8 +15,8 @@ from mmsearch.config import Settings
 skimage_data = pytest.importorskip("skimage.data")
 pytestmark = pytest.mark.models
 
-# Two pictures of people; the ImageNet labels of neither names a person ("space suit",
-# "tripod"), and most of the rest are round things the first stage ranks first for "person".
+# Two pictures of people, whose whole-image ImageNet labels name no person ("football helmet",
+# "ski"; "tripod", "harmonica"), among things the first stage ranks first for "a person".
 PHOTOS = {
     "astronaut": "astronaut.jpg", "camera": "cameraman.png", "chelsea": "cat.png",
     "coffee": "coffee.png", "rocket": "rocket.png", "coins": "coins.png", "clock": "clock.png",
@@ -114,3 +114,14 @@ def test_a_search_in_a_new_process_pools_only_the_images_indexed_since(photos, m
     with Library.open(index, create=False, readonly=True, settings=SMALL_N) as lib:
         assert "portrait.png" in names(lib, "a person")
     assert sum(pooled) == 0
+
+
+def test_a_re_run_that_changed_nothing_neither_loads_the_model_nor_rewrites_the_pooled_regions(photos) -> None:
+    from mmsearch.query.rerank import POOLED_FILE
+
+    media, index = photos
+    stamp = (index / POOLED_FILE).stat().st_mtime_ns
+    with Library.open(index, create=False) as lib:
+        report = lib.index([media])
+        assert report.added == 0 and lib._encoder is None
+    assert (index / POOLED_FILE).stat().st_mtime_ns == stamp

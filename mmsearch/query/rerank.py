@@ -188,7 +188,7 @@ class MappedImages:
 
     def __init__(
         self, vector_ids: np.ndarray | None = None, items: np.ndarray | None = None,
-        mapped: np.ndarray | None = None,
+        mapped: np.ndarray | None = None, seen: int | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._generation: int | None = None
@@ -196,7 +196,8 @@ class MappedImages:
         self._items = np.zeros(0, np.int64) if items is None else items
         self._mapped = np.zeros((0, 0), np.float32) if mapped is None else mapped
         # Vector ids up to this one were looked at; some (an image without regions) map to nothing.
-        self._seen = int(self._vector_ids[-1]) if len(self._vector_ids) else -1
+        held = int(self._vector_ids[-1]) if len(self._vector_ids) else -1
+        self._seen = held if seen is None else max(seen, held)
 
     def refresh(self, image_map: ImageMap, catalog: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Map the images indexed since the last look (`tune` does so before saving); returns
@@ -205,12 +206,19 @@ class MappedImages:
             self._update(image_map, catalog)
             return self._vector_ids, self._items, self._mapped
 
+    @property
+    def seen(self) -> int:
+        """The last `visual` vector id looked at (mapped or not)."""
+        with self._lock:
+            return self._seen
+
     def stored(self) -> dict[str, np.ndarray]:
-        """The arrays `TunedAdapter.save` writes (and `load` gives back to the constructor)."""
+        """The arrays `TunedAdapter.save` and `PooledRegions.save` write (and give back to the constructor)."""
         with self._lock:
             return {
                 "image_vector_ids": self._vector_ids, "image_items": self._items,
                 "image_vectors": self._mapped.astype(np.float16),
+                "image_ids_seen": np.array(self._seen, np.int64),
             }
 
     def best(
@@ -282,8 +290,8 @@ flickr8k_1k (numpy on the eval index, the product's fusion) R@1 / R@10 .123 / .3
 
 class PooledRegions:
     """Every indexed image's regions pooled into one vector (`Encoder.pooled_regions`): the
-    mean of what its cells show, which names more of the picture (the people, the grass and
-    the ball, where the whole image's labels say "soccer ball") than the first stage's vector.
+    mean of what its cells show, which names more of the picture than the first stage's vector
+    (a cameraman's whole image reads "tripod", "harmonica"; its cells add "ballplayer", "suit").
     The query's content words are matched with it, each on its own as the regions are, and its
     best images join the reranker's N (`Reranker.propose`), with no training. On flickr8k_1k
     the first stage's top 50 held the right photo for 62 % of the captions; its top 25 by
@@ -299,7 +307,7 @@ class PooledRegions:
         self._folder = folder
         self._images: MappedImages | None = None
         self._lock = threading.Lock()
-        self._saved: tuple[int, int] | None = None
+        self._saved: tuple[int, int, int] | None = None
 
     @property
     def available(self) -> bool:
@@ -321,36 +329,42 @@ class PooledRegions:
                 ids = data["image_vector_ids"].astype(np.int64)
                 items = data["image_items"].astype(np.int64)
                 vectors = data["image_vectors"].astype(np.float32)
+                seen = int(data["image_ids_seen"])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # only a cache: pooled again
             log.warning("Ignoring %s (%s); the images' regions are pooled again.", self._folder / POOLED_FILE, exc)
             return MappedImages()
         if len(items) != len(ids) or vectors.ndim != 2 or len(vectors) != len(ids):
             return MappedImages()
-        self._saved = _signature(ids)
-        return MappedImages(ids, items, vectors)
+        images = MappedImages(ids, items, vectors, seen)
+        self._saved = _signature(ids, images.seen)
+        return images
 
     def save(self, catalog: Catalog) -> None:
         """Pool the images indexed since and store them all in the index folder (the writer,
-        after indexing); nothing is written when they did not change."""
-        if self._folder is None or not self.available:
+        after indexing); nothing is written when they did not change. The model is loaded
+        only when there are images to pool: a re-run that changed nothing does not load it."""
+        if self._folder is None:
             return
         ids, _, _ = self.images.refresh(self, catalog)
-        if _signature(ids) == self._saved:
-            return
+        state = _signature(ids, self.images.seen)
+        if state == self._saved or (self._saved is None and state == _signature(ids[:0], -1)):
+            return  # unchanged, or nothing to pool at all
         target = self._folder / POOLED_FILE
         tmp = target.with_name(f".{target.name}.tmp")
         with open(tmp, "wb") as handle:
             np.savez(handle, **self.images.stored())
         os.replace(tmp, target)
-        self._saved = _signature(ids)
+        self._saved = state
 
     def map_images(
         self, catalog: Catalog, vector_ids: np.ndarray, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         stored = catalog.item_regions(np.unique(items).tolist())
         rows = np.array([n for n, item in enumerate(items) if int(item) in stored], np.int64)
+        if not len(rows):  # without regions: the model need not be loaded
+            return rows, np.zeros((0, 0), np.float32)
         pooled = self._encoder().pooled_regions([stored[int(items[n])] for n in rows])
-        if pooled is None or not len(rows):
+        if pooled is None:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         has = np.linalg.norm(pooled, axis=1) > 0  # regions this model cannot pool
         return rows[has], pooled[has]
@@ -371,9 +385,10 @@ class PooledRegions:
         return self.images.best(self, catalog, vector, k, allowed, exclude)
 
 
-def _signature(vector_ids: np.ndarray) -> tuple[int, int]:
-    """Which images a cache holds: ids are unique and only grow, so count and sum tell."""
-    return len(vector_ids), int(vector_ids.sum())
+def _signature(vector_ids: np.ndarray, seen: int) -> tuple[int, int, int]:
+    """Which images a cache holds and how far it looked: ids are unique and only grow, so
+    count and sum tell."""
+    return len(vector_ids), int(vector_ids.sum()), seen
 
 
 @dataclass(frozen=True)
