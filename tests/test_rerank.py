@@ -346,6 +346,6 @@ def test_proposed_images_take_images_places_and_leave_the_items_without_regions_
     ranked = reranker.rerank("dog", query, first, proposed=[(dog, 0.3, {})])
     order = [item for item, _, _ in ranked]
     assert order.index(sound) == alone.index(sound)
-    assert [item for item in order if item != sound][0] == dog
+    assert next(item for item in order if item != sound) == dog
     scores = [score for _, score, _ in ranked]
     assert scores == sorted(scores, reverse=True)

@@ -43,9 +43,9 @@ def names(lib: Library, query: str, k: int = 3) -> list[str]:
 
 
 def test_pooled_regions_bring_in_the_people_the_first_stage_ranked_below_the_n(photos, monkeypatch) -> None:
-    import mmsearch.query.rerank as rerank
+    from mmsearch.query import rerank
 
-    media, index = photos
+    _, index = photos
     with Library.open(index, create=False, readonly=True, settings=Settings(rerank=False)) as lib:
         first = names(lib, "a person", k=len(PHOTOS))
     assert not PEOPLE & set(first[: SMALL_N.rerank_top_n])  # the first stage alone misses them
