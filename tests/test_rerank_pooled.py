@@ -125,3 +125,13 @@ def test_a_re_run_that_changed_nothing_neither_loads_the_model_nor_rewrites_the_
         report = lib.index([media])
         assert report.added == 0 and lib._encoder is None
     assert (index / POOLED_FILE).stat().st_mtime_ns == stamp
+
+
+def test_past_the_size_limit_the_pooled_regions_propose_nothing_and_hold_nothing(photos, monkeypatch) -> None:
+    from mmsearch.query import rerank
+
+    _, index = photos
+    monkeypatch.setattr(rerank, "POOLED_MAX_IMAGES", len(PHOTOS) - 1)
+    with Library.open(index, create=False, readonly=True, settings=SMALL_N) as lib:
+        assert not PEOPLE & set(names(lib, "a person", k=2))  # as without proposals
+        assert lib._pooled_regions._images is None  # the cache was never read

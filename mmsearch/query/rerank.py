@@ -288,6 +288,11 @@ flickr8k_1k (numpy on the eval index, the product's fusion) R@1 / R@10 .123 / .3
 .124 / .400 with 10, .126 / .406 with 25, .125 / .407 with 40."""
 
 
+POOLED_MAX_IMAGES = 250_000
+"""Past this many images the pooled regions propose nothing: they would hold 1.5 KB per image in
+memory (375 MB here) and a search would scan them all; a vector index of them would be the way."""
+
+
 class PooledRegions:
     """Every indexed image's regions pooled into one vector (`Encoder.pooled_regions`): the
     mean of what its cells show, which names more of the picture than the first stage's vector
@@ -308,6 +313,7 @@ class PooledRegions:
         self._images: MappedImages | None = None
         self._lock = threading.Lock()
         self._saved: tuple[int, int, int] | None = None
+        self._counted: tuple[int, int] | None = None  # (catalog generation, images)
 
     @property
     def available(self) -> bool:
@@ -343,7 +349,7 @@ class PooledRegions:
         """Pool the images indexed since and store them all in the index folder (the writer,
         after indexing); nothing is written when they did not change. The model is loaded
         only when there are images to pool: a re-run that changed nothing does not load it."""
-        if self._folder is None:
+        if self._folder is None or self._too_many(catalog):
             return
         ids, _, _ = self.images.refresh(self, catalog)
         state = _signature(ids, self.images.seen)
@@ -355,6 +361,12 @@ class PooledRegions:
             np.savez(handle, **self.images.stored())
         os.replace(tmp, target)
         self._saved = state
+
+    def _too_many(self, catalog: Catalog) -> bool:
+        generation = catalog.generation()
+        if self._counted is None or self._counted[0] != generation:
+            self._counted = (generation, catalog.vector_count(VISUAL))
+        return self._counted[1] > POOLED_MAX_IMAGES
 
     def map_images(
         self, catalog: Catalog, vector_ids: np.ndarray, items: np.ndarray
@@ -376,6 +388,8 @@ class PooledRegions:
         """The `k` images whose pooled regions best match the query's content words (the mean
         of each word's cosine, in the model's image template as for regions; the whole query's
         vector when it has none), among the `visual` vector ids `allowed` (None: all)."""
+        if self._too_many(catalog):
+            return []
         encoder = self._encoder()
         words = content_words(text)
         if words:
