@@ -275,7 +275,7 @@ class Searcher:
         regions, a tuned adapter: `Reranker.propose`), under the query's filters, with their
         first-stage scores; those under the cut-off stay out, as the first stage's own do."""
         assert self.reranker is not None
-        if not self.reranker.proposes or list(wanted) != [SEMANTIC]:
+        if list(wanted) != [SEMANTIC] or not self.reranker.proposes:
             return []  # examples' spaces would need their scores too: text queries only
         allowed = self._allowed_vectors(VISUAL, query)
         if allowed is not None and len(allowed) == 0:
