@@ -50,7 +50,6 @@ import numpy as np
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8
 from mmsearch.errors import QueryError
-from mmsearch.media.kinds import IMAGE
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.query.rerank import (
@@ -63,7 +62,7 @@ from mmsearch.query.rerank import (
     TunedAdapter,
     content_words,
     fuse,
-    word_vectors,
+    image_word_vectors,
 )
 from mmsearch.store.catalog import Catalog
 
@@ -395,12 +394,7 @@ class _KnownScores:
             for name, raw in reranker.item_scores(text, vector, missing).items():
                 self.raw.setdefault(name, {}).update(raw)
             self.seen.update(missing)
-        out = {}
-        for name, raw in self.raw.items():
-            mine = {item: raw[item] for item in items if item in raw}
-            if len(mine) >= 2:
-                out[name] = Reranker.zscored(items, mine), mine
-        return out
+        return reranker.scores(text, vector, items, self.raw)
 
 
 class Tuner:
@@ -653,7 +647,6 @@ class Tuner:
         else:
             decoded = [codes[items[i]].label_topk() for i in allowed]
             regions = LabelCodes(labels, np.stack([ids for ids, _ in decoded]), np.stack([w for _, w in decoded]))
-        template = encoder.word_template(IMAGE)
         words = [content_words(captions[r].text) for r in rows]
         keep = np.array([bool(w) for w in words])
         masked = np.full((len(rows), first.shape[1]), -np.inf, np.float32)
@@ -664,7 +657,7 @@ class Tuner:
         if keep.sum() < MIN_IMAGES:
             return None
         vectors = [
-            word_vectors(encoder, [template.format(name=w) for w in words[i]])
+            image_word_vectors(encoder, words[i])
             for i in np.where(keep)[0]
         ]
         self._say(f"training the head on {int(keep.sum())} captions")

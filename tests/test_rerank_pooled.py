@@ -64,6 +64,7 @@ def test_proposals_obey_the_query_filters_and_follow_the_index(photos) -> None:
         Image.fromarray(skimage_data.astronaut()[:300, 100:400]).save(late / "portrait.png")
         lib.index([media])  # the same Library: its pooled regions are brought up to date
         assert set(names(lib, "a person ext:png", k=2)) == {"cameraman.png", "portrait.png"}
+        assert "portrait.png" in names(lib, "a person")
         assert "portrait.png" not in names(lib, "a person -folder:late")
         (late / "portrait.png").unlink()
         lib.index([media])

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
 import weakref
@@ -50,6 +49,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mmsearch.encoders.base import VISUAL, Encoder, l2_normalise
+from mmsearch.encoders.onnx_cache import atomic_path
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.errors import IndexFormatError
 from mmsearch.media import IMAGE
@@ -144,6 +144,13 @@ def word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
                 cache.move_to_end(word)
             rows.append(vector)
     return np.stack(rows)
+
+
+def image_word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
+    """`word_vectors` of query words written in the model's image template, as they are
+    matched with image regions (the offline bridge's "a photo of a dog.")."""
+    template = encoder.word_template(IMAGE)
+    return word_vectors(encoder, [template.format(name=w) for w in words])
 
 
 def content_words(text: str, limit: int = 16) -> list[str]:
@@ -355,11 +362,8 @@ class PooledRegions:
         state = _signature(ids, self.images.seen)
         if state == self._saved or (self._saved is None and state == _signature(ids[:0], -1)):
             return  # unchanged, or nothing to pool at all
-        target = self._folder / POOLED_FILE
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_path(self._folder / POOLED_FILE) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **self.images.stored())
-        os.replace(tmp, target)
         self._saved = state
 
     def _too_many(self, catalog: Catalog) -> bool:
@@ -393,7 +397,7 @@ class PooledRegions:
         encoder = self._encoder()
         words = content_words(text)
         if words:
-            vector = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words]).mean(axis=0)
+            vector = image_word_vectors(encoder, words).mean(axis=0)
         else:
             vector = np.asarray(query_vector, np.float32)
         return self.images.best(self, catalog, vector, k, allowed, exclude)
@@ -612,15 +616,11 @@ class Reranker:
         if len(head) + len(extra) < 2:
             return head + extra + tail
         items = [item for item, _, _ in head + extra]
-        parts = self.scores(text, query_vector, items)
-        weights = {RERANK: self.region_weight}
-        if self.adapter is not None and self.adapter.adapts:
-            weights[ADAPTED] = self.adapter.weight
-        reranked = fuse(head + extra, parts, weights)
+        known = self.item_scores(text, query_vector, items)
+        parts = self.scores(text, query_vector, items, known)
+        reranked = self._fused(head + extra, parts, keyword_matches)
         if reranked is None:
             return head + extra + tail
-        if keyword_matches:
-            reranked = keep_places(items, reranked, keyword_matches)
         judged = {item for _, raw in parts.values() for item in raw}
         unjudged = {item for item, _, _ in head if item not in judged}
         if extra and unjudged:
@@ -628,20 +628,39 @@ class Reranker:
             # compete for the images' places (and their own, after the N) and move no photo
             # past a sound (they had lifted photos to the top of 64 % of "the sound of a ..."
             # queries in a mixed index, against 34 %).
-            alone = self.rerank(text, query_vector, head, keyword_matches)
+            alone_parts = self.scores(text, query_vector, items[: len(head)], known)
+            alone = self._fused(head, alone_parts, keyword_matches) or head
             slots = [item for item, _, _ in alone] + [item for item, _, _ in extra]
             reranked = keep_places(slots, reranked, unjudged)
         return reranked + tail
 
+    def _fused(
+        self, head: list[Candidate], parts: dict[str, tuple[np.ndarray, dict[int, float]]],
+        keyword_matches: Collection[int],
+    ) -> list[Candidate] | None:
+        """`fuse` with this reranker's weights; keyword matches keep their places."""
+        weights = {RERANK: self.region_weight}
+        if self.adapter is not None and self.adapter.adapts:
+            weights[ADAPTED] = self.adapter.weight
+        reranked = fuse(head, parts, weights)
+        if reranked is not None and keyword_matches:
+            reranked = keep_places([item for item, _, _ in head], reranked, keyword_matches)
+        return reranked
+
     def scores(
-        self, text: str, query_vector: np.ndarray | None, items: Sequence[int]
+        self, text: str, query_vector: np.ndarray | None, items: Sequence[int],
+        known: dict[str, dict[int, float]] | None = None,
     ) -> dict[str, tuple[np.ndarray, dict[int, float]]]:
         """The second-stage scores of candidate `items`: name (`RERANK`, `ADAPTED`) -> (z-score
         per candidate, raw score per item that has one). Names that cannot be computed (no
-        content words, no regions, no adapter) are left out."""
+        content words, no regions, no adapter) are left out. `known`: raw scores
+        (`item_scores`) already computed for these items or more, z-scored over `items`."""
         parts: dict[str, tuple[np.ndarray, dict[int, float]]] = {}
         with one_blas_thread():
-            for name, raw in self.item_scores(text, query_vector, items).items():
+            if known is None:
+                known = self.item_scores(text, query_vector, items)
+            for name, values in known.items():
+                raw = {item: values[item] for item in items if item in values}
                 if len(raw) >= 2:
                     parts[name] = self.zscored(items, raw), raw
             if self.adapter is not None and self.adapter.adapts and query_vector is not None:
@@ -686,7 +705,7 @@ class Reranker:
         # Words in the model's image template (the offline model's label bridge: "a photo of a
         # dog.", as the labels were embedded; R@1 .120 against .114 for bare words on
         # flickr8k_1k, 500 captions).
-        vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
+        vectors = image_word_vectors(encoder, words)
         ids = list(stored)
         head = self.adapter.head if self.adapter is not None else None
         if head is not None:  # trained: the exported head (query/head.py)
@@ -728,7 +747,7 @@ class Reranker:
         words = content_words(text)
         if words and ADAPTER_WORD_SHARE > 0:
             encoder = self._encoder()
-            vectors = word_vectors(encoder, [encoder.word_template(IMAGE).format(name=w) for w in words])
+            vectors = image_word_vectors(encoder, words)
             combined = combined + ADAPTER_WORD_SHARE * zscore((vectors @ mapped.T).mean(axis=0))
         z = self.zscored(items, dict(zip(ids, combined.tolist())))
         return z, {item: float(score) for item, score in zip(ids, whole)}
