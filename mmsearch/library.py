@@ -49,7 +49,7 @@ from mmsearch.version import __version__
 
 if TYPE_CHECKING:
     from mmsearch.ingest import ProgressCallback
-    from mmsearch.tune import TuneReport
+    from mmsearch.learning import TuneReport
 
 log = logging.getLogger(__name__)
 
@@ -609,7 +609,7 @@ class Library:
             QueryError: the captions file cannot be read.
             ReadOnlyIndexError: the index is open read-only.
         """
-        from mmsearch.tune import Caption, Tuner, harvest_captions
+        from mmsearch.learning import Caption, Tuner, harvest_captions
 
         with self._writing():
             csv_file = None

@@ -54,7 +54,7 @@ def test_reranker_and_tune_modules_load_no_heavy_library() -> None:
     # The reranker runs inside every search and tune trains with torch: torch loads only when
     # an adapter is trained, and neither module brings it in by being imported.
     code = (
-        "import mmsearch.query.rerank, mmsearch.query.head, mmsearch.tune, "
+        "import mmsearch.query.rerank, mmsearch.query.head, mmsearch.learning, "
         "mmsearch.encoders.regions"
     )
     assert loaded_heavy_modules(code) == []

@@ -16,7 +16,7 @@ from mmsearch.encoders.offline import OfflineEncoder
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.query.head import HeadScorer
 from mmsearch.query.rerank import Reranker
-from mmsearch.rerank_head import (
+from mmsearch.learning.head import (
     CrossAttentionHead,
     LabelCodes,
     PatchAttentionHead,

@@ -101,7 +101,7 @@ def test_a_tuned_head_in_the_index_runs_at_search_time_without_torch(indexed: Pa
     import numpy as np
     torch = pytest.importorskip("torch")
     from mmsearch.query.rerank import TunedAdapter
-    from mmsearch.rerank_head import CrossAttentionHead, export_head
+    from mmsearch.learning.head import CrossAttentionHead, export_head
 
     zero_shot = search_in_child(indexed)
     copy = tmp_path / "tuned-index"

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmsearch import Library, tune
+from mmsearch import Library
 from mmsearch.errors import QueryError
-from mmsearch.tune import (
+from mmsearch.learning import sign_test, tuner
+from mmsearch.learning.captions import (
     csv_captions,
     embedded_caption,
     markdown_captions,
     sidecar_caption,
-    sign_test,
 )
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
@@ -265,7 +265,7 @@ def test_the_ridge_adapter_maps_unseen_images_next_to_their_captions() -> None:
     import numpy as np
 
     from mmsearch.encoders.base import l2_normalise
-    from mmsearch.tune import fit_adapter
+    from mmsearch.learning import fit_adapter
 
     rng = np.random.default_rng(0)
     images, dim, text_dim = 300, 64, 32
@@ -294,7 +294,7 @@ def test_each_captioned_image_gets_the_vector_a_fit_without_it_predicts() -> Non
     import numpy as np
 
     from mmsearch.encoders.base import l2_normalise
-    from mmsearch.tune import fit_adapter
+    from mmsearch.learning import fit_adapter
 
     rng = np.random.default_rng(1)
     images, dim, text_dim, strength = 120, 40, 16, 0.2
@@ -335,7 +335,7 @@ def test_a_gain_chance_could_explain_changes_nothing(striped_library, monkeypatc
     """The same real gain as above, held to a bar it cannot pass: nothing is turned on or
     written, and the report says the gain could be chance."""
     lib, captions, _ = striped_library
-    monkeypatch.setattr(tune, "GATE_P", 1e-12)
+    monkeypatch.setattr(tuner, "GATE_P", 1e-12)
     report = lib.tune(captions)
     assert not report.enabled
     assert max(got["R@1"] for got in report.tried.values()) > report.before["R@1"]

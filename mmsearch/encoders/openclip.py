@@ -34,8 +34,9 @@ from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device
+from mmsearch.encoders.openclip_spec import spec_weights
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
-from mmsearch.errors import ModelUnavailableError, UnknownModelError
+from mmsearch.errors import ModelUnavailableError
 from mmsearch.media.kinds import IMAGE
 
 logger = logging.getLogger(__name__)
@@ -219,21 +220,6 @@ class OpenClipEncoder(Encoder):
 
 # --------------------------------------------------------------------------------------------
 # Finding the export
-
-
-def spec_weights(spec: ModelSpec) -> tuple[str, str]:
-    """(architecture, pretrained tag or checkpoint path) of an `open_clip` spec, both given."""
-    arch = str(spec.options.get("architecture") or "")
-    pretrained = str(spec.options.get("pretrained") or "")
-    if not arch:
-        raise UnknownModelError(f"Model {spec.name!r} names no OpenCLIP architecture.")
-    if not pretrained:
-        # Random weights would index fine and find nothing; refuse instead.
-        raise ModelUnavailableError(
-            f"Model {spec.name!r} gives no weights for OpenCLIP {arch}: use "
-            f"'open_clip:{arch}/TAG' or 'open_clip:{arch}@/path/to/checkpoint'."
-        )
-    return arch, pretrained
 
 
 def export_folder(cache_root: Path, spec: ModelSpec) -> Path:

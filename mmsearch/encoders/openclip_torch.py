@@ -37,6 +37,7 @@ from PIL import Image
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device, intra_op_threads
 from mmsearch.encoders.hub import hub_reachable
+from mmsearch.encoders.openclip_spec import spec_weights
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError, UnknownModelError
 
@@ -225,7 +226,6 @@ class TorchOpenClipEncoder(Encoder):
             ModelUnavailableError: The weights (or tokenizer files) cannot be found or loaded,
                 or the requested device is unavailable.
         """
-        from mmsearch.encoders.openclip import spec_weights
 
         self.spec = spec
         arch, pretrained = spec_weights(spec)

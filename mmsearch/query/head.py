@@ -1,6 +1,6 @@
 """The tuned cross-attention head at query time: an ONNX file run with onnxruntime, no torch.
 
-`mmsearch tune` trains the head (`mmsearch/rerank_head.py`, torch) on a collection's own
+`mmsearch tune` trains the head (`mmsearch/learning/head.py`, torch) on a collection's own
 captions and, when held-out captions show a gain, exports it into the index folder as
 `HEAD_FILE`. The reranker (`query/rerank.py`) then asks it for the region score instead of its
 numpy late interaction (which the untrained head equals exactly).

@@ -29,12 +29,13 @@ from mmsearch.errors import (
     MmsearchError,
 )
 from mmsearch.media.kinds import AUDIO, IMAGE
+from mmsearch.present import short_path, tilde
 from mmsearch.results import Hit
 from mmsearch.tui import system
 from mmsearch.tui.preview import Preview, load_details
 from mmsearch.tui.request import Filters, Request, parse_box, quote_path
 from mmsearch.tui.screens import AddFolderScreen, HelpScreen, ProblemScreen
-from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultList, StatusLine, short_path, tilde
+from mmsearch.tui.widgets import FilterPanel, IndexPanel, ResultList, StatusLine
 
 DEBOUNCE = 0.0
 """Seconds of quiet after a keystroke before searching. None by default: searches never queue

@@ -16,10 +16,10 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from mmsearch.cli import clock, time_range
 from mmsearch.media.kinds import AUDIO, IMAGE, TEXT
+from mmsearch.present import clock, human_size, short_path, time_range
 from mmsearch.results import Hit, ItemInfo
-from mmsearch.tui.widgets import KIND_ICONS, human_size, short_path
+from mmsearch.tui.widgets import KIND_ICONS
 
 WAVE_COLUMNS = 48
 WAVE_MAX_SECONDS = 600.0

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
 
-from mmsearch.cli import time_range
 from mmsearch.media.kinds import AUDIO, IMAGE, TEXT
+from mmsearch.present import format_elapsed, short_path, time_range
 from mmsearch.results import Hit
 from mmsearch.tui.request import Filters
 
@@ -24,20 +24,8 @@ KIND_STYLES = {IMAGE: "bold magenta", TEXT: "bold cyan", AUDIO: "bold green"}
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
-def short_path(path: str) -> str:
-    """`path` with the home folder written as ~ (shorter, and the same on every machine)."""
-    home = os.path.expanduser("~")
-    if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
-        return "~" + path[len(home) :]
-    return path
 
 
-def tilde(message: str) -> str:
-    """Every path under the home folder in `message` written with ~ (error messages name paths)."""
-    home = os.path.expanduser("~")
-    if home in ("", "/"):
-        return message
-    return message.replace(home + os.sep, "~" + os.sep)
 
 
 def score_bar(fraction: float, width: int = 8) -> str:
@@ -59,20 +47,8 @@ def bar_fractions(hits: Sequence[Hit]) -> list[float]:
     return [h.score for h in hits]
 
 
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
 
 
-def format_elapsed(seconds: float) -> str:
-    """A search's duration for the status line."""
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.0f} s"
 
 
 class ResultList(OptionList):

@@ -1,6 +1,6 @@
-"""`mmsearch tune`: learn from the captions a collection already has.
+"""`mmsearch tune`: learn from the captions a collection already has, gate, and store.
 
-Captions come from (`harvest_captions`):
+Captions come from `captions.harvest_captions`:
 - alt text of images embedded in the collection's Markdown notes: `![a red bicycle](bike.jpg)`;
 - a sidecar `.txt` with the image's stem (`bike.jpg` -> `bike.txt`), and `.xmp` sidecars'
   `dc:description`;
@@ -8,7 +8,7 @@ Captions come from (`harvest_captions`):
 - a CSV of `path,caption` the user gives.
 
 What is learnt:
-- an adapter (`fit_adapter`): a ridge regression from an image's `visual` features (the
+- an adapter (`adapter.fit_adapter`): a ridge regression from an image's `visual` features (the
   classifier's pooled features, already in the catalog) onto the mean embedding of its
   captions, next to the label bridge; its cosine with the query is a third score in the
   reranker, and its best matches among every indexed image join the reranker's candidates
@@ -16,7 +16,7 @@ What is learnt:
   predicts (leave-one-out), so they are judged by what they show, like every other image.
   Closed form, under a second.
 - for models whose regions are label codes (the offline default), the cross-attention head
-  (`rerank_head.py`), trained for a few epochs on the CPU (minutes).
+  (`learning/head.py`), trained for a few epochs on the CPU (minutes).
 
 The captioned images are dealt into `GATE_FOLDS` folds. Each adapter setting (strength and
 weight) is judged on every caption, scored by an adapter fitted without that caption's fold, on
@@ -35,22 +35,19 @@ never ship what it trained).
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8
-from mmsearch.errors import QueryError
-from mmsearch.media.paths import canonical_path
+from mmsearch.learning.adapter import fit_adapter
+from mmsearch.learning.captions import Caption
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
 from mmsearch.query.rerank import (
     ADAPTED,
@@ -87,21 +84,6 @@ ADAPTER_STRENGTHS = (5.0, 15.0, 50.0)
 HEAD_EPOCHS = 4
 """Epochs of the head: on flickr8k_1k (one fold, 1,344 captions) 4 epochs gave held-out R@1
 .126 against .114 after 8 (zero-shot .122): it overfits soon."""
-_MD_IMAGE = re.compile(r'!\[([^\]]*)\]\(\s*(?:<([^>]+)>|([^)\s]+))(?:\s+"[^"]*")?\s*\)')
-_XMP_DESCRIPTION = re.compile(
-    rb"<dc:description>.*?<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL | re.IGNORECASE
-)
-_EXIF_DESCRIPTION = 0x010E
-_EXIF_XPCOMMENT = 0x9C9C
-_MARKDOWN = {"md", "markdown"}
-
-
-@dataclass(frozen=True)
-class Caption:
-    path: str
-    text: str
-    source: str
-    """Where it came from: `markdown:<note>`, `sidecar`, `exif`, `xmp`, `csv:<file>`, `given`."""
 
 
 @dataclass
@@ -133,225 +115,7 @@ class TuneReport:
         return self.weight > 0
 
 
-# --------------------------------------------------------------------------------------------
-# Harvesting captions
 
-
-def _clean(text: str) -> str:
-    return " ".join(text.replace("\x00", " ").split())
-
-
-def markdown_captions(note: Path) -> list[tuple[str, str]]:
-    """(image path, alt text) of the images a Markdown note embeds; remote images skipped."""
-    try:
-        text = note.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    out = []
-    for alt, bracketed, bare in _MD_IMAGE.findall(text):
-        target = unquote(bracketed or bare)  # `my%20photo.jpg` names `my photo.jpg`
-        if "://" in target or target.startswith("data:") or not _clean(alt):
-            continue
-        out.append((str((note.parent / target).resolve()), _clean(alt)))
-    return out
-
-
-def xmp_description(data: bytes) -> str | None:
-    """The first `dc:description` of an XMP packet (sidecar file or embedded), if any."""
-    found = _XMP_DESCRIPTION.search(data)
-    if not found:
-        return None
-    import html
-
-    text = _clean(html.unescape(found.group(1).decode("utf-8", errors="replace")))
-    return text or None
-
-
-def embedded_caption(path: Path) -> tuple[str, str] | None:
-    """(caption, source) from an image's EXIF ImageDescription / XPComment or embedded XMP."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            exif = image.getexif()
-            description = exif.get(_EXIF_DESCRIPTION)
-            if isinstance(description, bytes):
-                description = description.decode("utf-8", errors="replace")
-            if isinstance(description, str) and _clean(description):
-                return _clean(description), "exif"
-            comment = exif.get(_EXIF_XPCOMMENT)
-            if isinstance(comment, (bytes, tuple, list)):
-                text = bytes(comment).decode("utf-16-le", errors="replace")
-                if _clean(text):
-                    return _clean(text), "exif"
-            xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
-            if isinstance(xmp, str):
-                xmp = xmp.encode("utf-8")
-            if isinstance(xmp, bytes):
-                text = xmp_description(xmp)
-                if text:
-                    return text, "xmp"
-    except (OSError, ValueError, SyntaxError):
-        return None
-    return None
-
-
-def sidecar_caption(path: Path) -> tuple[str, str] | None:
-    """(caption, source) from `<stem>.txt` or `<stem>.xmp` (or `<name>.xmp`) beside an image."""
-    for sidecar in (path.with_suffix(".txt"), path.with_suffix(".xmp"), Path(f"{path}.xmp")):
-        try:
-            data = sidecar.read_bytes()
-        except OSError:
-            continue
-        if sidecar.suffix == ".txt":
-            text = _clean(data.decode("utf-8", errors="replace"))[:1000]
-            if text:
-                return text, "sidecar"
-        else:
-            text = xmp_description(data)
-            if text:
-                return text, "xmp"
-    return None
-
-
-def csv_captions(path: Path) -> list[tuple[str, str]]:
-    """(image path, caption) rows of a `path,caption` CSV (header optional); relative paths are
-    taken from the CSV's folder.
-
-    Raises:
-        QueryError: the file cannot be read or has no such rows.
-    """
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QueryError(f"Cannot read the captions file {path}: {exc}. Give a UTF-8 CSV of path,caption.") from exc
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "caption"]:
-        rows = rows[1:]
-    out = []
-    for row in rows:
-        if len(row) >= 2 and row[0].strip() and _clean(row[1]):
-            out.append((str((path.parent / row[0].strip()).resolve()), _clean(row[1])))
-    if not out:
-        raise QueryError(f"The captions file {path} has no `path,caption` rows.")
-    return out
-
-
-def harvest_captions(catalog: Catalog, captions_csv: Path | None = None) -> list[Caption]:
-    """Every caption the collection has for its indexed images (see the module doc)."""
-    images = {
-        row[0]: row[1]
-        for row in catalog.db.execute("SELECT path, ext FROM items WHERE kind = 'image' AND status = 'ok'")
-    }
-    found: list[Caption] = []
-    notes = [
-        row[0]
-        for row in catalog.db.execute("SELECT path, ext FROM items WHERE kind = 'text' AND status = 'ok'")
-        if row[1] in _MARKDOWN
-    ]
-    for note in notes:
-        for target, alt in markdown_captions(Path(note)):
-            path = canonical_path(target)
-            if path in images:
-                found.append(Caption(path, alt, f"markdown:{note}"))
-    for path in images:
-        for get in (sidecar_caption, embedded_caption):
-            got = get(Path(path))
-            if got:
-                found.append(Caption(path, got[0], got[1]))
-    if captions_csv is not None:
-        for target, text in csv_captions(captions_csv):
-            path = canonical_path(target)
-            if path in images:
-                found.append(Caption(path, text, f"csv:{captions_csv}"))
-    unique = {(c.path, c.text.lower()): c for c in found}
-    return list(unique.values())
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-
-
-@dataclass(frozen=True)
-class AdapterFit:
-    """What `fit_adapter` learnt: the map (`TunedAdapter`'s mean, scale, matrix and bias), and
-    for each image it learnt from, the vector the same fit without that image predicts from its
-    features (leave-one-out)."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    matrix: np.ndarray
-    bias: np.ndarray
-    rows: np.ndarray
-    """`(images,)` the rows of `visual` the map was fitted on (the captioned images), sorted."""
-    left_out: np.ndarray
-    """`(images, text dim)`: row n is image `rows[n]` mapped by the fit without it."""
-
-    def adapter(
-        self, vector_ids: Sequence[Sequence[int]], *, weight: float, region_weight: float
-    ) -> TunedAdapter:
-        """The `TunedAdapter` of this fit; `vector_ids[n]` are the catalog ids of the `visual`
-        vectors of row n (the left-out vector stands for each of them)."""
-        ids = np.array([vid for row in self.rows for vid in vector_ids[row]], np.int64)
-        vectors = np.concatenate(
-            [np.repeat(self.left_out[n : n + 1], len(vector_ids[row]), axis=0) for n, row in enumerate(self.rows)]
-        )
-        order = np.argsort(ids)
-        return TunedAdapter(
-            self.mean, self.scale, self.matrix, self.bias, weight=weight, region_weight=region_weight,
-            own_vector_ids=ids[order], own_vectors=vectors[order],
-        )
-
-
-def fit_adapter(
-    visual: np.ndarray, caption_vectors: np.ndarray, owners: np.ndarray, *, strength: float
-) -> AdapterFit:
-    """A linear map from `visual` features into the text space, by ridge regression.
-
-    Each captioned image's standardised features are regressed onto the mean of its captions'
-    embeddings; `strength` times the number of images is the ridge penalty. Closed form, so
-    it takes well under a second for thousands of images and has no learning rate or epochs to
-    pick. On flickr8k_1k (5 folds over images) it beat the InfoNCE-trained linear map it
-    replaced: held-out R@1 .112 -> .137 and R@10 .368 -> .470 at strength 5 and weight 2,
-    where InfoNCE gave R@1 .113 (it moved R@5-10 only).
-
-    The captioned images' own vectors are taken leave-one-out (`AdapterFit.left_out`, exact for
-    ridge: (fit - h * target) / (1 - h), h the image's leverage). A map applied to the images it
-    was fitted on returns their captions, not what their pixels show, and so puts them above
-    every uncaptioned image for any query that resembles those captions: on flickr8k_1k (5 folds
-    over images, the captioned images among the candidates) held-out R@1 .155 with the fitted
-    vectors and .196 with the left-out ones; coco_mini .514 -> .585.
-
-    Args:
-        visual: `(images, dim)` features; rows not named in `owners` are ignored.
-        caption_vectors: `(captions, text dim)` unit text embeddings.
-        owners: `(captions,)` row of each caption's image in `visual`.
-        strength: ridge penalty per image (larger: closer to the mean caption).
-    """
-    rows, where = np.unique(owners, return_inverse=True)
-    targets = np.zeros((len(rows), caption_vectors.shape[1]), np.float64)
-    np.add.at(targets, where, caption_vectors)
-    targets /= np.bincount(where)[:, None]
-    x = visual[rows].astype(np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
-    x = (x - mean) / scale
-    bias = targets.mean(axis=0)
-    gram = x.T @ x
-    gram[np.diag_indices_from(gram)] += strength * len(rows)
-    solved = np.linalg.solve(gram, x.T)  # (dim, images): the map is solved @ centred targets
-    matrix = solved @ (targets - bias)
-    leverage = np.einsum("ij,ji->i", x, solved)
-    fitted = x @ matrix
-    left_out = (fitted - leverage[:, None] * (targets - bias)) / (1 - leverage[:, None]) + bias
-    return AdapterFit(
-        mean.astype(np.float32), scale.astype(np.float32), matrix.astype(np.float32),
-        bias.astype(np.float32), rows, left_out.astype(np.float32),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The whole run
 
 
 def sign_test(before: Sequence[int | None], after: Sequence[int | None]) -> float:
@@ -626,7 +390,7 @@ class Tuner:
         """Train the cross-attention head on captions `rows` and export it to `target`; returns
         its fusion weight, or None when this model's regions cannot feed a head (label codes
         without the label bridge, mixed region shapes, images without regions)."""
-        from mmsearch.rerank_head import LabelCodes, TrainingRegions, export_head, train_head
+        from mmsearch.learning.head import LabelCodes, TrainingRegions, export_head, train_head
 
         labels = getattr(encoder, "label_vectors", None)  # the offline label bridge
         # Candidates among the training images only (an image seen only as a negative is
@@ -681,3 +445,4 @@ class Tuner:
         order += [row_of[item] for item in proposed if item in row_of]
         head: list[Candidate] = [(items[i], float(first[i]), {SEMANTIC: float(first[i])}) for i in order]
         return head, reranker.scores(text, vector, [item for item, _, _ in head])
+
