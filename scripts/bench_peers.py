@@ -226,9 +226,7 @@ def mark(name):
 import numpy
 mark("numpy")
 import mmsearch.cli
-mark("CLI module (typer, click)")
-import typer._adapters  # typer 0.29 builds pydantic adapters when it parses a command
-mark("typer's pydantic adapters")
+mark("CLI module (click)")
 from mmsearch.config import load_settings
 settings = load_settings()
 mark("settings")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from conftest import COLOURS, make_image
 from mmsearch import Library

@@ -18,7 +18,7 @@ import pytest
 from conftest import COLOURS, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner, Result
+from click.testing import CliRunner, Result
 
 from mmsearch.cli import app
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from conftest import COLOURS, make_image
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from mmsearch import Library
 from mmsearch.cli import app

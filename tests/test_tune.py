@@ -241,7 +241,7 @@ def test_tune_finds_markdown_alt_text_among_the_indexed_notes(striped_library) -
 def test_the_tune_command_reports_what_it_found_and_whether_it_turned_on(striped_library) -> None:
     import json
 
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from mmsearch.cli import app
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from click.testing import CliRunner, Result
 
 from mmsearch.cli import app
 from mmsearch.config import Settings, load_settings
@@ -383,7 +383,7 @@ def test_the_table_escapes_file_names_too(
     assert (
         invoke(["index", str(media), "--index", str(index), "--model", "hash-test"]).exit_code == 0
     )
-    monkeypatch.setattr("mmsearch.cli._plain", lambda plain: False)
+    monkeypatch.setattr("mmsearch.cli.searching.use_plain", lambda plain: False)
     result = invoke(
         ["search", "a note", "--index", str(index), "--min-score", "-1", "-k", "50"],
         env={"COLUMNS": "400"},
