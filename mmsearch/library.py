@@ -40,7 +40,8 @@ from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
-from mmsearch.query.rerank import WEIGHTS_FILE, PooledRegions, Reranker, TunedAdapter
+from mmsearch.query.proposals import WEIGHTS_FILE, PooledRegions, TunedAdapter
+from mmsearch.query.rerank import Reranker
 from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-
 from conftest import COLOURS, make_image
+
 from mmsearch import Library
 from mmsearch.cli import app
 from mmsearch.encoders.base import ModelSpec

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import COLOURS, make_image
 from PIL import Image
 
-from conftest import COLOURS, make_image
 from mmsearch import Library
 from mmsearch.config import Settings
 

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from conftest import COLOURS, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from click.testing import CliRunner, Result
 
 from mmsearch.cli import app
 

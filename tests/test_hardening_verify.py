@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import COLOURS, make_image
 from click.testing import CliRunner
+from conftest import COLOURS, make_image
 
 from mmsearch import Library
 from mmsearch.cli import app

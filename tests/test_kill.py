@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_image
+
 from mmsearch import Library
 
 N_FILES = 1500

@@ -214,9 +214,8 @@ def test_missing_index_and_missing_folder_are_clear_errors(tmp_path: Path) -> No
         lib.index()
     with pytest.raises(IndexNotFoundError, match="mmsearch index"):
         Library.open(tmp_path / "nothing", create=False)
-    with open_lib(tmp_path) as lib:
-        with pytest.raises(MediaError, match="no such file or folder"):
-            lib.index([tmp_path / "does-not-exist"])
+    with open_lib(tmp_path) as lib, pytest.raises(MediaError, match="no such file or folder"):
+        lib.index([tmp_path / "does-not-exist"])
 
 
 def test_vector_files_lost_or_damaged_are_rebuilt_from_the_catalog(tmp_path: Path, media: Path) -> None:

@@ -11,7 +11,9 @@ import pytest
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8, RegionCodes, pooled_patches
-from mmsearch.query.rerank import REGION_WEIGHT, RERANK, Reranker, TunedAdapter, content_words
+from mmsearch.query.proposals import TunedAdapter
+from mmsearch.query.rerank import REGION_WEIGHT, RERANK, Reranker
+from mmsearch.query.words import content_words
 from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
 
 WORDS = ["dog", "ball", "grass", "car", "street", "sky"]

@@ -14,8 +14,6 @@ torch = pytest.importorskip("torch")
 from mmsearch.encoders.base import Encoder, l2_normalise
 from mmsearch.encoders.offline import OfflineEncoder
 from mmsearch.encoders.regions import RegionCodes
-from mmsearch.query.head import HeadScorer
-from mmsearch.query.rerank import Reranker
 from mmsearch.learning.head import (
     CrossAttentionHead,
     LabelCodes,
@@ -23,6 +21,8 @@ from mmsearch.learning.head import (
     export_head,
     train_head,
 )
+from mmsearch.query.head import HeadScorer
+from mmsearch.query.rerank import Reranker
 
 LABELS, DIM, REGIONS, TOPK = 60, 24, 12, 4
 

@@ -100,8 +100,8 @@ def test_a_tuned_head_in_the_index_runs_at_search_time_without_torch(indexed: Pa
 
     import numpy as np
     torch = pytest.importorskip("torch")
-    from mmsearch.query.rerank import TunedAdapter
     from mmsearch.learning.head import CrossAttentionHead, export_head
+    from mmsearch.query.proposals import TunedAdapter
 
     zero_shot = search_in_child(indexed)
     copy = tmp_path / "tuned-index"

@@ -89,7 +89,7 @@ def test_an_images_pooled_regions_are_the_mean_of_its_region_vectors(photos) -> 
 def test_a_search_in_a_new_process_pools_only_the_images_indexed_since(photos, monkeypatch) -> None:
     """The writer stores every image's pooled regions after indexing, so a CLI search does not
     read the whole collection's regions again; a damaged cache is pooled again, not an error."""
-    from mmsearch.query.rerank import POOLED_FILE, PooledRegions
+    from mmsearch.query.proposals import POOLED_FILE, PooledRegions
 
     media, index = photos
     assert (index / POOLED_FILE).is_file()
@@ -118,7 +118,7 @@ def test_a_search_in_a_new_process_pools_only_the_images_indexed_since(photos, m
 
 
 def test_a_re_run_that_changed_nothing_neither_loads_the_model_nor_rewrites_the_pooled_regions(photos) -> None:
-    from mmsearch.query.rerank import POOLED_FILE
+    from mmsearch.query.proposals import POOLED_FILE
 
     media, index = photos
     stamp = (index / POOLED_FILE).stat().st_mtime_ns
@@ -129,10 +129,10 @@ def test_a_re_run_that_changed_nothing_neither_loads_the_model_nor_rewrites_the_
 
 
 def test_past_the_size_limit_the_pooled_regions_propose_nothing_and_hold_nothing(photos, monkeypatch) -> None:
-    from mmsearch.query import rerank
+    from mmsearch.query import proposals
 
     _, index = photos
-    monkeypatch.setattr(rerank, "POOLED_MAX_IMAGES", len(PHOTOS) - 1)
+    monkeypatch.setattr(proposals, "POOLED_MAX_IMAGES", len(PHOTOS) - 1)
     with Library.open(index, create=False, readonly=True, settings=SMALL_N) as lib:
         assert not PEOPLE & set(names(lib, "a person", k=2))  # as without proposals
         assert lib._pooled_regions._images is None  # the cache was never read

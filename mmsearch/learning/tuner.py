@@ -49,18 +49,9 @@ from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8
 from mmsearch.learning.adapter import fit_adapter
 from mmsearch.learning.captions import Caption
 from mmsearch.query.head import HEAD_FILE, TOP_REGIONS, HeadScorer
-from mmsearch.query.rerank import (
-    ADAPTED,
-    REGION_WEIGHT,
-    RERANK,
-    Candidate,
-    PooledRegions,
-    Reranker,
-    TunedAdapter,
-    content_words,
-    fuse,
-    image_word_vectors,
-)
+from mmsearch.query.proposals import PooledRegions, TunedAdapter
+from mmsearch.query.rerank import ADAPTED, REGION_WEIGHT, RERANK, Candidate, Reranker, fuse
+from mmsearch.query.words import content_words, image_word_vectors
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)

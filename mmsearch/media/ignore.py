@@ -43,14 +43,14 @@ class Ignore:
         self._globs = pathspec.GitIgnoreSpec.from_lines(globs) if globs else None
         self._rules = rules
 
-    def for_root(self, root: str) -> "Ignore":
+    def for_root(self, root: str) -> Ignore:
         """The rules for walking `root`: index-wide globs are matched relative to it."""
         rules = (_Rules(root, self._globs),) if self._globs is not None else ()
         out = Ignore.__new__(Ignore)
         out.paths, out._globs, out._rules = self.paths, self._globs, rules
         return out
 
-    def entering(self, folder: str, names: Iterable[str]) -> "Ignore":
+    def entering(self, folder: str, names: Iterable[str]) -> Ignore:
         """The rules inside `folder`, adding its `.mmsearchignore` if `names` lists one."""
         if IGNORE_FILE not in names:
             return self
