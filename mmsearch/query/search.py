@@ -23,8 +23,7 @@ import numpy as np
 from mmsearch.config import Settings
 from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
-from mmsearch.media import AUDIO, IMAGE, TEXT, decode_image
-from mmsearch.media.audio import decode_audio
+from mmsearch.media import AUDIO, IMAGE, TEXT
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds, logistic_with_evidence
 from mmsearch.query.filters import Filters
@@ -356,6 +355,8 @@ class Searcher:
                 f"This index's model ({encoder.spec.name}) cannot compare sounds; search by text."
             )
         try:
+            from mmsearch.media.audio import decode_audio  # the audio stack: only for examples
+
             waveform, _ = decode_audio(
                 absolute, rate=encoder.audio.sample_rate, max_seconds=_EXAMPLE_SECONDS
             )
@@ -380,6 +381,8 @@ class Searcher:
             raise QueryError(
                 f"This index's model ({encoder.spec.name}) cannot compare images; search by text."
             )
+        from mmsearch.media.images import decode_image  # PIL: only for example images
+
         try:
             data = file.read_bytes()
             decoded = decode_image(
