@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_peers import measured, run  # scripts are not a package
+from benchkit import measured, run  # scripts are not a package
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "indexes" / "samples"

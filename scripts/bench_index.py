@@ -72,7 +72,6 @@ import io
 import json
 import os
 import re
-import resource
 import shlex
 import shutil
 import subprocess
@@ -80,7 +79,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +95,19 @@ from mmsearch.ingest import file_hash_streamed, ordered_map
 from mmsearch.media import AUDIO, IMAGE, FoundFile, decode_image, discover
 from mmsearch.media.audio import probe_audio, read_audio
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # scripts are not a package
+    DATA,
+    ROOT,
+    espeak,
+    hwm_mib,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_now_mib,
+    timed,
+)
+
+REPO = ROOT
 DEFAULT_FOLDERS = [DATA / "coco_mini", DATA / "imagenet_sample"]
 ESC50 = DATA / "esc50" / "audio"
 FSDD = DATA / "fsdd" / "recordings"
@@ -177,10 +187,6 @@ def read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,35 +456,6 @@ def audio_rates(values: Sequence[float]) -> str:
     return " / ".join(f"{v:.1f}" for v in values) + " s/s"
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident set so far (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_now_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def hwm_mib() -> float:
-    """The kernel's peak RSS of this process (VmHWM), which `reset_peak_rss` can reset."""
-    with open("/proc/self/status") as handle:
-        found = re.search(r"VmHWM:\s+(\d+)", handle.read())
-    return int(found.group(1)) / 1024 if found else float("nan")
-
-
-def reset_peak_rss() -> bool:
-    """Reset the peak RSS to the current RSS (Linux >= 4.0), so a later peak is one step's own
-    and not the model load's: getrusage's ru_maxrss follows unless a thread exited meanwhile
-    (the kernel keeps exited threads' peak), so VmHWM is read as well."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def audio_in(folder: Path) -> list[FoundFile]:
     """The recordings `mmsearch index` would pick up in `folder`, in its order."""
     return [f for f in discover([folder]) if isinstance(f, FoundFile) and f.kind == AUDIO]
@@ -562,11 +539,6 @@ def warm_up_audio(audio: Any, speech: np.ndarray | None) -> None:
     audio.embed_recording([noise[: audio.sample_rate]])
     if speech is not None:
         audio.embed_recording([speech])
-
-
-def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 175) -> None:
-    command = ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text]
-    subprocess.run(command, check=True, capture_output=True)
 
 
 def make_speech(folder: Path) -> None:

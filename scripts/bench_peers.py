@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import DATA, ROOT, measured, run  # scripts are not a package
+
 WORK = ROOT / "indexes" / "bench"
 ARCH = "ViT-B-32-256"
 PATCH = 32  # ARCH's patch side: a 256-pixel image is 8 x 8 patches + 1 class token
@@ -138,45 +139,6 @@ def example_images(n: int) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------
 # Running and measuring
-
-
-def run(
-    cmd: list[str], env: dict[str, str], cwd: Path | None = None
-) -> tuple[float, float, str, float]:
-    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one whole process (peak and CPU
-    only for `measured` commands)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return wall, _reported(err, "PEAK_KB=") / 1024, out.decode(), _reported(err, "CPU_S=")
-
-
-# RUSAGE_CHILDREN is a running maximum over all children, so each command runs under a tiny
-# wrapper that reports its own child's peak (and CPU time, user + system) from wait4. CPU time
-# says what a process costs whatever the load: on a busy machine wall time also depends on how
-# many threads a tool runs (each gets its share of the cores).
-_PEAK_WRAPPER = (
-    "import os, resource, sys\n"
-    "pid = os.fork()\n"
-    "if pid == 0:\n    os.execvp(sys.argv[1], sys.argv[1:])\n"
-    "_, status, usage = os.wait4(pid, 0)\n"
-    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\nCPU_S={usage.ru_utime + usage.ru_stime}\\n')\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
-
-
-def measured(cmd: list[str]) -> list[str]:
-    return [sys.executable, "-c", _PEAK_WRAPPER, *cmd]
-
-
-def _reported(stderr: bytes, key: str) -> float:
-    for line in reversed(stderr.decode(errors="replace").splitlines()):
-        if line.startswith(key):
-            return float(line.removeprefix(key))
-    return float("nan")
 
 
 NAIVE = r"""

@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_retrieval import read_manifest
+from benchkit import read_manifest
 
 from mmsearch import Library
 from mmsearch.encoders.registry import default_cutoffs

@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_retrieval import average_precision
+from benchkit import average_precision
 
 from mmsearch import Library
 from mmsearch.config import Settings

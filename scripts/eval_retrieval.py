@@ -61,7 +61,6 @@ Set MMSEARCH_CACHE_DIR to share the converted-model cache with other checkouts.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -80,6 +79,17 @@ from typing import Any
 
 from mmsearch import Hit, Library, NotIndexedError
 from mmsearch.query.parse import parse_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # scripts are not a package
+    average_precision,
+    mean_or_nan,
+    precision_at,
+    rank_of,
+    read_manifest,
+    real,
+    recall_at,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -147,48 +157,8 @@ class Result:
 # Metrics
 
 
-def recall_at(ranks: Sequence[int | None], k: int) -> float:
-    """Share of queries whose one relevant item is within the first k (ranks are 1-based)."""
-    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
-
-
-def average_precision(ranking: Sequence[str], relevant: set[str]) -> float:
-    """Mean of precision@rank over every relevant item; relevant items never ranked count 0."""
-    hits, total = 0, 0.0
-    for position, path in enumerate(ranking, 1):
-        if path in relevant:
-            hits += 1
-            total += hits / position
-    return total / len(relevant)
-
-
-def precision_at(ranking: Sequence[str], relevant: set[str], k: int) -> float:
-    return sum(1 for path in ranking[:k] if path in relevant) / k
-
-
-def mean_or_nan(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")
-
-
-def rank_of(ranking: Sequence[str], target: str) -> int | None:
-    try:
-        return ranking.index(target) + 1
-    except ValueError:
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # Indexing (the CLI, as a user runs it) and searching (the public API)
-
-
-def real(path: str | os.PathLike[str]) -> str:
-    """One spelling per file, so manifest paths and hit paths compare equal."""
-    return os.path.realpath(path)
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def model_slug(model: str) -> str:

@@ -1,0 +1,162 @@
+"""What the evaluation and benchmark scripts share: where the data is, reading its manifests,
+retrieval metrics, timing a step or a whole process, memory, and test speech.
+
+Scripts are not a package: each puts its own folder on `sys.path` and imports this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+"""The labelled development data (never copied into the repository)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+
+
+def real(path: str | os.PathLike[str]) -> str:
+    """One spelling per file, so manifest paths and hit paths compare equal."""
+    return os.path.realpath(path)
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval metrics
+
+
+def recall_at(ranks: Sequence[int | None], k: int) -> float:
+    """Share of queries whose one relevant item is within the first k (ranks are 1-based)."""
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
+
+
+def average_precision(ranking: Sequence[str], relevant: set[str]) -> float:
+    """Mean of precision@rank over every relevant item; relevant items never ranked count 0."""
+    hits, total = 0, 0.0
+    for position, path in enumerate(ranking, 1):
+        if path in relevant:
+            hits += 1
+            total += hits / position
+    return total / len(relevant)
+
+
+def precision_at(ranking: Sequence[str], relevant: set[str], k: int) -> float:
+    return sum(1 for path in ranking[:k] if path in relevant) / k
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def rank_of(ranking: Sequence[str], target: str) -> int | None:
+    try:
+        return ranking.index(target) + 1
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Timing: one step, or one whole process
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def run(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one whole process (peak and CPU
+    only for `measured` commands)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
+    return wall, _reported(err, "PEAK_KB=") / 1024, out.decode(), _reported(err, "CPU_S=")
+
+
+# RUSAGE_CHILDREN is a running maximum over all children, so each command runs under a tiny
+# wrapper that reports its own child's peak (and CPU time, user + system) from wait4. CPU time
+# says what a process costs whatever the load: on a busy machine wall time also depends on how
+# many threads a tool runs (each gets its share of the cores).
+_PEAK_WRAPPER = (
+    "import os, resource, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n    os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "sys.stderr.write(f'\\nPEAK_KB={usage.ru_maxrss}\\nCPU_S={usage.ru_utime + usage.ru_stime}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def measured(cmd: list[str]) -> list[str]:
+    return [sys.executable, "-c", _PEAK_WRAPPER, *cmd]
+
+
+def _reported(stderr: bytes, key: str) -> float:
+    for line in reversed(stderr.decode(errors="replace").splitlines()):
+        if line.startswith(key):
+            return float(line.removeprefix(key))
+    return float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# Memory of this process
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_now_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def hwm_mib() -> float:
+    """The kernel's peak RSS of this process (VmHWM), which `reset_peak_rss` can reset."""
+    with open("/proc/self/status") as handle:
+        found = re.search(r"VmHWM:\s+(\d+)", handle.read())
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux >= 4.0), so a later peak is one step's own
+    and not the model load's: getrusage's ru_maxrss follows unless a thread exited meanwhile
+    (the kernel keeps exited threads' peak), so VmHWM is read as well."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Test speech
+
+
+def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 175) -> None:
+    command = ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text]
+    subprocess.run(command, check=True, capture_output=True)
