@@ -89,7 +89,10 @@ class _Plan:
     missing: dict[str, ItemRow] = field(default_factory=dict)
     """Known items of the scanned roots whose files are gone."""
     offline: dict[str, ItemRow] = field(default_factory=dict)
-    """Items of offline roots: kept, but a new file with the same content is that item moved."""
+    """Items of offline roots: kept; their content found at new paths is a move only when all
+    of a root's items were found (the folder was renamed), else those files are copies."""
+    offline_root: dict[str, str] = field(default_factory=dict)
+    """The offline root of each item in `offline`."""
 
 
 def file_hash(data: bytes) -> str:
@@ -310,7 +313,9 @@ class Ingest:
         skipped = {u.path for u in unreadable}
         plan.missing = {p: r for p, r in known.items() if p not in found and p not in skipped}
         for root in self._offline_roots():
-            plan.offline.update(self.catalog.items_under(root))
+            items = self.catalog.items_under(root)
+            plan.offline.update(items)
+            plan.offline_root.update(dict.fromkeys(items, root))
         return plan
 
     def _hash_candidates(self, plan: _Plan, pool: ThreadPoolExecutor) -> None:
@@ -335,6 +340,7 @@ class Ingest:
         still: list[_Job] = []
         touches: list[tuple[int, int, int]] = []
         moves: list[tuple[int, str, str, int, int, str]] = []
+        from_offline: list[tuple[ItemRow, _Job]] = []
         total = len(plan.to_encode)
         for done, job in enumerate(plan.to_encode, 1):
             self._stop_if_cancelled()
@@ -351,6 +357,9 @@ class Ingest:
                 self.report.unchanged += 1
                 continue
             moved = moved_from.pop((digest, entry.kind), None)
+            if moved is not None and row is None and moved.path in plan.offline_root:
+                from_offline.append((moved, job))  # a move or a copy: decided below, per root
+                continue
             if moved is not None and row is None:
                 words = name_words(entry.path)
                 moves.append((moved.id, entry.path, job.root, entry.size, entry.mtime_ns, words))
@@ -359,10 +368,45 @@ class Ingest:
                 self.report.moved += 1
                 continue
             still.append(job)
+        still += self._offline_moves(plan, from_offline, moves)
         # Re-stamping 20,000 touched files one transaction each took longer than indexing them.
         self.catalog.touch_many(touches)
         self.catalog.move_many(moves)
         plan.to_encode = still
+
+    def _offline_moves(
+        self,
+        plan: _Plan,
+        found: list[tuple[ItemRow, _Job]],
+        moves: list[tuple[int, str, str, int, int, str]],
+    ) -> list[_Job]:
+        """Sort the files whose content matches an item of an offline root into moves (added to
+        `moves`) and copies (returned, to be indexed as new items).
+
+        An offline root may only be unplugged: a file of it that turns up elsewhere is then a
+        copy, and taking it for a move would take the item from the folder that comes back. A
+        root every one of whose items turned up elsewhere was renamed or moved as a whole: those
+        are moves (no re-encoding), and the old root is forgotten.
+        """
+        matched: dict[str, int] = {}
+        for source, _ in found:
+            root = plan.offline_root[source.path]
+            matched[root] = matched.get(root, 0) + 1
+        movable = {
+            root for root, n in matched.items()
+            if n == sum(1 for r in plan.offline.values()
+                        if plan.offline_root[r.path] == root and r.hash and r.status == "ok")
+        }
+        copies: list[_Job] = []
+        for source, job in found:
+            if plan.offline_root[source.path] not in movable:
+                copies.append(job)
+                continue
+            entry = job.file
+            moves.append((source.id, entry.path, job.root, entry.size, entry.mtime_ns, name_words(entry.path)))
+            plan.offline.pop(source.path, None)
+            self.report.moved += 1
+        return copies
 
     def _remove_missing(self, plan: _Plan) -> None:
         if not plan.missing:
