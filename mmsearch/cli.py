@@ -362,6 +362,9 @@ def index(
         ),
     ] = False,
     json_out: JsonOpt = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then keep following the folders (as `mmsearch watch`).")
+    ] = False,
 ) -> None:
     """Index folder trees: new and changed files are encoded, deleted ones dropped.
 
@@ -384,6 +387,9 @@ def index(
 
     from mmsearch.library import Library
 
+    if watch:
+        watch_folders(folders, index=index, model=model, json_out=json_out)
+        return
     with _errors():
         settings = _settings(index, batch_size=batch_size, model=model)
         with Library.open(
@@ -842,6 +848,75 @@ def _doctor_index(settings: Any, repair: bool) -> None:
         f"The index at {folder} has {len(problems)} problem(s); `mmsearch doctor --repair` "
         "rebuilds its vector files from the catalog."
     )
+
+
+@app.command("watch")
+def watch_folders(
+    folders: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Folders to index and follow; none follows every indexed folder."),
+    ] = None,
+    index: IndexOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model for a new index (`mmsearch models` lists them).")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per update (JSON lines).")
+    ] = False,
+) -> None:
+    """Index folders, then follow them: files saved, copied, renamed, moved or deleted are
+    indexed moments later, until Ctrl-C. Searches elsewhere see each update.
+
+    Files still being written are indexed once they stop growing. Where file events may be
+    lost (the OS watch limit, network shares, a laptop asleep), the folders are rescanned; see
+    the `watch_*` settings in the README for polling and the periodic rescan.
+
+    Example:
+        mmsearch watch ~/Pictures ~/Notes
+        mmsearch watch                # follow every indexed folder
+        mmsearch index --watch ~/Pictures
+    """
+    import signal
+    import threading
+    import time
+
+    from mmsearch.library import Library
+
+    stop = threading.Event()
+
+    def on_batch(batch: Any) -> None:
+        r = batch.report
+        if json_out:
+            typer.echo(json.dumps({"reason": batch.reason, "roots": list(batch.roots),
+                                   "changed": batch.changed, "seconds": round(batch.seconds, 3),
+                                   "report": r.to_json()}, ensure_ascii=False))
+            return
+        typer.echo(
+            f"{time.strftime('%H:%M:%S')} {batch.reason}: {r.added} added, {r.updated} updated, "
+            f"{r.moved} moved, {r.removed} removed, {r.failed} skipped ({batch.seconds:.1f} s)."
+        )
+        for note in r.notes:
+            typer.echo(escape(note, backslash=False))
+
+    def on_notice(notice: Any) -> None:
+        typer.echo("Warning: " + escape(notice.message, backslash=False), err=True)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        stop.set()  # finish the batch in hand and return; a second Ctrl-C interrupts at once
+        signal.signal(signal.SIGINT, previous)
+
+    with _errors():
+        settings = _settings(index, model=model)
+        with Library.open(settings.index_path(), model=model and settings.model, settings=settings) as lib:
+            previous = signal.signal(signal.SIGINT, on_interrupt)
+            try:
+                if not json_out:
+                    typer.echo(f"Following the folders of {lib.path}; Ctrl-C stops.", err=True)
+                lib.watch(folders, stop=stop, on_batch=on_batch, on_notice=on_notice)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        if stop.is_set() and not json_out:
+            typer.echo("Stopped; everything seen so far is indexed.", err=True)
 
 
 @app.command()

@@ -180,7 +180,6 @@ class FolderWatcher:
             stop_event=self._stop,
             rust_timeout=_TICK_MS,
             yield_on_timeout=True,
-            raise_interrupt=False,
             force_polling=self.polling,
             poll_delay_ms=self.settings.watch_poll_ms,
             ignore_permission_denied=True,
