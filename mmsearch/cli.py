@@ -972,6 +972,9 @@ def serve(
     request_seconds: Annotated[
         float, typer.Option(min=1, max=3600, help="Abandon a request not answered by then.")
     ] = 60.0,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Also follow the indexed folders (as `mmsearch watch`).")
+    ] = False,
 ) -> None:
     """Serve the index over HTTP (FastAPI): search, items, thumbnails, indexing jobs, and
     clip-retrieval's /knn-service API. Interactive docs at /docs, the schema at /openapi.json.
@@ -979,6 +982,7 @@ def serve(
     Example:
         mmsearch serve
         mmsearch serve --index ~/photos-index --port 9000 --token s3cret
+        mmsearch serve --watch     # new and changed files are found moments later
         curl 'http://127.0.0.1:8765/search?q=a+red+car&k=5'
     """
     with _errors():
@@ -997,6 +1001,7 @@ def serve(
             max_k=max_k,
             max_upload_bytes=max_upload_mb * 1024 * 1024,
             request_seconds=request_seconds,
+            watch=watch,
         )
         api = make_app(settings.index_path(), settings=settings, config=config)
         if host not in ("127.0.0.1", "localhost", "::1") and not token:

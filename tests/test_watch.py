@@ -274,3 +274,42 @@ def test_watch_limit_falls_back_to_polling_with_one_clear_line(
 def test_stop_returns_promptly_and_idle_does_nothing(lib: Library, watching: Running) -> None:
     assert watching.quiet(1.0) == []
     assert watching.close() < 2.0
+
+
+def test_the_service_follows_the_folders_and_its_searches_see_new_files(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from server_helpers import indexed_folder
+
+    from mmsearch.server import ServiceConfig, make_app
+
+    index, media = indexed_folder(tmp_path)
+    settings = Settings(watch_settle_seconds=0.3, watch_rescan_minutes=0)
+    with TestClient(make_app(index, settings=settings, config=ServiceConfig(watch=True))) as client:
+        deadline = time.monotonic() + WAIT
+        while not (client.get("/status").json()["watch"] or {}).get("last"):
+            assert time.monotonic() < deadline, client.get("/status").json()
+            time.sleep(0.1)
+        assert client.get("/status").json()["watch"]["watching"] is True
+        (media / "notes" / "kayak.md").write_text("Paddle the kayak across the fjord at dawn.\n")
+        while True:
+            hits = client.get("/search", params={"q": "kayak fjord", "k": 1}).json()["hits"]
+            if hits and Path(hits[0]["path"]).name == "kayak.md":
+                break
+            assert time.monotonic() < deadline, "the new note was never found through the service"
+            time.sleep(0.1)
+        assert client.get("/status").json()["watch"]["last"]["reason"] == "changes"
+    # Shutting the service down stops following (the thread is gone, nothing left running).
+    assert not [t for t in threading.enumerate() if t.name == "mmsearch-watch"]
+
+
+def test_a_service_without_watch_does_not_follow(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from server_helpers import indexed_folder
+
+    from mmsearch.server import ServiceConfig, make_app
+
+    index, _ = indexed_folder(tmp_path)
+    with TestClient(make_app(index, settings=Settings(), config=ServiceConfig())) as client:
+        assert client.get("/status").json()["watch"] is None
