@@ -159,14 +159,22 @@ def start_watcher(churn: Churn, index: Path, model: str, log: Path, env: dict[st
     return proc
 
 
-def wait_quiet(log: Path) -> None:
-    """Until the watcher has written no batch for QUIET_SECONDS."""
-    size, since = -1, time.monotonic()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(log: Path, pid: int) -> None:
+    """Until the watcher has written no batch and used (almost) no CPU for QUIET_SECONDS: a
+    long batch writes its line only when it is done, so silence alone is not enough."""
+    size, cpu, since = -1, cpu_seconds(pid), time.monotonic()
     while time.monotonic() - since < QUIET_SECONDS:
-        now = log.stat().st_size
-        if now != size:
-            size, since = now, time.monotonic()
-        time.sleep(0.2)
+        time.sleep(1.0)
+        now, used = log.stat().st_size, cpu_seconds(pid)
+        if now != size or used - cpu > 0.05:
+            since = time.monotonic()
+        size, cpu = now, used
 
 
 def snapshot(index: Path) -> dict[str, tuple[str, str | None, str, list[bytes]]]:
@@ -233,7 +241,7 @@ def main() -> None:
         churn.wait_growers()
         if args.kill:
             proc = start_watcher(churn, index, args.model, log, env)
-        wait_quiet(log)
+        wait_quiet(log, proc.pid)
         elapsed = time.monotonic() - started - QUIET_SECONDS
     finally:
         proc.send_signal(signal.SIGINT)
