@@ -281,9 +281,7 @@ class FolderWatcher:
                 continue
             now_seen = (st.st_size, st.st_mtime_ns)
             pending.paths[path] = now_seen
-            if seen is not None and seen != now_seen:
-                ready = False
-            elif wall - st.st_mtime_ns / 1e9 < settle:
+            if (seen is not None and seen != now_seen) or wall - st.st_mtime_ns / 1e9 < settle:
                 ready = False
         return ready
 

@@ -55,7 +55,7 @@ def wait_for_start(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

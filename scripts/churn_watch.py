@@ -38,10 +38,11 @@ import numpy as np
 from mmsearch import Library
 from mmsearch.store.catalog import Catalog
 
-WORDS = (
-    "apple river stone garden bread lamp window cloud music paper train forest coffee letter "
-    "mountain pencil candle harbour violin tomato meadow rocket glacier lantern orchard"
-).split()
+WORDS = [
+    "apple", "river", "stone", "garden", "bread", "lamp", "window", "cloud", "music", "paper",
+    "train", "forest", "coffee", "letter", "mountain", "pencil", "candle", "harbour", "violin",
+    "tomato", "meadow", "rocket", "glacier", "lantern", "orchard",
+]
 QUIET_SECONDS = 6.0
 PAUSE = 2.5  # past the watcher's settle time (1 s), so it is busy when the next phase starts
 
