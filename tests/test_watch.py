@@ -39,7 +39,7 @@ class Running:
         def run() -> None:
             try:
                 lib.watch(folders, stop=self.stop, on_batch=on_batch, on_notice=self.notices.append)
-            except Exception as exc:  # surfaced by the test
+            except Exception as exc:  # noqa: BLE001 - surfaced by the test
                 self.error = exc
                 self.started.set()
 
