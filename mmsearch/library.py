@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -416,7 +417,13 @@ class Library:
 
         def update(changed: list[str], cancel: threading.Event | None) -> IndexReport:
             with self._writing():
-                return self._ingest(changed, progress, cancel)
+                report = self._ingest(changed, progress, cancel)
+                if self._forget_vanished(report):  # moved away mid-run, and back since
+                    again = self._ingest(changed, progress, cancel)
+                    report.added, report.moved = report.added + again.added, report.moved + again.moved
+                    report.encoded += again.encoded
+                    report.failures = [f for f in report.failures if f[0] not in dict(again.failures)]
+                return report
 
         def exclusions() -> list[str]:
             with self._guard():
@@ -432,6 +439,17 @@ class Library:
             on_batch, on_notice,
         )
         watcher.run()
+
+    def _forget_vanished(self, report: IndexReport) -> bool:
+        """Forget the error rows of files that vanished while a run read them but are there
+        again (a file moved out and back while a watcher indexed): with their size and time
+        unchanged, the diff would otherwise keep "no such file" for good. True if any."""
+        gone = os.strerror(errno.ENOENT)
+        paths = [p for p, why in report.failures if gone in why and os.path.isfile(p)]
+        rows = [row for row in map(self._catalog.item_by_path, paths) if row and row.status != "ok"]
+        if rows:
+            self._spaces.remove(self._catalog.delete_items([row.id for row in rows]))
+        return bool(rows)
 
     def _include_named(self, roots: list[str]) -> None:
         """A folder the user names again is wanted: drop exclusions of it or below it."""

@@ -313,3 +313,27 @@ def test_a_service_without_watch_does_not_follow(tmp_path: Path) -> None:
     index, _ = indexed_folder(tmp_path)
     with TestClient(make_app(index, settings=Settings(), config=ServiceConfig())) as client:
         assert client.get("/status").json()["watch"] is None
+
+
+def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
+    lib: Library, watching: Running, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moved out while the batch read it and back (same size and time): not "no such file" for good."""
+    import errno
+
+    import mmsearch.ingest as ingest
+    from mmsearch.errors import MediaError
+
+    real, failed = ingest._read, []
+
+    def read_once_gone(path: str) -> bytes:
+        if path.endswith("boomerang.md") and not failed:
+            failed.append(path)
+            raise MediaError(path, f"cannot read: {os.strerror(errno.ENOENT)}")
+        return real(path)
+
+    monkeypatch.setattr(ingest, "_read", read_once_gone)
+    note = media / "notes" / "boomerang.md"
+    note.write_text("It always comes back to the thrower.\n")
+    watching.until(has(lib, note))
+    assert failed and lib.errors() == [e for e in lib.errors() if not e.path.endswith("boomerang.md")]
