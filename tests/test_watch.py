@@ -337,3 +337,39 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
     note.write_text("It always comes back to the thrower.\n")
     watching.until(has(lib, note))
     assert failed and lib.errors() == [e for e in lib.errors() if not e.path.endswith("boomerang.md")]
+
+
+def test_the_watch_command_follows_and_stops_cleanly_on_ctrl_c(tmp_path: Path, media: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    index = tmp_path / "cli-index"
+    cmd = [sys.executable, "-m", "mmsearch", "watch", str(media), "--index", str(index), "--model", MODEL, "--json"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "MMSEARCH_WATCH_SETTLE_SECONDS": "0.3"}
+    out = tmp_path / "watch.jsonl"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not out.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        time.sleep(0.5)
+        (media / "notes" / "kite.md").write_text("Fly the kite on the windy hill.\n")
+        while len(out.read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    start, change = (json.loads(line) for line in out.read_text().splitlines()[:2])
+    assert start["reason"] == "start" and start["report"]["added"] == 6
+    assert change["reason"] == "changes" and change["report"]["added"] == 1
+    helped = subprocess.run([sys.executable, "-m", "mmsearch", "watch", "--help"], check=True,
+                            capture_output=True, text=True, env=env)
+    assert "Example:" in helped.stdout and "mmsearch watch ~/Pictures" in helped.stdout
