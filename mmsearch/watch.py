@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mmsearch.config import Settings
-from mmsearch.errors import IndexBusyError, IndexCancelled
+from mmsearch.errors import DiskFullError, IndexBusyError, IndexCancelled
 from mmsearch.media.discover import SKIPPED_FOLDERS
 from mmsearch.media.ignore import IGNORE_FILE, Ignore
 from mmsearch.media.kinds import kind_of
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 WATCH_LIMIT_SYSCTL = "sudo sysctl fs.inotify.max_user_watches=524288"
 _TICK_MS = 250
 """How often the loop wakes without events (settle checks, roots coming back, stop)."""
+_RETRY_SECONDS = 5.0
+"""How long to wait before trying again when the index is busy or the disk full."""
 _SLEEP_JUMP_SECONDS = 10.0
 """Wall time passing this much faster than monotonic time means the machine slept."""
 
@@ -58,8 +60,8 @@ class WatchNotice:
     """Something the user should know while watching (the shells print `message` once).
 
     `kind` is "watch-limit" (the OS refused more watches: polling instead), "lost-events" (the
-    event source failed: rescanning), "busy" (another process holds the index: retrying),
-    or "polling" (events are not available here).
+    event source failed: rescanning), "busy" (another process holds the index: retrying), or
+    "disk-full" (retrying; nothing committed is lost).
     """
 
     kind: str
@@ -130,6 +132,7 @@ class FolderWatcher:
         self._pending: dict[str, _Pending] = {}
         self.polling = settings.watch_polling
         self._last_rescan = time.monotonic()
+        self._retry_at = 0.0
         self._clock = (time.time(), time.monotonic())
 
     # -- the loop -----------------------------------------------------------------------------
@@ -268,7 +271,6 @@ class FolderWatcher:
         """True when no changed file is still being written: its size and mtime are the same as
         at the last look, and it was last written `watch_settle_seconds` ago or more."""
         settle = self.settings.watch_settle_seconds
-        ready = True
         wall = time.time()
         for path, seen in list(pending.paths.items()):
             try:
@@ -282,14 +284,14 @@ class FolderWatcher:
             now_seen = (st.st_size, st.st_mtime_ns)
             pending.paths[path] = now_seen
             if (seen is not None and seen != now_seen) or wall - st.st_mtime_ns / 1e9 < settle:
-                ready = False
-        return ready
+                return False  # the rest is looked at next time (a copy of 10,000 files)
+        return True
 
     def _flush(self) -> None:
         """Update every root whose changes have settled (or waited too long already)."""
-        if not self._pending:
-            return
         now = time.monotonic()
+        if not self._pending or now < self._retry_at:
+            return
         due = []
         for root, pending in self._pending.items():
             waited = now - pending.since
@@ -302,10 +304,11 @@ class FolderWatcher:
         reason = next((r for r in ("rescan", "resumed", "online", "periodic") if r in reasons), "changes")
         try:
             report = self._update(sorted(due), self._stop)
-        except IndexBusyError as exc:
-            self._tell("busy", f"{exc} Retrying.")
-            for root, pending in batch.items():  # keep them for the next tick
-                pending.since = now
+        except (IndexBusyError, DiskFullError) as exc:  # weeks unattended: wait, do not give up
+            kind = "busy" if isinstance(exc, IndexBusyError) else "disk-full"
+            self._tell(kind, f"{exc} Trying again every {_RETRY_SECONDS:.0f} s.")
+            self._retry_at = time.monotonic() + _RETRY_SECONDS
+            for root, pending in batch.items():  # keep them for the next try
                 self._pending.setdefault(root, pending)
             return
         except IndexCancelled:

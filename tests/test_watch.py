@@ -298,7 +298,10 @@ def test_the_service_follows_the_folders_and_its_searches_see_new_files(tmp_path
                 break
             assert time.monotonic() < deadline, "the new note was never found through the service"
             time.sleep(0.1)
-        assert client.get("/status").json()["watch"]["last"]["reason"] == "changes"
+        # /status tells of the update (just after its commit, which the search saw first).
+        while client.get("/status").json()["watch"]["last"]["reason"] != "changes":
+            assert time.monotonic() < deadline, client.get("/status").json()
+            time.sleep(0.1)
     # Shutting the service down stops following (the thread is gone, nothing left running).
     assert not [t for t in threading.enumerate() if t.name == "mmsearch-watch"]
 
@@ -321,7 +324,7 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
     """Moved out while the batch read it and back (same size and time): not "no such file" for good."""
     import errno
 
-    import mmsearch.ingest as ingest
+    from mmsearch import ingest
     from mmsearch.errors import MediaError
 
     real, failed = ingest._read, []
@@ -373,3 +376,17 @@ def test_the_watch_command_follows_and_stops_cleanly_on_ctrl_c(tmp_path: Path, m
     helped = subprocess.run([sys.executable, "-m", "mmsearch", "watch", "--help"], check=True,
                             capture_output=True, text=True, env=env)
     assert "Example:" in helped.stdout and "mmsearch watch ~/Pictures" in helped.stdout
+
+
+def test_a_busy_index_is_retried_not_given_up(lib: Library, watching: Running, media: Path) -> None:
+    import fcntl
+
+    with open(lib.path / "write.lock", "w") as lock:  # as `mmsearch index` in another process
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        note = media / "notes" / "queued.md"
+        note.write_text("Waiting in the queue for the index.\n")
+        time.sleep(1.5)
+        assert str(note) not in indexed(lib)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    watching.until(has(lib, note))
+    assert [n.kind for n in watching.notices] == ["busy"]
