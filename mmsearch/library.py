@@ -406,24 +406,29 @@ class Library:
 
         stop = stop or threading.Event()
         started = time.monotonic()
-        try:
-            report = self.index(folders, progress=progress, cancel=stop)
-        except IndexCancelled:
-            return
-        with self._guard():
-            roots = self._catalog.roots()
-        if on_batch is not None:
-            on_batch(WatchBatch("start", tuple(roots), 0, report, time.monotonic() - started))
 
         def update(changed: list[str], cancel: threading.Event | None) -> IndexReport:
             with self._writing():
                 report = self._ingest(changed, progress, cancel)
-                if self._forget_vanished(report):  # moved away mid-run, and back since
+                if self._forget_vanished():  # moved away mid-run (or an earlier one), and back
                     again = self._ingest(changed, progress, cancel)
                     report.added, report.moved = report.added + again.added, report.moved + again.moved
                     report.encoded += again.encoded
-                    report.failures = [f for f in report.failures if f[0] not in dict(again.failures)]
+                    report.failures = again.failures
                 return report
+
+        try:
+            report = self.index(folders, progress=progress, cancel=stop)
+            with self._guard():
+                roots = self._catalog.roots()
+            with self._writing():  # a run killed earlier may have left such rows too
+                vanished = self._forget_vanished()
+            if vanished:
+                report = update(roots, stop)
+        except IndexCancelled:
+            return
+        if on_batch is not None:
+            on_batch(WatchBatch("start", tuple(roots), 0, report, time.monotonic() - started))
 
         def exclusions() -> list[str]:
             with self._guard():
@@ -440,12 +445,12 @@ class Library:
         )
         watcher.run()
 
-    def _forget_vanished(self, report: IndexReport) -> bool:
+    def _forget_vanished(self) -> bool:
         """Forget the error rows of files that vanished while a run read them but are there
         again (a file moved out and back while a watcher indexed): with their size and time
         unchanged, the diff would otherwise keep "no such file" for good. True if any."""
         gone = os.strerror(errno.ENOENT)
-        paths = [p for p, why in report.failures if gone in why and os.path.isfile(p)]
+        paths = [p for p, why in self._catalog.errors() if gone in (why or "") and os.path.isfile(p)]
         rows = [row for row in map(self._catalog.item_by_path, paths) if row and row.status != "ok"]
         if rows:
             self._spaces.remove(self._catalog.delete_items([row.id for row in rows]))

@@ -390,3 +390,33 @@ def test_a_busy_index_is_retried_not_given_up(lib: Library, watching: Running, m
         fcntl.flock(lock, fcntl.LOCK_UN)
     watching.until(has(lib, note))
     assert [n.kind for n in watching.notices] == ["busy"]
+
+
+def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
+    lib: Library, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after recording "no such file" for a file that is back: the watcher's
+    catch-up indexes it (plain `index` would keep the error: same size and time)."""
+    import errno
+
+    from mmsearch import ingest
+    from mmsearch.errors import MediaError
+
+    real = ingest._read
+
+    def gone(path: str) -> bytes:
+        if path.endswith("boomerang.md"):
+            raise MediaError(path, f"cannot read: {os.strerror(errno.ENOENT)}")
+        return real(path)
+
+    note = media / "notes" / "boomerang.md"
+    note.write_text("It always comes back to the thrower.\n")
+    monkeypatch.setattr(ingest, "_read", gone)
+    lib.index([media])
+    assert indexed(lib)[str(note)] == "error"
+    monkeypatch.setattr(ingest, "_read", real)
+    running = Running(lib, [media])
+    try:
+        assert indexed(lib)[str(note)] == "ok"
+    finally:
+        running.close()
