@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import COLOURS, make_image
 
-from mmsearch import Library
+from mmsearch import IndexReport, Library
 from mmsearch.config import Settings
 from mmsearch.watch import FolderWatcher, WatchBatch, WatchNotice
 
@@ -420,3 +420,39 @@ def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
         assert indexed(lib)[str(note)] == "ok"
     finally:
         running.close()
+
+
+def test_the_periodic_rescan_finds_what_no_event_reported(
+    tmp_path: Path, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network share sends no events: the periodic rescan (`watch_rescan_minutes`) finds it."""
+    monkeypatch.setattr(FolderWatcher, "_relevant", lambda self, path, root: False)  # events lost
+    settings = Settings(watch_settle_seconds=0.2, watch_rescan_minutes=1 / 60)  # every second
+    with Library.open(tmp_path / "index", model=MODEL, settings=settings) as lib:
+        running = Running(lib, [media])
+        try:
+            photo = make_image(media / "share" / "silent.png", COLOURS["yellow"], stripe=7)
+            batches = running.until(has(lib, photo))
+            assert any(b.reason == "periodic" for b in batches)
+        finally:
+            running.close()
+
+
+def test_waking_from_sleep_rescans_every_folder(tmp_path: Path, media: Path) -> None:
+    updates: list[list[str]] = []
+
+    def update(roots: list[str], cancel: threading.Event | None) -> IndexReport:
+        updates.append(roots)
+        return IndexReport()
+
+    watcher = FolderWatcher(
+        [str(media)], str(tmp_path / "index"), list, Settings(watch_rescan_minutes=0), update, threading.Event()
+    )
+    watcher._check_clock()
+    watcher._flush()
+    assert updates == []  # no sleep, nothing to do
+    wall, mono = watcher._clock
+    watcher._clock = (wall - 3600, mono)  # an hour of wall time passed in no monotonic time
+    watcher._check_clock()
+    watcher._flush()
+    assert updates == [[str(media)]]
