@@ -901,6 +901,14 @@ def watch_folders(
     def on_notice(notice: Any) -> None:
         typer.echo("Warning: " + escape(notice.message, backslash=False), err=True)
 
+    shown = {"at": 0.0}
+
+    def on_progress(p: Any) -> None:  # thousands of files landed at once: say how far it is
+        if json_out or p.phase != "encode" or p.total < 100 or time.monotonic() - shown["at"] < 2:
+            return
+        shown["at"] = time.monotonic()
+        typer.echo(f"  encoding {p.done}/{p.total} ({escape(Path(p.path or '').name)})", err=True)
+
     def on_interrupt(signum: int, frame: Any) -> None:
         stop.set()  # finish the batch in hand and return; a second Ctrl-C interrupts at once
         signal.signal(signal.SIGINT, previous)
@@ -912,7 +920,7 @@ def watch_folders(
             try:
                 if not json_out:
                     typer.echo(f"Following the folders of {lib.path}; Ctrl-C stops.", err=True)
-                lib.watch(folders, stop=stop, on_batch=on_batch, on_notice=on_notice)
+                lib.watch(folders, stop=stop, on_batch=on_batch, on_notice=on_notice, progress=on_progress)
             finally:
                 signal.signal(signal.SIGINT, previous)
         if stop.is_set() and not json_out:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 WATCH_LIMIT_SYSCTL = "sudo sysctl fs.inotify.max_user_watches=524288"
 _TICK_MS = 250
 """How often the loop wakes without events (settle checks, roots coming back, stop)."""
+_BACKOFF_SECONDS = 1.0
+"""Pause before starting the event source again after it failed."""
 _RETRY_SECONDS = 5.0
 """How long to wait before trying again when the index is busy or the disk full."""
 _SLEEP_JUMP_SECONDS = 10.0
@@ -158,13 +160,14 @@ class FolderWatcher:
                     self.polling = True
                     self._rescan(online, "rescan")
                 elif isinstance(exc, FileNotFoundError):  # a root vanished as the watch began
-                    pass
+                    self._stop.wait(_BACKOFF_SECONDS)
                 else:
                     raise
             except RuntimeError as exc:  # watchfiles' internal error: events were lost
                 log.warning("file events were lost (%s); rescanning", exc)
                 self._tell("lost-events", f"File events were lost ({exc}); rescanning the folders.")
                 self._rescan(online, "rescan")
+                self._stop.wait(_BACKOFF_SECONDS)  # a source that keeps failing must not spin
             if not online:  # nothing to watch yet: wait for a root to appear
                 self._stop.wait(_TICK_MS / 1000)
             self._flush()
