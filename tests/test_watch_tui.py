@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("textual")
-from tui_helpers import build_index, rendered, running, search, table_names  # noqa: E402
+from tui_helpers import build_index, rendered, running, search, table_names
 
 pytestmark = pytest.mark.asyncio
 WAIT = 20.0
