@@ -176,6 +176,26 @@ class Settings(BaseSettings):
     """Rerank the best `rerank_top_n` hits of a text query by what image regions show."""
     rerank_top_n: int = Field(50, ge=2, le=1000)
     """How many first-stage hits the reranker reorders (each costs ~0.3 ms)."""
+    watch_debounce_ms: int = Field(1600, ge=10, le=60_000)
+    """Live folders (`mmsearch watch`): the longest a burst of file events is gathered before
+    it is handled (a quiet `watch_step_ms` ends a burst sooner)."""
+    watch_step_ms: int = Field(50, ge=10, le=10_000)
+    """Live folders: this long without a new event ends a burst of events."""
+    watch_settle_seconds: float = Field(1.0, ge=0, le=3600)
+    """Live folders: a changed file is indexed once it has not been written for this long (a
+    copy still growing, a camera still saving), so a half-written file is not encoded."""
+    watch_max_wait_seconds: float = Field(30.0, ge=0, le=86_400)
+    """Live folders: index changes after this long even if some file is still being written
+    (it is indexed again when it is finished)."""
+    watch_rescan_minutes: float = Field(60.0, ge=0)
+    """Live folders: rescan every folder this often (0: never), for file systems that send no
+    or unreliable events (network shares) and events lost in the OS queue. A rescan only looks
+    at sizes and times; unchanged files are not read."""
+    watch_polling: bool = False
+    """Live folders: poll the folders instead of using file-system events (network shares,
+    or where the OS watch limit is too low)."""
+    watch_poll_ms: int = Field(2000, ge=50, le=3_600_000)
+    """Live folders: time between two polls when polling."""
 
     _index_source: str | None = PrivateAttr(default=None)
 

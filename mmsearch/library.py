@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +53,7 @@ from mmsearch.version import __version__
 if TYPE_CHECKING:
     from mmsearch.ingest import ProgressCallback
     from mmsearch.learning import TuneReport
+    from mmsearch.watch import WatchBatch, WatchNotice
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +339,7 @@ class Library:
             IndexCancelled: `cancel` was set (what was committed is kept; run again to go on).
         """
         # Loaded here: a search needs none of the indexing pipeline.
-        from mmsearch.ingest import Ingest, normalise_roots
+        from mmsearch.ingest import normalise_roots
 
         with self._writing():
             known = self._catalog.roots()
@@ -352,11 +355,107 @@ class Library:
                 raise MmsearchError(
                     f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
                 )
-            run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress, cancel)
-            report = run.run(roots, verify=verify)
-            if self.settings.rerank:  # searches in new processes start pooled
-                self._pooled_regions.save(self._catalog)
-            return report
+            return self._ingest(roots, progress, cancel, verify=verify)
+
+    def _ingest(
+        self,
+        roots: list[str],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        *,
+        verify: bool = False,
+    ) -> IndexReport:
+        """One ingest run over known `roots`; the caller holds the write lock."""
+        from mmsearch.ingest import Ingest
+
+        run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress, cancel)
+        report = run.run(roots, verify=verify)
+        if self.settings.rerank:  # searches in new processes start pooled
+            self._pooled_regions.save(self._catalog)
+        return report
+
+    def watch(
+        self,
+        folders: Iterable[PathArg] | PathArg | None = None,
+        *,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[WatchBatch], None] | None = None,
+        on_notice: Callable[[WatchNotice], None] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Bring folders up to date, then follow them: files added, changed, renamed, moved or
+        deleted are indexed (or forgotten) moments later, until `stop` is set.
+
+        Each batch of changes goes through the same diff as `index` (one transaction per batch
+        of files, so searches in other threads and processes see each batch; a rename or move
+        keeps its vectors). Files still being written are indexed once they settle
+        (`watch_settle_seconds`). Where events may have been lost, the folders are rescanned.
+
+        Args:
+            folders: folders to index and follow; None follows every folder indexed before.
+            stop: set it (from any thread) to return soon; what was committed is kept.
+            on_batch: called after each update with a `WatchBatch` (what changed, the report).
+            on_notice: called with a `WatchNotice` for warnings (watch limit reached: polling).
+            progress: called as each update goes (`Progress`), as for `index`.
+
+        Raises:
+            MediaError: a new folder does not exist.
+            IndexBusyError: another process is indexing the index when watching starts.
+        """
+        from mmsearch.errors import IndexCancelled
+        from mmsearch.watch import FolderWatcher, WatchBatch
+
+        stop = stop or threading.Event()
+        started = time.monotonic()
+
+        def update(changed: list[str], cancel: threading.Event | None) -> IndexReport:
+            with self._writing():
+                report = self._ingest(changed, progress, cancel)
+                if self._forget_vanished():  # moved away mid-run (or an earlier one), and back
+                    again = self._ingest(changed, progress, cancel)
+                    report.added, report.moved = report.added + again.added, report.moved + again.moved
+                    report.encoded += again.encoded
+                    report.failures = again.failures
+                return report
+
+        try:
+            report = self.index(folders, progress=progress, cancel=stop)
+            with self._guard():
+                roots = self._catalog.roots()
+            with self._writing():  # a run killed earlier may have left such rows too
+                vanished = self._forget_vanished()
+            if vanished:
+                report = update(roots, stop)
+        except IndexCancelled:
+            return
+        if on_batch is not None:
+            on_batch(WatchBatch("start", tuple(roots), 0, report, time.monotonic() - started))
+
+        def exclusions() -> list[str]:
+            with self._guard():
+                return self._catalog.exclusions()
+
+        if folders is not None:
+            from mmsearch.ingest import normalise_roots
+
+            named = normalise_roots(_paths(folders))
+            roots = [r for r in roots if any(is_within(r, n) for n in named)]
+        watcher = FolderWatcher(
+            roots, canonical_path(self.path), exclusions, self.settings, update, stop,
+            on_batch, on_notice,
+        )
+        watcher.run()
+
+    def _forget_vanished(self) -> bool:
+        """Forget the error rows of files that vanished while a run read them but are there
+        again (a file moved out and back while a watcher indexed): with their size and time
+        unchanged, the diff would otherwise keep "no such file" for good. True if any."""
+        gone = os.strerror(errno.ENOENT)
+        paths = [p for p, why in self._catalog.errors() if gone in (why or "") and os.path.isfile(p)]
+        rows = [row for row in map(self._catalog.item_by_path, paths) if row and row.status != "ok"]
+        if rows:
+            self._spaces.remove(self._catalog.delete_items([row.id for row in rows]))
+        return bool(rows)
 
     def _include_named(self, roots: list[str]) -> None:
         """A folder the user names again is wanted: drop exclusions of it or below it."""
@@ -604,7 +703,7 @@ class Library:
         """Learn from the captions the collection already has (Markdown alt text, sidecar
         .txt/.xmp, EXIF/XMP descriptions) and, if given, `captions`: a CSV file of
         `path,caption` or (path, caption) pairs. The adapter is turned on only when it raises
-        R@1 on a held-out part of those captions (see `mmsearch/tune.py`).
+        R@1 on a held-out part of those captions (see `mmsearch/learning/`).
 
         Raises:
             QueryError: the captions file cannot be read.

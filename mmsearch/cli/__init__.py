@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 COMMANDS: dict[str, str] = {
     "index": "mmsearch.cli.indexing:index",
+    "watch": "mmsearch.cli.watching:watch",
     "search": "mmsearch.cli.searching:search",
     "info": "mmsearch.cli.info:info",
     "remove": "mmsearch.cli.editing:remove",

@@ -34,6 +34,7 @@ from mmsearch.present import escape
     "whose content changed (slower: every file is read).",
 )
 @json_option
+@click.option("--watch", is_flag=True, help="Then keep following the folders (as `mmsearch watch`).")
 def index(
     folders: tuple[Path, ...],
     index: Path | None,
@@ -41,6 +42,7 @@ def index(
     batch_size: int | None,
     verify: bool,
     json_out: bool,
+    watch: bool,
 ) -> None:
     """Index folder trees: new and changed files are encoded, deleted ones dropped.
 
@@ -53,6 +55,7 @@ def index(
         mmsearch index ~/Pictures ~/Notes
         mmsearch index            # bring every indexed folder up to date
         mmsearch index --verify   # also catch content changed behind unchanged size and time
+        mmsearch index --watch    # then keep following the folders (Ctrl-C stops)
     """
     from rich.progress import (
         BarColumn,
@@ -64,6 +67,11 @@ def index(
 
     from mmsearch.library import Library
 
+    if watch:
+        from mmsearch.cli.watching import follow
+
+        follow(list(folders) or None, index=index, model=model, json_out=json_out)
+        return
     with errors():
         chosen = settings(index, batch_size=batch_size, model=model)
         with Library.open(chosen.index_path(), model=model and chosen.model, settings=chosen) as lib:

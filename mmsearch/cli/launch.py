@@ -51,6 +51,7 @@ def tui(index: Path | None) -> None:
               help="The largest request body (uploads), in MiB.")
 @click.option("--request-seconds", type=click.FloatRange(1, 3600), default=60.0,
               help="Abandon a request not answered by then.")
+@click.option("--watch", is_flag=True, help="Also follow the indexed folders (as `mmsearch watch`).")
 def serve(
     index: Path | None,
     host: str,
@@ -61,6 +62,7 @@ def serve(
     max_k: int,
     max_upload_mb: int,
     request_seconds: float,
+    watch: bool,
 ) -> None:
     """Serve the index over HTTP (FastAPI): search, items, thumbnails, indexing jobs, and
     clip-retrieval's /knn-service API. Interactive docs at /docs, the schema at /openapi.json.
@@ -69,6 +71,7 @@ def serve(
     Example:
         mmsearch serve
         mmsearch serve --index ~/photos-index --port 9000 --token s3cret
+        mmsearch serve --watch     # new and changed files are found moments later
         curl 'http://127.0.0.1:8765/search?q=a+red+car&k=5'
     """
     with errors():
@@ -87,6 +90,7 @@ def serve(
             max_k=max_k,
             max_upload_bytes=max_upload_mb * 1024 * 1024,
             request_seconds=request_seconds,
+            watch=watch,
         )
         api = make_app(chosen.index_path(), settings=chosen, config=config)
         if host not in ("127.0.0.1", "localhost", "::1") and not token:

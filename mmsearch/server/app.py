@@ -80,6 +80,8 @@ def make_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm_up:
             threading.Thread(target=svc.warm_up, name="mmsearch-warm-up", daemon=True).start()
+        if svc.follower is not None:
+            svc.follower.start()
         yield
         svc.close()
 

@@ -263,6 +263,7 @@ def status(svc: Svc) -> dict[str, Any]:
         "ready": svc.ready.is_set(), "version": __version__, "index": stats.path,
         "model": stats.model, "items": stats.items, "folders": svc.job_folders(),
         "job": job.to_json() if job else None, "limits": _limits(svc),
+        "watch": svc.follower.to_json() if svc.follower is not None else None,
     }
 
 

@@ -132,6 +132,15 @@ class JobOut(BaseModel):
     error: str | None = None
 
 
+class WatchOut(BaseModel):
+    watching: bool
+    last: dict[str, object] | None
+    """The last update: why ("changes", "rescan", ...), the folders, when, and its report."""
+    notices: list[str]
+    """Warnings, e.g. the system's watch limit reached (polling instead)."""
+    error: str | None
+
+
 class StatusOut(BaseModel):
     ready: bool
     """True once the model is loaded (searches answer at full speed)."""
@@ -143,6 +152,8 @@ class StatusOut(BaseModel):
     """Folders an indexing job may be started for."""
     job: JobOut | None
     limits: Limits
+    watch: WatchOut | None = None
+    """What following the folders last did (`serve --watch`); null when not following."""
 
 
 class JobRequest(BaseModel):

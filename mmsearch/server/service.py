@@ -43,6 +43,9 @@ class ServiceConfig:
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
     preview_seconds: float = 30.0
     """The longest audio preview served."""
+    watch: bool = False
+    """Follow the indexed folders (`serve --watch`): new, changed, moved and deleted files are
+    indexed moments later, in a background thread (see `mmsearch.watch`)."""
 
 
 class NotServable(NotIndexedError):
@@ -95,6 +98,11 @@ class Service:
         self.load_error: str | None = None
         self._thumbs = _Thumbs(config.thumbnail_cache_bytes)
         self._roots: tuple[float, list[str]] = (0.0, [])
+        self.follower = None
+        if config.watch:
+            from mmsearch.server.watching import Follower
+
+            self.follower = Follower(self.index, settings)
 
     def warm_up(self) -> None:
         """Load the model and open its networks (readiness waits for it)."""
@@ -107,6 +115,8 @@ class Service:
         self.ready.set()
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         self.jobs.stop_all()
         self.library.close()
 

@@ -69,6 +69,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Index", [
         ("ctrl+n  i", "index a folder (Tab completes the path)"),
         ("x", "cancel indexing (what was committed stays searchable)"),
+        ("f6  w", "follow the folders: files are indexed as they land (live)"),
     ]),
     ("App", [
         ("f1  ?", "this help"),
@@ -111,6 +112,7 @@ class MmsearchApp(App[None]):
         Binding("f", "toggle_filters", "Filters", show=False),
         Binding("i", "add_folder", "Index folder", show=False),
         Binding("x", "cancel_index", "Cancel indexing", show=False),
+        Binding("f6,w", "toggle_watch", "Follow folders", show=False),
         Binding("1", "toggle_kind('image')", "Images", show=False),
         Binding("2", "toggle_kind('text')", "Text", show=False),
         Binding("3", "toggle_kind('audio')", "Sounds", show=False),
@@ -149,6 +151,7 @@ class MmsearchApp(App[None]):
         self._request: Request | None = None
         self._cancel_index: threading.Event | None = None
         self._player: subprocess.Popen[bytes] | None = None
+        self._watch_stop: threading.Event | None = None
 
     # -- layout and start-up ------------------------------------------------------------------
 
@@ -553,6 +556,56 @@ class MmsearchApp(App[None]):
             line, severity = f"Indexing failed: internal error ({type(exc).__name__}: {exc}).", "error"
         self._from_worker(self._index_done, line, severity, skipped)
 
+    # -- live folders -------------------------------------------------------------------------
+
+    def action_toggle_watch(self) -> None:
+        """Follow the indexed folders (new, changed, moved files are indexed as they land and
+        the results on screen refresh), or stop following."""
+        if self.library is None:
+            self.notify("The index is not open yet.", severity="warning")
+            return
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+            self.status.live = False
+            self.status.say("Stopped following the folders.")
+            return
+        self._watch_stop = threading.Event()
+        self.status.live = True
+        self.status.say("Following the indexed folders: files appear as they land (F6 stops).")
+        self._watch(self._watch_stop)
+
+    @work(thread=True, exit_on_error=False, group="watch")
+    def _watch(self, stop: threading.Event) -> None:
+        def on_notice(notice: Any) -> None:
+            self._from_worker(self.notify, notice.message, severity="warning", timeout=10)
+
+        try:
+            self.library.watch(  # type: ignore[union-attr]
+                None, stop=stop, on_batch=lambda b: self._from_worker(self._watched, b), on_notice=on_notice
+            )
+        except MmsearchError as exc:
+            self._from_worker(self._watch_failed, stop, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback: the UI says what broke
+            self._from_worker(self._watch_failed, stop, f"internal error ({type(exc).__name__}: {exc})")
+
+    def _watched(self, batch: Any) -> None:
+        r = batch.report
+        if r.added + r.updated + r.moved + r.removed == 0:
+            return
+        if self._request is not None and not self._request.empty:
+            self._refresh_results()
+        else:
+            self.status.say(
+                f"Live: {r.added} added, {r.updated} updated, {r.moved} moved, {r.removed} removed."
+            )
+
+    def _watch_failed(self, stop: threading.Event, message: str) -> None:
+        if self._watch_stop is stop:
+            self._watch_stop = None
+            self.status.live = False
+        self.notify(f"Stopped following the folders: {message}", severity="error", timeout=10)
+
     def _refresh_results(self) -> None:
         """Search again for what is on screen: an indexing run committed new items meanwhile."""
         if self._request is not None and not self._request.empty:
@@ -571,6 +624,8 @@ class MmsearchApp(App[None]):
             self.push_screen(HelpScreen(HELP_SECTIONS))
 
     async def action_quit(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
         if self._cancel_index is not None:
             self._cancel_index.set()  # let the run commit what it encoded
         if self._player is not None and self._player.poll() is None:
@@ -582,6 +637,8 @@ class MmsearchApp(App[None]):
         # catalog closes under it (an indexing run stops at the next file: cancel is set).
         if self._cancel_index is not None:
             self._cancel_index.set()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
         try:
             await asyncio.wait_for(self.workers.wait_for_complete(), timeout=10)
         except TimeoutError:

@@ -115,6 +115,8 @@ class StatusLine(Widget):
     def __init__(self, text: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._text = Text(text)
+        self.live = False
+        """Following the folders (F6): said on every results line."""
 
     def render(self) -> Text:
         return self._text
@@ -129,6 +131,8 @@ class StatusLine(Widget):
         text.append(f" · {format_elapsed(seconds)} · model {model} · index {short_path(index)}")
         if filters:
             text.append(f" · {filters}", style="yellow")
+        if self.live:
+            text.append(" · live", style="green")
         self.update(text)
 
     def say(self, message: str, style: str = "") -> None:
