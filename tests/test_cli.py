@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from mmsearch.cli import app
 
 runner = CliRunner()
-COMMANDS = ["index", "search", "info", "remove", "exclude", "include", "models", "doctor"]
+COMMANDS = ["index", "search", "info", "remove", "exclude", "include", "models", "doctor", "watch", "tune", "tui", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
