@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmsearch import collection
 from mmsearch.config import Settings, load_settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.encoders.registry import (
@@ -38,7 +39,6 @@ from mmsearch.errors import (
     QueryError,
     ReadOnlyIndexError,
 )
-from mmsearch.media.ignore import Ignore, is_path_pattern
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
@@ -72,16 +72,6 @@ def _on_readonly_media(folder: Path) -> bool:
         return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
     except OSError:
         return False
-
-
-def _dir_excluded(rules: Ignore, path: str, root: str) -> bool:
-    """True when a folder between `root` and `path` is excluded (a pattern like `cache/`)."""
-    folder = os.path.dirname(path)
-    while is_within(folder, root) and folder != root:
-        if rules.excludes(folder, is_dir=True):
-            return True
-        folder = os.path.dirname(folder)
-    return False
 
 
 class Library:
@@ -350,7 +340,7 @@ class Library:
                 for root in roots:
                     if not os.path.exists(root) and root not in known:
                         raise MediaError(root, "no such file or folder")
-                self._include_named(roots)
+                collection.include_named(self._catalog, roots)
             if not roots:
                 raise MmsearchError(
                     f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
@@ -457,18 +447,6 @@ class Library:
             self._spaces.remove(self._catalog.delete_items([row.id for row in rows]))
         return bool(rows)
 
-    def _include_named(self, roots: list[str]) -> None:
-        """A folder the user names again is wanted: drop exclusions of it or below it."""
-        for excluded in filter(is_path_pattern, self._catalog.exclusions()):
-            for root in roots:
-                if is_within(excluded, root):
-                    self._catalog.remove_exclusions([excluded])
-                elif is_within(root, excluded):
-                    raise MmsearchError(
-                        f"{root} lies inside {excluded}, which is excluded from the index; "
-                        f"`mmsearch include {excluded}` first."
-                    )
-
     def remove(self, paths: Iterable[PathArg] | PathArg) -> int:
         """Forget files or whole folders (the files themselves are untouched). Returns the count.
 
@@ -481,29 +459,9 @@ class Library:
         targets = [canonical_path(p) for p in _paths(paths)]
         with self._writing():
             self._spaces.load()
-            roots = self._catalog.roots()
-            ids: list[int] = []
-            for target in targets:
-                rows = self._catalog.items_under(target)
-                # A path inside an indexed folder that exists but holds nothing indexed (yet) can
-                # still be excluded; one that exists nowhere is a typo.
-                inside = os.path.exists(target) and any(is_within(target, r) for r in roots)
-                if not rows and target not in roots and not inside:
-                    raise NotIndexedError(
-                        f"{target} is not in the index at {self.path}; `mmsearch info` lists "
-                        "the indexed folders."
-                    )
-                ids += [row.id for row in rows.values()]
-            self._spaces.remove(self._catalog.delete_items(ids))
-            for target in targets:
-                if target in roots:
-                    self._catalog.remove_root(target)
-                    below = [e for e in self._catalog.exclusions() if is_path_pattern(e) and is_within(e, target)]
-                    self._catalog.remove_exclusions(below)
-                elif any(is_within(target, r) for r in roots):
-                    self._catalog.add_exclusions([target])
+            forgotten = collection.remove(self._catalog, self._spaces, targets, self.path)
             self._spaces.save()
-        return len(ids)
+        return forgotten
 
     def exclude(self, patterns: Iterable[str] | str) -> int:
         """Never index these paths or gitignore-style patterns (`*.tmp`, `**/cache/`); items
@@ -512,19 +470,12 @@ class Library:
         Raises:
             QueryError: a pattern that is empty or not valid gitignore syntax.
         """
-        clean = [self._exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
+        clean = [collection.exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
         with self._writing():
             self._spaces.load()
-            self._catalog.add_exclusions(clean)
-            ignore = Ignore(clean)
-            ids = []
-            for root in self._catalog.roots():
-                rules = ignore.for_root(root)
-                ids += [row.id for path, row in self._catalog.items_under(root).items()
-                        if rules.excludes(path, is_dir=False) or _dir_excluded(rules, path, root)]
-            self._spaces.remove(self._catalog.delete_items(ids))
+            forgotten = collection.exclude(self._catalog, self._spaces, clean)
             self._spaces.save()
-        return len(ids)
+        return forgotten
 
     def include(self, patterns: Iterable[str] | str) -> None:
         """Undo `exclude` (or the exclusion `remove` left); the next `index` run finds them again.
@@ -532,33 +483,14 @@ class Library:
         Raises:
             NotIndexedError: a pattern that is not excluded.
         """
-        clean = [self._exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
+        clean = [collection.exclusion(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
         with self._writing():
-            known = set(self._catalog.exclusions())
-            unknown = [p for p in clean if p not in known]
-            if unknown:
-                raise NotIndexedError(
-                    f"{unknown[0]} is not excluded; `mmsearch info` lists the exclusions."
-                )
-            self._catalog.remove_exclusions(clean)
+            collection.include(self._catalog, clean)
 
     def exclusions(self) -> list[str]:
         """The excluded paths and patterns."""
         with self._guard():
             return self._catalog.exclusions()
-
-    @staticmethod
-    def _exclusion(pattern: str) -> str:
-        text = str(pattern).strip()
-        if not text:
-            raise QueryError("An exclusion pattern is empty; give a path or a glob like '*.tmp'.")
-        if is_path_pattern(text):
-            return canonical_path(text)
-        try:
-            Ignore([text])
-        except ValueError as exc:
-            raise QueryError(f"{text!r} is not a valid gitignore-style pattern: {exc}") from exc
-        return text
 
     # -- checking and repairing ---------------------------------------------------------------
 
