@@ -11,11 +11,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-# pip, quiet: this machine's pip configuration names local package folders that may not exist
-# ("Location ... is ignored"), and root gets a warning about system packages that does not apply
-# inside a venv. Errors still show, and a failure still stops the script.
+# pip, quiet (-qq: errors only): this machine's pip configuration names local package folders that
+# may not exist ("Location ... is ignored"), setuptools warns on every editable install, and root
+# gets a warning about system packages that does not apply inside a venv. Errors still show, and
+# a failure still stops the script.
 pip_install() {
-  .venv/bin/python -m pip install --quiet --root-user-action=ignore --disable-pip-version-check "$@" \
+  .venv/bin/python -m pip install -qq --root-user-action=ignore --disable-pip-version-check "$@" \
     2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2)
 }
 
