@@ -29,7 +29,7 @@ from mmsearch.errors import (
     QueryError,
     ReadOnlyIndexError,
 )
-from mmsearch.server import clip, routes
+from mmsearch.server import clip, page, routes
 from mmsearch.server.guard import Guard, error_response
 from mmsearch.server.service import Service, ServiceConfig
 from mmsearch.version import __version__
@@ -94,6 +94,7 @@ def make_app(
     app.state.service = svc
     app.include_router(routes.router)
     app.include_router(clip.router)
+    app.include_router(page.router)
     _add_error_handlers(app)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -102,8 +103,10 @@ def make_app(
             CORSMiddleware, allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(page.MediaPolicy)
     app.add_middleware(
-        Guard, token=config.token, max_body=config.max_upload_bytes, seconds=config.request_seconds
+        Guard, token=config.token, max_body=config.max_upload_bytes, seconds=config.request_seconds,
+        public=page.PUBLIC,
     )
     if config.token:
         _declare_bearer(app)

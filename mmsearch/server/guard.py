@@ -27,8 +27,13 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 class Guard:
     """Token check, body limit and request deadline for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, max_body: int, seconds: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, max_body: int, seconds: float,
+        public: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
+        self.public = public
+        """Paths served without the token: exactly these, or under those ending in `/`."""
         self.token = token.encode() if token else None
         self.max_body = max_body
         self.seconds = seconds
@@ -79,7 +84,7 @@ class Guard:
                 await self._too_large()(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
-        if self.token is not None:
+        if self.token is not None and not self._is_public(scope["path"], scope["method"]):
             given = headers.get(b"authorization", b"")
             scheme, _, value = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
@@ -96,6 +101,11 @@ class Guard:
         elif scope["method"] in _WITH_BODY and b"chunked" in headers.get(b"transfer-encoding", b""):
             return error_response(411, "Send a Content-Length header with the request body.")
         return None
+
+    def _is_public(self, path: str, method: str) -> bool:
+        if method != "GET":
+            return False
+        return any(path == p or (p.endswith("/") and p != "/" and path.startswith(p)) for p in self.public)
 
     def _too_large(self) -> JSONResponse:
         return error_response(

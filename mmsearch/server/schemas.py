@@ -105,6 +105,8 @@ class ItemOut(BaseModel):
     """Sound labels as [label, score] pairs, best first."""
     transcript: list[list[float | str]] = Field(default_factory=list)
     """What is said, as [start, end, text] segments."""
+    read_text: list[str] = Field(default_factory=list)
+    """Lines of text read in an image (with `read_text_in_images` on), top to bottom."""
 
 
 class Limits(BaseModel):
