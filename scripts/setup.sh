@@ -51,6 +51,14 @@ if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
     || echo "Could not install tmux; the TUI's terminal test will be skipped."
 fi
 
+# The web page's tests drive a real headless browser: Debian's chromium (browsers cannot be
+# downloaded by Playwright here; it is pointed at this one).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing chromium (web page tests) ..."
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "Could not install chromium; the web page's browser tests will be skipped."
+fi
+
 # docs/embedding.md's curl examples are run by a test.
 if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq curl) >/dev/null 2>&1 || echo "Could not install curl."
