@@ -24,6 +24,18 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright i
 expect = playwright_api.expect
 
 
+def loaded(page, selector: str, seconds: float = 15.0) -> None:
+    """Wait until the image at `selector` has decoded. Polled from here: `wait_for_function`
+    evaluates its predicate with eval inside the page, which the page's CSP rightly forbids."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    script = f"(document.querySelector({selector!r}) || {{}}).naturalWidth > 0"
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"{selector} never loaded"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as p:
@@ -77,13 +89,13 @@ def test_a_cat_comes_first_with_its_thumbnail_and_details(page) -> None:
     expect(first.locator(".kind")).to_have_text("image")
     assert re.fullmatch(r"\d\.\d\d", first.locator(".score").inner_text())
     assert first.locator(".folder").inner_text().endswith("media")
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    loaded(page, "#results img")
     first.click()
     details = page.locator("#details")
     expect(details).to_be_visible()
     expect(details.locator("h2")).to_have_text("cat.jpg")
     expect(details.locator("dl")).to_contain_text("451 × 300")  # the photo's own pixels
-    page.wait_for_function("document.querySelector('#details img.large').naturalWidth > 0")
+    loaded(page, "#details img.large")
     page.keyboard.press("Escape")
     expect(details).to_be_hidden()
 
@@ -207,7 +219,7 @@ def test_a_token_protected_server(browser, tmp_path: Path) -> None:
         search(page, "red")
         expect(page.locator("#results .card .name").first).to_have_text("red.png")
         # thumbnails come through the API with the token (as blob: URLs)
-        page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+        loaded(page, "#results img")
         assert page.locator("#results img").first.get_attribute("src").startswith("blob:")
         assert page.evaluate("sessionStorage.getItem('mmsearch-token')") == "s3cret-token"
         assert page.evaluate("localStorage.length") == 0
