@@ -50,7 +50,11 @@ def test_traversal_in_item_routes_is_refused(setup) -> None:
         for attempt in attempts:
             for route in ITEM_ROUTES:
                 r = c.get(route.format(attempt))
-                refused(r, 404, 422)
+                if r.request.url.path == "/":
+                    # The client folds "/items/.." to "/" before sending: the search page answers.
+                    assert r.headers["content-type"].startswith("text/html")
+                else:
+                    refused(r, 404, 422)
                 assert secret.read_bytes() != r.content
         for raw in ("/items/../../secret/secret.png", "//etc/passwd", "/items/1/../../../etc/passwd",
                     "/items/%2e%2e/file", "/%2e%2e/%2e%2e/etc/passwd"):
