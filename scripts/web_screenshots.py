@@ -21,15 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
 
-from server_process import running_server  # noqa: E402
-from tui_screenshots import make_collection  # noqa: E402
-from web_browser import launch, search  # noqa: E402
+from server_process import running_server
+from tui_screenshots import make_collection
+from web_browser import launch, search
 
 DESKTOP = {"width": 1280, "height": 820}
 PHONE = {"width": 390, "height": 844}
 
 
-def drawn(page, seconds: float = 20.0) -> None:  # noqa: ANN001 - Playwright's own types
+def drawn(page, seconds: float = 20.0) -> None:
     """Wait until the results are in and every thumbnail on screen has decoded (polled from here:
     the page's CSP forbids the eval that `wait_for_function` uses)."""
     deadline = time.monotonic() + seconds
