@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from mmsearch.media import (
     AUDIO,
     IMAGE,
     TEXT,
+    VIDEO,
     FoundFile,
     Unreadable,
     chunk_text,
@@ -47,6 +48,9 @@ from mmsearch.media.text import number_words
 from mmsearch.results import IndexReport, Progress
 from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.ingest_video import PreparedVideo
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,8 @@ class _Prepared:
     audio: np.ndarray | None = None
     """A short recording decoded whole (at the audio model's rate); long ones stream later."""
     is_audio: bool = False
+    video: PreparedVideo | None = None
+    """A video's facts and, when short, its keyframes decoded already (see ingest_video)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,18 @@ class Ingest:
         self._reader = TextReader() if settings.read_text_in_images else None
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
+        self._video_stage: Any = None
+
+    @property
+    def _videos(self) -> Any:
+        """The video stage (PyAV and the frame chooser load only for a run that meets a video)."""
+        if self._video_stage is None:
+            from mmsearch.ingest_video import VideoStage
+
+            with self._stage_lock:
+                if self._video_stage is None:
+                    self._video_stage = VideoStage(self)
+        return self._video_stage
 
     def _decode_side(self, encoder: Encoder) -> int | None:
         """The shortest side worth decoding an image to (None: full size). Reading text needs
@@ -448,6 +466,10 @@ class Ingest:
                 self.spaces.remove(self.catalog.write_error(facts, reason))
                 self.report.failed += 1
                 self.report.failures.append((facts.path, reason))
+            elif result.video is not None:
+                embedded = self._videos.embed(encoder, result)
+                if embedded is not None:
+                    sounds.append((result, embedded))
             elif result.is_audio:
                 embedded = self._embed_audio(encoder, result)
                 if embedded is not None:
@@ -485,6 +507,8 @@ class Ingest:
         try:
             if entry.kind == AUDIO:
                 return self._prepare_audio(encoder, entry, root)
+            if entry.kind == VIDEO:
+                return self._videos.prepare(encoder, entry, root)
             data = _read(entry.path)
             digest = file_hash(data)
             if entry.kind == IMAGE and not encoder.images:

@@ -22,6 +22,10 @@ ACOUSTIC = "acoustic"
 AUDIO_BRIDGE = "audio-bridge"
 """Source of `semantic` vectors that mix sound-label texts (their cosines run on another scale)."""
 
+VIDEO_FRAME = "frame"
+"""Source of `semantic` rows made from a video's keyframe: scored on the image scale (see
+`query/calibration.scale_key`), unlike the soundtrack's and the transcript's rows."""
+
 Span = tuple[float, float]
 """(start, end) in seconds within a recording."""
 

@@ -23,7 +23,7 @@ import numpy as np
 from mmsearch.config import Settings
 from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
-from mmsearch.media import AUDIO, IMAGE, TEXT
+from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds, logistic_with_evidence
 from mmsearch.query.filters import Filters
@@ -61,7 +61,7 @@ _EXAMPLE_SECONDS = 600.0
 """An example sound longer than this is judged by its first ten minutes."""
 MAX_K = 10_000
 """The most hits one search returns (beyond it, page through narrower queries)."""
-KINDS = (IMAGE, TEXT, AUDIO)
+KINDS = (IMAGE, TEXT, AUDIO, VIDEO)
 
 
 @dataclass(frozen=True)

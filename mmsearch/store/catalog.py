@@ -54,7 +54,7 @@ from mmsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -98,6 +98,10 @@ class ItemFacts:
     transcript: tuple[tuple[float, float, str], ...] = ()
     read_words: tuple[ReadWord, ...] = ()
     """Text read in an image (OCR), line by line with where it is."""
+    frame_rate: float | None = None
+    """Videos: frames per second (the container's average)."""
+    rotation: int | None = None
+    """Videos: degrees the picture turns clockwise for display (`width`/`height` are as shown)."""
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -235,6 +239,13 @@ def write_regions(db: sqlite_utils.Database, item_id: int, codes: RegionCodes | 
 # -- end of region features ------------------------------------------------------------------
 
 
+def _v5_to_v6(db: sqlite_utils.Database) -> None:
+    """Videos: frame rate and display rotation (size, length, date and codecs use the columns
+    images and recordings have)."""
+    db.execute("ALTER TABLE items ADD COLUMN frame_rate REAL")
+    db.execute("ALTER TABLE items ADD COLUMN rotation INTEGER")
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
@@ -242,6 +253,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 
 
@@ -698,6 +710,8 @@ class Catalog:
             "sample_rate": facts.sample_rate,
             "channels": facts.channels,
             "codec": facts.codec,
+            "frame_rate": facts.frame_rate,
+            "rotation": facts.rotation,
             "status": status,
             "error": error,
             "indexed_at": time.time(),
@@ -866,6 +880,18 @@ class Catalog:
             )
         ]
         return tags, transcript
+
+    def item_spans(self, item_id: int, space: str, source: str) -> list[tuple[float, float]]:
+        """The time ranges of an item's vectors of one space and source, in order (a video's
+        keyframes: `semantic` rows made from frames)."""
+        return [
+            (float(r[0]), float(r[1]))
+            for r in self.db.execute(
+                "SELECT t_start, t_end FROM vectors WHERE item_id = ? AND space = ? AND source = ? "
+                "ORDER BY t_start",
+                [item_id, space, source],
+            )
+        ]
 
     def read_words(self, item_id: int) -> list[ReadWord]:
         """The text read in an image, top to bottom."""

@@ -1,0 +1,171 @@
+"""Videos in an indexing run: probe and hash in a reader thread (a short film's keyframes and
+soundtrack decoded there too), then keyframes and soundtrack through the model on the main
+thread, committed like a recording: one item, its windows with their time ranges.
+
+A video indexes what it can: a film whose soundtrack cannot be decoded keeps its pictures (and
+the reverse), a file damaged part-way keeps what came before the damage. Only a video with
+neither pictures nor sound the model could use is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmsearch.encoders.base import Encoder
+from mmsearch.encoders.video import VideoEmbedding, embed_video
+from mmsearch.errors import MediaError
+from mmsearch.ingest import _DECODE_WHOLE_SECONDS, _Prepared, file_hash_streamed
+from mmsearch.media import FoundFile, name_words
+from mmsearch.media.audio import read_audio
+from mmsearch.media.text import number_words
+from mmsearch.media.video import FrameChoice, Keyframe, VideoInfo, keyframes, probe_video
+from mmsearch.store.catalog import ItemFacts
+
+if TYPE_CHECKING:
+    from mmsearch.ingest import Ingest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedVideo:
+    """What the reader thread learnt of a video; `frames`/`sound` are None when it is too long
+    to decode ahead (it streams through the model instead)."""
+
+    info: VideoInfo
+    frames: list[Keyframe] | None = None
+    sound: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    """Why part of it could not be used (its sound, its pictures), for the run's report."""
+
+
+class VideoStage:
+    """The video steps of one `Ingest` run."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        settings = ingest.settings
+        self.choice = FrameChoice(
+            every=settings.video_keyframe_seconds, scene=settings.video_scene_change
+        )
+
+    def _side(self, encoder: Encoder) -> int | None:
+        return self._ingest._decode_side(encoder)
+
+    # -- reader thread ------------------------------------------------------------------------
+
+    def prepare(self, encoder: Encoder, entry: FoundFile, root: str) -> _Prepared:
+        """Hash (streamed: films are gigabytes), probe, and decode a short video ahead."""
+        digest = file_hash_streamed(entry.path)
+        info = probe_video(entry.path)
+        usable_picture = info.has_picture and encoder.images
+        usable_sound = info.has_sound and encoder.audio is not None
+        if not usable_picture and not usable_sound:
+            raise MediaError(entry.path, self._nothing_usable(encoder, info))
+        facts = ItemFacts(
+            entry.path, root, "video", entry.size, entry.mtime_ns, digest,
+            width=info.width, height=info.height, taken_at=info.created,
+            words=name_words(entry.path), duration=info.duration,
+            sample_rate=info.sample_rate, channels=info.channels, codec=info.codec or None,
+            frame_rate=info.frame_rate, rotation=info.rotation if info.has_picture else None,
+        )
+        video = PreparedVideo(info)
+        if info.duration <= _DECODE_WHOLE_SECONDS:
+            if usable_picture:
+                video.frames = list(self._frames(entry.path, encoder, video))
+            if usable_sound:
+                assert encoder.audio is not None
+                blocks = list(self._sound(entry.path, encoder.audio.sample_rate, video))
+                video.sound = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        return _Prepared(facts, video=video)
+
+    @staticmethod
+    def _nothing_usable(encoder: Encoder, info: VideoInfo) -> str:
+        if not info.has_picture:
+            return (
+                f"only sound in this video, and the index's model ({encoder.spec.name}) has no "
+                "audio encoder"
+            )
+        if not info.has_sound:
+            return (
+                f"only pictures in this video, and the index's model ({encoder.spec.name}) has "
+                "no image encoder"
+            )
+        return f"the index's model ({encoder.spec.name}) has neither an image nor an audio encoder"
+
+    def _frames(self, path: str, encoder: Encoder, video: PreparedVideo) -> Iterator[Keyframe]:
+        """Keyframes; damage part-way ends them (with a note), it does not cost the rest."""
+        try:
+            yield from keyframes(path, self.choice, self._side(encoder))
+        except MediaError as exc:
+            video.notes.append(f"pictures: {exc.reason}")
+
+    @staticmethod
+    def _sound(path: str, rate: int, video: PreparedVideo) -> Iterator[np.ndarray]:
+        try:
+            yield from read_audio(path, rate=rate)
+        except MediaError as exc:
+            video.notes.append(f"sound: {exc.reason}")
+
+    # -- main thread --------------------------------------------------------------------------
+
+    def embed(self, encoder: Encoder, prepared: _Prepared) -> VideoEmbedding | None:
+        """Keyframes and soundtrack through the model (a long film streamed from the file);
+        None when nothing usable came of it (recorded as skipped with the reason)."""
+        ingest = self._ingest
+        video = prepared.video
+        assert video is not None
+        path = prepared.facts.path
+        info = video.info
+        frames: Iterable[Keyframe] = ()
+        if info.has_picture and encoder.images:
+            frames = video.frames if video.frames is not None else self._frames(path, encoder, video)
+        sound: Iterable[np.ndarray] | None = None
+        if info.has_sound and encoder.audio is not None:
+            if video.sound is not None:
+                sound = [video.sound] if len(video.sound) else None
+            else:
+                sound = self._sound(path, encoder.audio.sample_rate, video)
+        reader = ingest._reader
+        read_text = (lambda k: " ".join(w.text for w in ingest._read_text(k.image))) if reader else None
+        t = time.perf_counter()
+        try:
+            embedded = embed_video(
+                encoder, frames, info.duration, sound,
+                batch_size=ingest.settings.batch_size, read_text=read_text,
+            )
+        except MediaError as exc:
+            self._skip(prepared, exc.reason)
+            return None
+        finally:
+            ingest._stage("encode", t)
+        for stage, seconds in embedded.seconds.items():
+            report = ingest.report.stage_seconds
+            report[f"video_{stage}"] = report.get(f"video_{stage}", 0.0) + seconds
+        if not any(len(rows) for rows in embedded.vectors.values()):
+            why = "; ".join(video.notes) or "no picture or sound the model could use"
+            self._skip(prepared, why)
+            return None
+        for note in video.notes:
+            ingest.report.notes.append(f"{path}: indexed what could be read; {note}")
+        said = " ".join(text for _, _, text in embedded.transcript)
+        prepared.facts = replace(
+            prepared.facts,
+            tags=tuple(embedded.tags),
+            transcript=tuple(embedded.transcript),
+            content=number_words(said),
+        )
+        prepared.video = None  # frames and samples are no longer needed: free them
+        return embedded
+
+    def _skip(self, prepared: _Prepared, reason: str) -> None:
+        ingest = self._ingest
+        ingest.spaces.remove(ingest.catalog.write_error(prepared.facts, reason))
+        ingest.report.failed += 1
+        ingest.report.failures.append((prepared.facts.path, reason))
