@@ -165,8 +165,8 @@ class Settings(BaseSettings):
     """Within one long shot of a video, a keyframe at least every this many seconds (each
     shot gets its own keyframe anyway); lower finds more moments, costs an image encode each."""
     video_scene_change: float = Field(0.10, gt=0.0, le=1.0)
-    """Mean grey-level change (0-1) between two looks a quarter second apart that counts as
-    a cut to a new shot."""
+    """Mean colour change (0-1) between two looks a quarter second apart that counts as a
+    cut to a new shot."""
     vector_store: Literal["faiss", "milvus"] = "faiss"
     """Where vector indexes live: FAISS files in the index folder, or Milvus collections."""
     milvus_uri: str | None = None

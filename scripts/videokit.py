@@ -1,5 +1,5 @@
-"""Making test videos with PyAV (no ffmpeg command here): photos as shots with a slow pan and
-zoom and sensor-like noise, a soundtrack muxed from samples. Used by the video evaluation, the
+"""Making test videos with PyAV (no ffmpeg command here): photos as shots with a slow zoom and
+drift and sensor-like noise, a soundtrack muxed from samples. Used by the video evaluation, the
 video benchmark and the tests; the photos and sounds come from ../shared/data or the samples,
 never from the repository."""
 
@@ -16,21 +16,23 @@ from PIL import Image
 
 def _shot_frames(
     image: Image.Image, seconds: float, size: tuple[int, int], fps: int, noise: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator, zoom: float = 1.15,
 ) -> Iterator[np.ndarray]:
+    """The whole photo fitted into the frame (bars where the shapes differ), zooming slowly
+    to `zoom` while it drifts sideways: a camera move that keeps what a caption describes."""
     width, height = size
-    # Scaled to cover 1.2x the frame, so the crop can travel (pan) and shrink (zoom).
-    cover = max(width * 1.2 / image.width, height * 1.2 / image.height)
-    big = image.convert("RGB").resize((round(image.width * cover), round(image.height * cover)))
+    fit = min(width / image.width, height / image.height)
+    rgb = image.convert("RGB")
     count = max(1, round(seconds * fps))
     for i in range(count):
         progress = i / count
-        zoom = 1.0 - 0.12 * progress  # crop shrinks: the camera zooms in
-        w, h = round(width * zoom), round(height * zoom)
-        x = round((big.width - w) * (0.2 + 0.6 * progress))
-        y = round((big.height - h) * 0.5)
-        frame = big.crop((x, y, x + w, y + h)).resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(frame, dtype=np.int16)
+        scale = fit * (1.0 + (zoom - 1.0) * progress)
+        shown = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BILINEAR)
+        canvas = Image.new("RGB", size)
+        drift = round((shown.width - width) * (0.5 - 0.3 * progress)) if shown.width > width else 0
+        x = (width - shown.width) // 2 + drift if shown.width <= width else -drift
+        canvas.paste(shown, (x, (height - shown.height) // 2))
+        pixels = np.asarray(canvas, dtype=np.int16)
         if noise:
             pixels = pixels + rng.integers(-noise, noise + 1, (height, width, 1), dtype=np.int16)
         yield np.clip(pixels, 0, 255).astype(np.uint8)
@@ -48,31 +50,38 @@ def write_video(
     noise: int = 6,
     seed: int = 0,
     preset: str = "veryfast",
+    zoom: float = 1.15,
+    faststart: bool = False,
 ) -> Path:
     """An H.264 (+ AAC when `sound` is given) MP4 of `shots`: (photo, seconds) each, None for
-    black. `rotation` stores a display rotation as phones do (the pixels stay landscape)."""
+    black. `rotation` stores a display rotation as phones do (the pixels stay landscape); each shot
+zooms to `zoom` (1: a still camera); `faststart` puts the MP4 index first, as web encoders do."""
     path = Path(path)
     rng = np.random.default_rng(seed)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height = size
-        video.pix_fmt = "yuv420p"
-        video.options = {"preset": preset, "crf": "26"}
-        if rotation:
-            video.set_display_rotation(rotation)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        video = None
+        if shots:  # no shots: a container with only sound
+            video = out.add_stream("libx264", rate=fps)
+            video.width, video.height = size
+            video.pix_fmt = "yuv420p"
+            video.options = {"preset": preset, "crf": "26"}
+            if rotation:
+                video.set_display_rotation(rotation)
         audio = None
         if sound is not None:
             audio = out.add_stream("aac", rate=rate)
             audio.layout = "mono"
-        for image, seconds in shots:
+        for image, seconds in shots if video is not None else ():
+            assert video is not None
             if image is None:
                 frames = (np.zeros((size[1], size[0], 3), np.uint8) for _ in range(round(seconds * fps)))
             else:
-                frames = _shot_frames(image, seconds, size, fps, noise, rng)
+                frames = _shot_frames(image, seconds, size, fps, noise, rng, zoom)
             for pixels in frames:
                 for packet in video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                     out.mux(packet)
-        for packet in video.encode():
+        for packet in video.encode() if video is not None else ():
             out.mux(packet)
         if audio is not None and sound is not None:
             samples = np.asarray(sound, np.float32)

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME, AudioEmbedding, Encoder, Span
+from mmsearch.encoders.base import (
+    AUDIO_BRIDGE,
+    SEMANTIC,
+    VIDEO_FRAME,
+    VIDEO_SOUND,
+    AudioEmbedding,
+    Encoder,
+    Span,
+)
 from mmsearch.encoders.ocr import READ_TEXT
 from mmsearch.media.video import Keyframe
 
@@ -105,8 +113,11 @@ def embed_video(
         t = time.perf_counter()
         heard = encoder.audio.embed_recording(sound)
         for space, rows in heard.vectors.items():
-            sources = heard.sources.get(space) or [None] * len(rows)
-            _append(out, space, rows, list(heard.spans.get(space, [])), list(sources))
+            sources = [
+                VIDEO_SOUND if source == AUDIO_BRIDGE else source
+                for source in heard.sources.get(space) or [None] * len(rows)
+            ]
+            _append(out, space, rows, list(heard.spans.get(space, [])), sources)
         out.tags, out.transcript = heard.tags, heard.transcript
         seconds["audio"] = time.perf_counter() - t
     return out

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME, VISUAL
+from mmsearch.encoders.base import AUDIO_BRIDGE, SEMANTIC, VIDEO_FRAME, VIDEO_SOUND, VISUAL
 from mmsearch.encoders.ocr import READ_TEXT
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 
@@ -73,6 +73,10 @@ def scale_key(space: str, kind: str, source: str | None) -> str:
     return kind
 
 
+_FALLBACK = {VIDEO_SOUND: AUDIO_BRIDGE}
+"""Scale keys that borrow another's map when a preset has none of their own."""
+
+
 class ScoreScale:
     """The maps of one model: space -> scale key (see `scale_key`) -> `Logistic`."""
 
@@ -89,7 +93,11 @@ class ScoreScale:
 
     def score(self, space: str, kind: str, source: str | None, cosine: float) -> float:
         """The 0-1 score of a vector's cosine with the query."""
-        found = self._maps.get(space, {}).get(scale_key(space, kind, source))
+        maps = self._maps.get(space, {})
+        key = scale_key(space, kind, source)
+        found = maps.get(key)
+        if found is None and key in _FALLBACK:  # a preset fitted before the key existed
+            found = maps.get(_FALLBACK[key])
         if found is None:  # uncalibrated: the cosine itself
             return min(1.0, max(-1.0, cosine))
         return found(cosine)
