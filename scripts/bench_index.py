@@ -27,6 +27,9 @@ end with `read_text_in_images` off and on (fresh indexes, interleaved, best of -
 cost as a ratio of the two rates, and what the cheap first look (text detection on a small
 copy) lets through: the share of photos read in full, and text lines kept per photo.
 
+Video (`--only video`; not run by default): scripts/bench_video.py with --long-minutes (its
+doc says what it measures).
+
 Audio (`--only audio`; both parts run by default), in seconds of audio per second of wall time:
 
     (A1) the ESC-50 clips (276 x 5 s, non-speech), indexed in place into a fresh index, next to
@@ -949,7 +952,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="model that builds the re-run index (default: --model)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: naive, rerun")
     parser.add_argument("--only", default="images,audio",
-                        help="comma-separated parts to run: images, audio, read_text (default %(default)s)")
+                        help="comma-separated parts to run: images, audio, read_text, video (default %(default)s)")
     parser.add_argument("--fsdd-clips", type=int, default=48,
                         help="FSDD clips for Whisper's real-time factor (default %(default)s)")
     parser.add_argument("--long-minutes", type=float, default=20.0,
@@ -1062,6 +1065,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if titles:
                 print()
             titles.append(measure_read_text(args, workdir, out))
+        if "video" in args.only:  # its own script (scripts/bench_video.py): its own report
+            import bench_video
+
+            bench_video.main(["--long-minutes", str(args.long_minutes), "--model", args.model])
+            titles.append("video (above)")
 
     out.print(f"Indexing benchmark: {'; '.join(titles)}")
     took = time.perf_counter() - started

@@ -22,7 +22,7 @@ from mmsearch.encoders.hashing import COLOURS as PALETTE
 from mmsearch.media.video import keyframes, probe_video, trim_bars
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from videokit import soundtrack, write_video  # noqa: E402
+from videokit import soundtrack, write_video
 
 RATE = 16_000
 
