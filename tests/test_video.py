@@ -204,3 +204,71 @@ def test_keyframes_one_per_shot_and_one_every_n_seconds_in_a_long_one(tmp_path: 
     black = write_video(tmp_path / "fade.mp4", [(None, 2.0), (picture("red"), 2.0)], size=(160, 90),
                         preset="ultrafast")
     assert [round(k.time) for k in keyframes(str(black))] == [2]
+
+
+def test_the_service_shows_the_shot_that_matched_and_plays_the_soundtrack(tmp_path: Path, trip: Path) -> None:
+    import io
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from mmsearch.config import Settings
+    from mmsearch.server import ServiceConfig, make_app
+
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        lib.index([trip.parent])
+    app_ = make_app(tmp_path / "idx", settings=Settings(), config=ServiceConfig(folders=(str(trip.parent),)))
+    with TestClient(app_) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        found = client.post("/search", json={"text": "green", "kinds": ["video"], "k": 1}).json()["hits"][0]
+        assert found["kind"] == "video" and found["start"] == pytest.approx(6.0, abs=0.6)
+        item = client.get(f"/items/{found['id']}").json()
+        assert [round(s) for s, _ in item["moments"]] == [0, 3, 6] and item["frame_rate"] == 25.0
+        shot = client.get(f"/items/{found['id']}/thumbnail", params={"size": 64, "t": found["start"]})
+        assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
+        r, g, b = Image.open(io.BytesIO(shot.content)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+        assert g > r and g > b  # the green shot, not the film's first (red) frame
+        first = Image.open(io.BytesIO(client.get(f"/items/{found['id']}/thumbnail?size=64").content))
+        r, g, b = first.convert("RGB").resize((1, 1)).getpixel((0, 0))
+        assert r > g and r > b
+        sound = client.get(f"/items/{found['id']}/preview", params={"start": 5, "seconds": 2})
+        assert sound.status_code == 200 and sound.headers["content-type"] == "audio/wav"
+        assert client.post("/search", json={"text": "x", "kinds": ["film"]}).status_code == 422
+
+
+@pytest.mark.asyncio
+async def test_the_tui_previews_the_matched_shot_and_opens_the_film_there(
+    tmp_path: Path, trip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui_helpers import rendered, settle
+    from tui_helpers import search as tui_search
+
+    from mmsearch.config import Settings
+    from mmsearch.tui import make_app, system
+
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        lib.index([trip.parent])
+    started: list[list[str]] = []
+
+    class Done:
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(system, "launch", lambda command: started.append(list(command)) or Done())
+    monkeypatch.setattr(system.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "mpv" else None)
+    app = make_app(tmp_path / "idx", settings=Settings(model="hash-test"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await tui_search(pilot, "green")
+        app.query_one("#results").focus()
+        await settle(pilot)
+        hit = app.selected
+        assert hit.kind == "video" and hit.start == pytest.approx(6.0, abs=0.6)
+        body = rendered(app.query_one("#preview-body"))
+        assert "shots:" in body and "00:06" in body and "match at" in body
+        assert app.query(".preview-image")  # the shot itself is drawn
+        await pilot.press("o")
+        assert started and started[0][:2] == ["/usr/bin/mpv", f"--start={hit.start:.2f}"]
