@@ -625,6 +625,7 @@ class Ingest:
             replaced,
             [e.spans for _, e in batch],
             [e.sources for _, e in batch],
+            frame_regions=[getattr(e, "frame_regions", None) for _, e in batch],
         )
 
     def _write_images(self, encoder: Encoder, batch: list[_Prepared], replaced: set[str]) -> None:
@@ -683,6 +684,7 @@ class Ingest:
         per_item_spans: list[dict[str, list[Span]]] | None = None,
         per_item_sources: list[dict[str, list[str | None]]] | None = None,
         regions: list[RegionCodes | None] | None = None,
+        frame_regions: list[list[RegionCodes | None] | None] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
@@ -693,6 +695,8 @@ class Ingest:
                 item_id, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
                 if regions is not None:  # images: what each region shows, for the reranker
                     self.catalog.write_regions(item_id, regions[n])
+                if frame_regions is not None and frame_regions[n] is not None:  # videos: per keyframe
+                    self.catalog.write_frame_regions(item_id, frame_regions[n])
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1

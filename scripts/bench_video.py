@@ -178,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n(made a {minutes:g}-minute 720p film, {size:.0f} MB, in {time.perf_counter() - t:.0f} s)", flush=True)
             spec = {"index": str(work / f"index-{minutes:g}"), "model": args.model, "folder": str(folder)}
             child = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                   text=True, check=True, cwd=ROOT)
+                                   text=True, check=False, cwd=ROOT)
+            if child.returncode != 0:
+                raise SystemExit(f"the indexing child failed:\n{child.stderr[-3000:]}")
             result = json.loads(child.stdout.strip().splitlines()[-1])
             peaks[minutes] = max(r for _, r in result["samples"])
             rate = length / result["seconds"]

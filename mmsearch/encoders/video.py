@@ -24,6 +24,7 @@ from mmsearch.encoders.base import (
     Span,
 )
 from mmsearch.encoders.ocr import READ_TEXT
+from mmsearch.encoders.regions import RegionCodes
 from mmsearch.media.video import Keyframe
 
 
@@ -32,6 +33,9 @@ class VideoEmbedding(AudioEmbedding):
     """`AudioEmbedding`'s rows, tags and transcript, plus the keyframes' time ranges."""
 
     moments: list[Span] = field(default_factory=list)
+    frame_regions: list[RegionCodes | None] = field(default_factory=list)
+    """Per keyframe (as `moments`), what its regions show, for the reranker (None: the model
+    has no region outputs)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Time spent: "frames" (decoding and choosing them, as they are pulled), "image"
     (preparing and encoding them), "audio" (the soundtrack through the audio side)."""
@@ -82,7 +86,8 @@ def embed_video(
     def flush(ends: list[float]) -> None:
         t = time.perf_counter()
         arrays = [encoder.prepare_image(k.image) for k in pending]
-        vectors = encoder.embed_images(arrays)
+        vectors, regions = encoder.embed_images_with_regions(arrays)
+        out.frame_regions.extend(regions)
         spans = [(k.time, end) for k, end in zip(pending, ends)]
         frame_spans.extend(spans)
         for space, rows in vectors.items():

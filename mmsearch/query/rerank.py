@@ -7,7 +7,8 @@ closer (late interaction, as in ColBERT): each content word of the query ("man",
 (the mean of its `TOP_REGIONS` best cosines, a soft max), and the words' matches are averaged.
 No training is needed: regions and words already live in the model's text space
 (`Encoder.region_vectors`): the offline model's label codes per cell of EfficientNet-Lite's
-feature map, an OpenCLIP ViT's patch tokens through the model's projection. Sounds and
+feature map, an OpenCLIP ViT's patch tokens through the model's projection. A video is judged
+by its best keyframe, each keyframe's regions scored as an image's. Sounds and
 documents keep their first-stage order (their windows and chunks as regions measured no gain
 and cost mixed collections their balance; see ARCHITECTURE.md).
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -211,11 +213,17 @@ class Reranker:
         own, whatever the other candidates (`scores` z-scores them over the candidates; `tune`
         reuses them as its candidates change)."""
         out: dict[str, dict[int, float]] = {}
-        stored = self.catalog.item_regions(items) if self.region_weight > 0 or query_vector is not None else {}
+        if self.region_weight <= 0 and query_vector is None:
+            return out
+        stored: dict[Any, RegionCodes] = dict(self.catalog.item_regions(items))
+        # A video is judged by its best keyframe: each frame is scored as an image would be,
+        # and the video takes the best of its frames' scores.
+        for item, frames in self.catalog.item_frame_regions([i for i in items if i not in stored]).items():
+            stored.update({(item, n): codes for n, codes in enumerate(frames)})
         if query_vector is not None:
-            out[WIDER] = self._wider_scores(query_vector, stored)
+            out[WIDER] = _best_per_item(self._wider_scores(query_vector, stored))
         if self.region_weight > 0:
-            out[RERANK] = self._region_scores(text, stored)
+            out[RERANK] = _best_per_item(self._region_scores(text, stored))
         return out
 
     def _wider_scores(self, query_vector: np.ndarray, stored: dict[int, RegionCodes]) -> dict[int, float]:
@@ -296,6 +304,16 @@ class Reranker:
         if spread <= 1e-9:
             return np.zeros(len(items))
         return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
+
+
+def _best_per_item(scores: dict[Any, float]) -> dict[int, float]:
+    """Scores keyed by item or by (item, keyframe) -> by item, a video's best keyframe's."""
+    out: dict[int, float] = {}
+    for key, value in scores.items():
+        item = key[0] if isinstance(key, tuple) else key
+        if item not in out or value > out[item]:
+            out[item] = value
+    return out
 
 
 def keep_places(

@@ -244,6 +244,12 @@ def _v5_to_v6(db: sqlite_utils.Database) -> None:
     images and recordings have)."""
     db.execute("ALTER TABLE items ADD COLUMN frame_rate REAL")
     db.execute("ALTER TABLE items ADD COLUMN rotation INTEGER")
+    # Per keyframe, what its regions show (as `regions` for an image), for the reranker.
+    db.execute(
+        "CREATE TABLE frame_regions (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE "
+        "CASCADE, frame INTEGER NOT NULL, format TEXT NOT NULL, count INTEGER NOT NULL, "
+        "width INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (item_id, frame))"
+    )
 
 
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
@@ -845,6 +851,27 @@ class Catalog:
             row[0]: RegionCodes(row[1], int(row[2]), int(row[3]), bytes(row[4]))
             for row in self._rows_for_ids(sql, item_ids, [])
         }
+
+    def item_frame_regions(self, item_ids: Sequence[int]) -> dict[int, list[RegionCodes]]:
+        """item id -> its keyframes' regions in order (videos); items without are left out."""
+        sql = (
+            "SELECT item_id, format, count, width, data FROM frame_regions WHERE item_id IN "
+            "({marks}) ORDER BY item_id, frame"
+        )
+        out: dict[int, list[RegionCodes]] = {}
+        for row in self._rows_for_ids(sql, item_ids, []):
+            out.setdefault(row[0], []).append(RegionCodes(row[1], int(row[2]), int(row[3]), bytes(row[4])))
+        return out
+
+    def write_frame_regions(self, item_id: int, codes: Sequence[RegionCodes | None]) -> None:
+        """Replace a video's keyframes' regions (joins the caller's transaction, if any)."""
+        with self.write():
+            self.db.execute("DELETE FROM frame_regions WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO frame_regions(item_id, frame, format, count, width, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(item_id, n, c.format, c.count, c.width, c.data) for n, c in enumerate(codes) if c is not None],
+            )
 
     def write_regions(self, item_id: int, codes: RegionCodes | None) -> None:
         """Store or clear one item's regions (joins the caller's transaction, if any)."""
