@@ -7,7 +7,6 @@ Reader threads decode and prepare the next files while the model encodes the cur
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from mmsearch.media import (
     name_words,
 )
 from mmsearch.media.audio import probe_audio, read_audio
+from mmsearch.media.contents import file_hash, file_hash_streamed, read_bytes
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.media.text import number_words
@@ -50,7 +50,8 @@ from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
 
 if TYPE_CHECKING:
-    from mmsearch.ingest_video import PreparedVideo
+    from mmsearch.encoders.video import VideoEmbedding
+    from mmsearch.ingest_video import PreparedVideo, VideoStage
 
 log = logging.getLogger(__name__)
 
@@ -101,31 +102,6 @@ class _Plan:
     """The offline root of each item in `offline`."""
 
 
-def file_hash(data: bytes) -> str:
-    """Content hash used to recognise moved, renamed and unchanged files."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_hash_streamed(path: str) -> str:
-    """`file_hash` of a file read in blocks, for files too large to hold in memory."""
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-    except OSError as exc:
-        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
-
-
 def ordered_map(
     pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int
 ) -> Iterator[R]:
@@ -167,17 +143,21 @@ class Ingest:
         self._reader = TextReader() if settings.read_text_in_images else None
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
-        self._video_stage: Any = None
+        self._video_stage: VideoStage | None = None
 
     @property
-    def _videos(self) -> Any:
+    def _videos(self) -> VideoStage:
         """The video stage (PyAV and the frame chooser load only for a run that meets a video)."""
         if self._video_stage is None:
             from mmsearch.ingest_video import VideoStage
+            from mmsearch.media.video import FrameChoice
 
+            choice = FrameChoice(
+                every=self.settings.video_keyframe_seconds, scene=self.settings.video_scene_change
+            )
             with self._stage_lock:
                 if self._video_stage is None:
-                    self._video_stage = VideoStage(self)
+                    self._video_stage = VideoStage(choice, self._decode_side, _DECODE_WHOLE_SECONDS)
         return self._video_stage
 
     def _decode_side(self, encoder: Encoder) -> int | None:
@@ -467,7 +447,7 @@ class Ingest:
                 self.report.failed += 1
                 self.report.failures.append((facts.path, reason))
             elif result.video is not None:
-                embedded = self._videos.embed(encoder, result)
+                embedded = self._embed_video(encoder, result)
                 if embedded is not None:
                     sounds.append((result, embedded))
             elif result.is_audio:
@@ -508,8 +488,9 @@ class Ingest:
             if entry.kind == AUDIO:
                 return self._prepare_audio(encoder, entry, root)
             if entry.kind == VIDEO:
-                return self._videos.prepare(encoder, entry, root)
-            data = _read(entry.path)
+                facts, video = self._videos.prepare(encoder, entry, root)
+                return _Prepared(facts, video=video)
+            data = read_bytes(entry.path)
             digest = file_hash(data)
             if entry.kind == IMAGE and not encoder.images:
                 raise MediaError(
@@ -615,6 +596,35 @@ class Ingest:
         )
         prepared.audio = None  # the samples are no longer needed; free them before the commit
         return embedded
+
+    def _embed_video(self, encoder: Encoder, prepared: _Prepared) -> VideoEmbedding | None:
+        """A video's keyframes and soundtrack through the model; None when skipped (recorded
+        with the reason). Its facts gain tags and transcript; its decoded frames are freed."""
+        assert prepared.video is not None
+        t = time.perf_counter()
+        try:
+            outcome = self._videos.embed(
+                encoder, prepared.facts, prepared.video, batch_size=self.settings.batch_size,
+                read_text=(lambda image: " ".join(w.text for w in self._read_text(image)))
+                if self._reader else None,
+            )
+        finally:
+            self._stage("encode", t)
+        prepared.video = None  # frames and samples are no longer needed
+        if outcome.skipped is not None:
+            self.spaces.remove(self.catalog.write_error(prepared.facts, outcome.skipped))
+            self.report.failed += 1
+            self.report.failures.append((prepared.facts.path, outcome.skipped))
+            return None
+        assert outcome.embedding is not None
+        for stage, seconds in outcome.embedding.seconds.items():
+            key = f"video_{stage}"
+            self.report.stage_seconds[key] = self.report.stage_seconds.get(key, 0.0) + seconds
+        self.report.notes.extend(
+            f"{prepared.facts.path}: indexed what could be read; {note}" for note in outcome.notes
+        )
+        prepared.facts = outcome.facts
+        return outcome.embedding
 
     def _write_sounds(
         self, batch: list[tuple[_Prepared, AudioEmbedding]], replaced: set[str]

@@ -1,6 +1,8 @@
 """Videos in an indexing run: probe and hash in a reader thread (a short film's keyframes and
 soundtrack decoded there too), then keyframes and soundtrack through the model on the main
-thread, committed like a recording: one item, its windows with their time ranges.
+thread; `mmsearch.ingest` commits the result like a recording: one item, its windows with
+their time ranges. This module knows nothing of the run (its report, catalog, threads): it
+takes what it needs as arguments and says what happened in its return values.
 
 A video indexes what it can: a film whose soundtrack cannot be decoded keeps its pictures (and
 the reverse), a file damaged part-way keeps what came before the damage. Only a video with
@@ -10,25 +12,21 @@ neither pictures nor sound the model could use is skipped, with the reason.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from mmsearch.encoders.base import Encoder
 from mmsearch.encoders.video import VideoEmbedding, embed_video
 from mmsearch.errors import MediaError
-from mmsearch.ingest import _DECODE_WHOLE_SECONDS, _Prepared, file_hash_streamed
 from mmsearch.media import FoundFile, name_words
 from mmsearch.media.audio import read_audio
+from mmsearch.media.contents import file_hash_streamed
 from mmsearch.media.text import number_words
 from mmsearch.media.video import FrameChoice, Keyframe, VideoInfo, keyframes, probe_video
 from mmsearch.store.catalog import ItemFacts
-
-if TYPE_CHECKING:
-    from mmsearch.ingest import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +43,37 @@ class PreparedVideo:
     """Why part of it could not be used (its sound, its pictures), for the run's report."""
 
 
+@dataclass
+class EmbeddedVideo:
+    """What became of a video in the model: its embedding and facts with tags and transcript,
+    or the reason it is skipped; `notes` say what part could not be used."""
+
+    facts: ItemFacts
+    embedding: VideoEmbedding | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 class VideoStage:
-    """The video steps of one `Ingest` run."""
+    """The video steps of one indexing run.
 
-    def __init__(self, ingest: Ingest) -> None:
-        self._ingest = ingest
-        settings = ingest.settings
-        self.choice = FrameChoice(
-            every=settings.video_keyframe_seconds, scene=settings.video_scene_change
-        )
+    Args:
+        choice: which frames are keyframes.
+        decode_side: the shortest side worth decoding a picture to for an encoder (None: full).
+        decode_whole_seconds: videos up to this long are decoded ahead in the reader thread.
+    """
 
-    def _side(self, encoder: Encoder) -> int | None:
-        return self._ingest._decode_side(encoder)
+    def __init__(
+        self, choice: FrameChoice, decode_side: Callable[[Encoder], int | None],
+        decode_whole_seconds: float,
+    ) -> None:
+        self.choice = choice
+        self._side = decode_side
+        self._whole_seconds = decode_whole_seconds
 
     # -- reader thread ------------------------------------------------------------------------
 
-    def prepare(self, encoder: Encoder, entry: FoundFile, root: str) -> _Prepared:
+    def prepare(self, encoder: Encoder, entry: FoundFile, root: str) -> tuple[ItemFacts, PreparedVideo]:
         """Hash (streamed: films are gigabytes), probe, and decode a short video ahead."""
         digest = file_hash_streamed(entry.path)
         info = probe_video(entry.path)
@@ -76,14 +89,14 @@ class VideoStage:
             frame_rate=info.frame_rate, rotation=info.rotation if info.has_picture else None,
         )
         video = PreparedVideo(info)
-        if info.duration <= _DECODE_WHOLE_SECONDS:
+        if info.duration <= self._whole_seconds:
             if usable_picture:
                 video.frames = list(self._frames(entry.path, encoder, video))
             if usable_sound:
                 assert encoder.audio is not None
                 blocks = list(self._sound(entry.path, encoder.audio.sample_rate, video))
                 video.sound = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-        return _Prepared(facts, video=video)
+        return facts, video
 
     @staticmethod
     def _nothing_usable(encoder: Encoder, info: VideoInfo) -> str:
@@ -115,13 +128,13 @@ class VideoStage:
 
     # -- main thread --------------------------------------------------------------------------
 
-    def embed(self, encoder: Encoder, prepared: _Prepared) -> VideoEmbedding | None:
-        """Keyframes and soundtrack through the model (a long film streamed from the file);
-        None when nothing usable came of it (recorded as skipped with the reason)."""
-        ingest = self._ingest
-        video = prepared.video
-        assert video is not None
-        path = prepared.facts.path
+    def embed(
+        self, encoder: Encoder, facts: ItemFacts, video: PreparedVideo, *, batch_size: int,
+        read_text: Callable[[Any], str] | None = None,
+    ) -> EmbeddedVideo:
+        """Keyframes and soundtrack through the model (a long film streamed from the file).
+        `read_text`: the words read in a keyframe's picture, when the run reads text."""
+        path = facts.path
         info = video.info
         frames: Iterable[Keyframe] = ()
         if info.has_picture and encoder.images:
@@ -132,40 +145,21 @@ class VideoStage:
                 sound = [video.sound] if len(video.sound) else None
             else:
                 sound = self._sound(path, encoder.audio.sample_rate, video)
-        reader = ingest._reader
-        read_text = (lambda k: " ".join(w.text for w in ingest._read_text(k.image))) if reader else None
-        t = time.perf_counter()
+        read = (lambda k: read_text(k.image)) if read_text is not None else None
         try:
             embedded = embed_video(
-                encoder, frames, info.duration, sound,
-                batch_size=ingest.settings.batch_size, read_text=read_text,
+                encoder, frames, info.duration, sound, batch_size=batch_size, read_text=read,
             )
         except MediaError as exc:
-            self._skip(prepared, exc.reason)
-            return None
-        finally:
-            ingest._stage("encode", t)
-        for stage, seconds in embedded.seconds.items():
-            report = ingest.report.stage_seconds
-            report[f"video_{stage}"] = report.get(f"video_{stage}", 0.0) + seconds
+            return EmbeddedVideo(facts, skipped=exc.reason, notes=video.notes)
         if not any(len(rows) for rows in embedded.vectors.values()):
             why = "; ".join(video.notes) or "no picture or sound the model could use"
-            self._skip(prepared, why)
-            return None
-        for note in video.notes:
-            ingest.report.notes.append(f"{path}: indexed what could be read; {note}")
+            return EmbeddedVideo(facts, skipped=why)
         said = " ".join(text for _, _, text in embedded.transcript)
-        prepared.facts = replace(
-            prepared.facts,
+        facts = replace(
+            facts,
             tags=tuple(embedded.tags),
             transcript=tuple(embedded.transcript),
             content=number_words(said),
         )
-        prepared.video = None  # frames and samples are no longer needed: free them
-        return embedded
-
-    def _skip(self, prepared: _Prepared, reason: str) -> None:
-        ingest = self._ingest
-        ingest.spaces.remove(ingest.catalog.write_error(prepared.facts, reason))
-        ingest.report.failed += 1
-        ingest.report.failures.append((prepared.facts.path, reason))
+        return EmbeddedVideo(facts, embedding=embedded, notes=video.notes)

@@ -94,9 +94,10 @@ from PIL import Image
 from mmsearch import IndexReport, Library
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder
-from mmsearch.ingest import file_hash_streamed, ordered_map
+from mmsearch.ingest import ordered_map
 from mmsearch.media import AUDIO, IMAGE, FoundFile, decode_image, discover
 from mmsearch.media.audio import probe_audio, read_audio
+from mmsearch.media.contents import file_hash_streamed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # scripts are not a package
