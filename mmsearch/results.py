@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+MAX_MOMENTS = 5
+"""How many other matching moments a hit on a recording or video lists."""
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -29,6 +32,9 @@ class Hit:
     images and documents): the time range of its best window (a keyframe's shot, a sound
     window, a transcript chunk)."""
     end: float | None = None
+    moments: tuple[tuple[float, float, float], ...] = ()
+    """Other places in the recording or video that match, as (start, end, score), best first
+    (at most `MAX_MOMENTS`, none overlapping the best, `start`-`end`, or each other)."""
     id: int | None = None
     """The item's id in this index's catalog (stable while the file stays indexed; moves keep
     it): `Library.item(id)` looks it up."""

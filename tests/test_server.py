@@ -47,7 +47,7 @@ def test_text_search_returns_typed_hits_like_the_cli(client: TestClient) -> None
     assert names(r)[0] == "red.png"
     hit = r.json()["hits"][0]
     assert set(hit) == {"path", "score", "kind", "scores", "size", "width", "height", "taken_at",
-                        "duration", "start", "end", "id"}
+                        "duration", "start", "end", "moments", "id"}
     assert hit["kind"] == "image" and (hit["width"], hit["height"]) == (64, 48)
     assert names(client.get("/search", params={"q": "bake bread", "k": 2}))[0] == "bread.md"
 

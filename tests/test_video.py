@@ -75,6 +75,27 @@ def test_a_video_is_found_by_what_is_seen_and_heard_at_the_right_moment(tmp_path
         assert [round(start) for start, _ in item.moments] == [0, 3, 6]
 
 
+def test_a_hit_lists_the_other_moments_that_match(tmp_path: Path) -> None:
+    walk = film(tmp_path / "media" / "walk.mp4", ["blue", "red", "blue", "green"])
+    with Library.open(tmp_path / "idx", model="hash-test") as lib:
+        lib.index([walk.parent])
+        hit = lib.search("blue", k=1)[0]
+        blue_shots = [(0.0, 3.0), (6.0, 9.0)]
+        best = min(blue_shots, key=lambda shot: abs(shot[0] - hit.start))
+        other = blue_shots[1 - blue_shots.index(best)]
+        assert hit.moments, "the second blue shot is not listed"
+        start, end, score = hit.moments[0]
+        assert (start, end) == pytest.approx(other, abs=0.6) and score <= hit.scores["semantic"] + 1e-6
+        for t0, t1, _ in hit.moments:  # none overlaps the best moment
+            assert t1 <= hit.start + 1e-6 or t0 >= hit.end - 1e-6
+    shown = CliRunner().invoke(
+        app, ["search", "blue", "-k", "1", "--plain", "--moments", "--index", str(tmp_path / "idx")]
+    )
+    assert shown.exit_code == 0, shown.output
+    fields = shown.stdout.strip().split("\t")
+    assert fields[3].startswith(f"00:0{round(best[0])}") and fields[4].startswith(f"00:0{round(other[0])}")
+
+
 def _saved(image: Image.Image, path: Path) -> Path:
     image.save(path)
     return path

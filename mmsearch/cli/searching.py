@@ -49,6 +49,9 @@ from mmsearch.present import escape, time_range
 @click.option("--folder", type=PATH, multiple=True, help="Only under this folder (repeatable).")
 @click.option("--ext", multiple=True, callback=check_exts,
               help="Only this file extension, e.g. jpg (repeatable).")
+@click.option("--moments", is_flag=True,
+              help="Plain output: add a fifth field listing the other matching moments of a "
+              "recording or video, best first, separated by commas.")
 @index_option
 @json_option
 @plain_option
@@ -62,6 +65,7 @@ def search(
     kind: list[str],
     folder: tuple[Path, ...],
     ext: list[str],
+    moments: bool,
     index: Path | None,
     json_out: bool,
     plain: bool,
@@ -72,8 +76,9 @@ def search(
     2:"red car" street -night. A query that starts with - goes after --.
 
     Plain output (the default when piped) is one line per hit: score, kind,
-    path, separated by tabs, and for a recording a fourth field saying where
-    in it the match is (MM:SS-MM:SS, or HH:MM:SS-HH:MM:SS). In the path,
+    path, separated by tabs, and for a recording or video a fourth field
+    saying where in it the match is (MM:SS-MM:SS, or HH:MM:SS-HH:MM:SS;
+    --moments adds the other places that match). In the path,
     backslash, tab, newline, carriage return and other control characters
     are written as \\\\, \\t, \\n, \\r, \\xNN.
 
@@ -114,6 +119,8 @@ def search(
     elif use_plain(plain):
         for h in hits:
             when = f"\t{time_range(h.start, h.end)}" if h.start is not None else ""
+            if moments and h.moments:
+                when += "\t" + ",".join(time_range(t0, t1) for t0, t1, _ in h.moments)
             click.echo(f"{h.score:.4f}\t{h.kind}\t{escape(h.path)}{when}")
     else:
         from rich.console import Console
@@ -123,6 +130,8 @@ def search(
         table = Table("#", "score", "kind", "path", "where", box=None)
         for i, h in enumerate(hits, 1):
             when = time_range(h.start, h.end) if h.start is not None else ""
+            if h.moments:
+                when += "\nalso " + ", ".join(time_range(t0, t1) for t0, t1, _ in h.moments)
             table.add_row(str(i), f"{h.score:.3f}", Text(escape(h.kind)), Text(escape(h.path)), when)
         Console().print(table)
 

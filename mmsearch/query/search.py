@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from mmsearch.query.filters import Filters
 from mmsearch.query.keywords import fts_expression, substring_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
-from mmsearch.results import Hit
+from mmsearch.results import MAX_MOMENTS, Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
 
@@ -211,6 +212,7 @@ class Searcher:
         fused = fused[: query.k * 2 + 8]
         rows = self.catalog.items_by_id([item for item, _, _ in fused])
         spans = self._spans([item for item, _, _ in fused], list(wanted))
+        moments = self._moments(spans, rows, wanted, query)
         hits = Hits()
         for item, score, per_space in fused:
             row = rows.get(item)
@@ -233,6 +235,7 @@ class Searcher:
                     duration=row.get("duration"),
                     start=spans[item][0] if item in spans else None,
                     end=spans[item][1] if item in spans else None,
+                    moments=moments.get(item, ()),
                     id=item,
                 )
             )
@@ -297,10 +300,52 @@ class Searcher:
         ranked = sorted(((item, s) for item, s in scores.items() if s >= cutoff), key=lambda kv: -kv[1])
         return [(item, score, {SEMANTIC: score}) for item, score in ranked]
 
+    def _moments(
+        self, spans: dict[int, tuple[float, float]], rows: dict[int, Any],
+        wanted: dict[str, tuple[np.ndarray, float]], query: Query,
+    ) -> dict[int, tuple[tuple[float, float, float], ...]]:
+        """For each recording or video with a best moment (`spans`), its other windows that
+        pass the cut-off in the space that placed the best one, best first, none overlapping
+        a better one: where else in the film the dog appears, or the phrase is said again."""
+        by_space: dict[str, list[int]] = {}
+        for item in spans:
+            for space in self._moment_order(list(wanted)):
+                if (space, item) in self._best_vector:
+                    by_space.setdefault(space, []).append(item)
+                    break
+        out: dict[int, tuple[tuple[float, float, float], ...]] = {}
+        for space, items in by_space.items():
+            vector, cutoff = wanted[space][0], self._cutoff(space, query)
+            for item, windows in self.catalog.item_timed_vectors(items, space).items():
+                kind = rows[item]["kind"] if item in rows else None
+                scored = sorted(
+                    (
+                        (self.scale.score(space, kind, source, float(row @ vector)), t0, t1)
+                        for row, source, t0, t1 in windows
+                    ),
+                    reverse=True,
+                )
+                taken = [spans[item]]
+                found: list[tuple[float, float, float]] = []
+                for score, t0, t1 in scored:
+                    if score < cutoff or len(found) == MAX_MOMENTS:
+                        break
+                    if all(t1 <= a or t0 >= b for a, b in taken):
+                        taken.append((t0, t1))
+                        found.append((round(t0, 3), round(t1, 3), round(score, 6)))
+                if found:
+                    out[item] = tuple(found)
+        return out
+
+    @staticmethod
+    def _moment_order(spaces: list[str]) -> list[str]:
+        """The spaces a hit's moment is taken from, in order: example sounds first."""
+        return sorted(spaces, key=lambda s: s != ACOUSTIC)
+
     def _spans(self, items: list[int], spaces: list[str]) -> dict[int, tuple[float, float]]:
         """Where in each recording it matched: the time range of its best vector, taken from
         the first queried space (example sounds first) that has one."""
-        order = sorted(spaces, key=lambda s: s != ACOUSTIC)
+        order = self._moment_order(spaces)
         chosen: dict[int, int] = {}
         for item in items:
             for space in order:

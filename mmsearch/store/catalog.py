@@ -891,6 +891,22 @@ class Catalog:
         sql = "SELECT id, t_start, t_end FROM vectors WHERE id IN ({marks}) AND t_start IS NOT NULL"
         return {vid: (float(t0), float(t1)) for vid, t0, t1 in self._rows_for_ids(sql, vector_ids)}
 
+    def item_timed_vectors(
+        self, item_ids: Sequence[int], space: str
+    ) -> dict[int, list[tuple[np.ndarray, str | None, float, float]]]:
+        """item id -> its vectors in a space that have a time range (windows of recordings
+        and videos), each with its source and (start, end) seconds, in time order."""
+        out: dict[int, list[tuple[np.ndarray, str | None, float, float]]] = {}
+        sql = (
+            "SELECT item_id, vector, source, t_start, t_end FROM vectors WHERE space = ? "
+            "AND item_id IN ({marks}) AND t_start IS NOT NULL ORDER BY item_id, t_start"
+        )
+        for item, blob, source, t0, t1 in self._rows_for_ids(sql, item_ids, [space]):
+            out.setdefault(item, []).append(
+                (np.frombuffer(blob, dtype=np.float32), source, float(t0), float(t1))
+            )
+        return out
+
     def audio_details(self, item_id: int) -> tuple[list[tuple[str, float]], list[tuple[float, float, str]]]:
         """A recording's sound tags (best first) and transcript segments (in order)."""
         tags = [

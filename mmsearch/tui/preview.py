@@ -219,6 +219,9 @@ class Preview(VerticalScroll):
         body.append(" · ".join(f for f in facts if f) + "\n")
         if hit.start is not None:
             body.append(f"match at {time_range(hit.start, hit.end)}\n", style="yellow")
+        if hit.moments:
+            also = ", ".join(time_range(t0, t1) for t0, t1, _ in hit.moments)
+            body.append(f"also at {also}\n", style="dim yellow")
         if details.peaks and duration:
             shown = min(duration, WAVE_MAX_SECONDS)
             body.append_text(waveform(details.peaks, shown, hit.start, hit.end))

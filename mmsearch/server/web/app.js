@@ -327,6 +327,9 @@ async function openDetails(hit) {
   if (info.rotation) row(dl, "Rotation", `${info.rotation}°`);
   if (info.sample_rate) row(dl, "Sound", `${info.sample_rate} Hz, ${info.channels} channel(s)`);
   if (hit.start !== null && hit.start !== undefined) row(dl, "Match", `${clock(hit.start)}–${clock(hit.end)}`);
+  if (hit.moments && hit.moments.length) {
+    row(dl, "Also matches", hit.moments.map(([s, e]) => `${clock(s)}–${clock(e)}`).join(", "));
+  }
   body.append(dl);
   section(body, "Tags", (info.tags || []).map(([label, score]) => `${label} (${Number(score).toFixed(2)})`));
   section(body, "Transcript", (info.transcript || []).map(([s, e, t]) => `${clock(s)}–${clock(e)}  ${t}`));
