@@ -154,7 +154,7 @@ class Results:
 
     def print(self, title: str) -> None:
         print(f"\n== {title}")
-        width = max(len(r.label) for r in self.rows)
+        width = max((len(r.label) for r in self.rows), default=0)
         for row in self.rows:
             print(f"{row.label:<{width}}  {row.value:>11}  {row.goal}".rstrip())
         print("Details:")
