@@ -327,7 +327,7 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
     from mmsearch import ingest
     from mmsearch.errors import MediaError
 
-    real, failed = ingest._read, []
+    real, failed = ingest.read_bytes, []
 
     def read_once_gone(path: str) -> bytes:
         if path.endswith("boomerang.md") and not failed:
@@ -335,7 +335,7 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
             raise MediaError(path, f"cannot read: {os.strerror(errno.ENOENT)}")
         return real(path)
 
-    monkeypatch.setattr(ingest, "_read", read_once_gone)
+    monkeypatch.setattr(ingest, "read_bytes", read_once_gone)
     note = media / "notes" / "boomerang.md"
     note.write_text("It always comes back to the thrower.\n")
     watching.until(has(lib, note))
@@ -402,7 +402,7 @@ def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
     from mmsearch import ingest
     from mmsearch.errors import MediaError
 
-    real = ingest._read
+    real = ingest.read_bytes
 
     def gone(path: str) -> bytes:
         if path.endswith("boomerang.md"):
@@ -411,10 +411,10 @@ def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
 
     note = media / "notes" / "boomerang.md"
     note.write_text("It always comes back to the thrower.\n")
-    monkeypatch.setattr(ingest, "_read", gone)
+    monkeypatch.setattr(ingest, "read_bytes", gone)
     lib.index([media])
     assert indexed(lib)[str(note)] == "error"
-    monkeypatch.setattr(ingest, "_read", real)
+    monkeypatch.setattr(ingest, "read_bytes", real)
     running = Running(lib, [media])
     try:
         assert indexed(lib)[str(note)] == "ok"
