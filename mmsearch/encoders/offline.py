@@ -135,6 +135,7 @@ class OfflineEncoder(Encoder):
         require_installed("onnxruntime", "onnxruntime", "The offline model")
 
         self._text = load_text_model(text_model, self.cache_dir, self.device)
+        self.languages = self._text.languages
         info = IMAGE_MODELS[image_model]
         self.input_size = info.size
         self._visual_dim = info.features
