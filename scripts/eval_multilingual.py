@@ -1,0 +1,149 @@
+"""Multilingual search: coco_mini photos found by captions in English, Chinese and French.
+
+`tests/data/coco_mini_translations.csv` holds two captions of each of the 109 coco_mini photos
+and their hand-made Chinese and French translations (218 per language; see tests/data/README.md).
+coco_mini is indexed with each model by `mmsearch index`, as a user would, and every caption is
+searched through `Library.search` over the photos:
+
+- ranked: k = every photo, `min_score=-1` (the cut-off never shortens a ranking): R@1, R@10;
+- shown: the model's default cut-off (k = 10): of the right photos the ranking has in its top
+  10, the share the cut-off still shows ("kept");
+- a caption in a language the model does not read is refused (`QueryError`): counted, not ranked.
+
+Photos are split in two halves by a hash of their path: `scripts/calibrate.py` fits the
+multilingual preset's caption -> photo map on the first ("fit") half's translations, so every
+number is printed for all photos and for the "check" half the fit never saw. The goal: each
+language's R@10 at least 0.9x English R@10 on the same photos.
+
+Usage:
+    .venv/bin/python scripts/eval_multilingual.py [--models offline-default,offline-multilingual]
+        [--data ../shared/data] [--work DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import DATA, ROOT, read_manifest, real, recall_at  # scripts are not a package
+
+from mmsearch import Library, QueryError
+
+TRANSLATIONS = ROOT / "tests" / "data" / "coco_mini_translations.csv"
+LANGUAGES = ("en", "zh", "fr")
+COLUMNS = {"en": "caption", "zh": "zh", "fr": "fr"}
+
+
+def half(path: str) -> str:
+    """"fit" or "check": a photo's half, the same in every script (a hash of its path)."""
+    return "fit" if hashlib.sha1(path.encode()).digest()[0] % 2 == 0 else "check"
+
+
+@dataclass
+class Tally:
+    ranks: list[int | None] = field(default_factory=list)
+    in_top10: int = 0
+    shown: int = 0
+    refused: int = 0
+
+    def line(self) -> str:
+        if not self.ranks:
+            return f"refused {self.refused}"
+        kept = self.shown / self.in_top10 if self.in_top10 else float("nan")
+        return (f"n {len(self.ranks):3d}  R@1 {recall_at(self.ranks, 1):.3f}  "
+                f"R@10 {recall_at(self.ranks, 10):.3f}  kept by the cut-off {kept:.3f}"
+                + (f"  refused {self.refused}" if self.refused else ""))
+
+
+def build(model: str, data: Path, work: Path, keep: bool) -> Path:
+    slug = model.replace("/", "_").replace(":", "_")
+    index = work / f"coco_mini-{slug}"
+    if index.exists() and not keep:
+        shutil.rmtree(index)
+    command = [sys.executable, "-m", "mmsearch", "index", str(data / "coco_mini"),
+               "--index", str(index), "--model", model, "--json"]
+    print("  $ " + shlex.join(["mmsearch", *command[3:-1]]), flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        sys.exit(f"indexing failed:\n{done.stderr.strip()}")
+    report = json.loads(done.stdout)
+    print(f"    {report['added']} added, {report['unchanged']} unchanged, "
+          f"{report['failed']} skipped ({report['seconds']:.1f} s)", flush=True)
+    return index
+
+
+def evaluate(model: str, index: Path, rows: list[dict[str, str]], data: Path) -> dict[tuple[str, str], Tally]:
+    tallies: dict[tuple[str, str], Tally] = {}
+    with Library.open(index, create=False, readonly=True) as lib:
+        photos = sum(lib.stats().items.values())
+        for row in rows:
+            target = real(data / "coco_mini" / row["path"])
+            for language in LANGUAGES:
+                text = " ".join(row[COLUMNS[language]].split())
+                for part in ("all", half(row["path"])):
+                    tallies.setdefault((language, part), Tally())
+                try:
+                    ranking = [real(h.path) for h in lib.search(text, k=photos, min_score=-1)]
+                    shown = [real(h.path) for h in lib.search(text, k=10)]
+                except QueryError:
+                    for part in ("all", half(row["path"])):
+                        tallies[language, part].refused += 1
+                    continue
+                rank = ranking.index(target) + 1 if target in ranking else None
+                for part in ("all", half(row["path"])):
+                    tally = tallies[language, part]
+                    tally.ranks.append(rank)
+                    if rank is not None and rank <= 10:
+                        tally.in_top10 += 1
+                        tally.shown += target in shown
+    return tallies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="offline-default,offline-multilingual")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="reuse indexes already in --work")
+    args = parser.parse_args()
+    rows = read_manifest(TRANSLATIONS)
+    work = args.work or Path(tempfile.mkdtemp(prefix="mmsearch-multilingual-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[tuple[str, str], Tally]] = {}
+    for model in args.models.split(","):
+        print(f"{model}:", flush=True)
+        results[model] = evaluate(model, build(model, args.data, work, args.keep), rows, args.data)
+        for (language, part), tally in sorted(results[model].items()):
+            print(f"  {language} {part:5s}  {tally.line()}", flush=True)
+    print("\n| model | photos | language | captions | R@1 | R@10 | R@10 / English R@10 | kept by the cut-off |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model, tallies in results.items():
+        for part in ("all", "check"):
+            english = tallies.get(("en", part))
+            for language in LANGUAGES:
+                tally = tallies.get((language, part))
+                if tally is None:
+                    continue
+                if not tally.ranks:
+                    print(f"| {model} | {part} | {language} | {tally.refused} | refused | | | |")
+                    continue
+                r10 = recall_at(tally.ranks, 10)
+                ratio = r10 / recall_at(english.ranks, 10) if english and english.ranks else float("nan")
+                kept = tally.shown / tally.in_top10 if tally.in_top10 else float("nan")
+                print(f"| {model} | {part} | {language} | {len(tally.ranks)} | "
+                      f"{recall_at(tally.ranks, 1):.3f} | {r10:.3f} | {ratio:.2f} | {kept:.3f} |")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
