@@ -57,6 +57,9 @@ class Tally:
     in_top10: int = 0
     shown: int = 0
     refused: int = 0
+    top10: list[tuple[float | None, list[float]]] = field(default_factory=list)
+    """Per ranked query: the right photo's score when it is in the top 10, and the scores of
+    the wrong photos in the top 10 (for `cutoff_scan`)."""
 
     def line(self) -> str:
         if not self.ranks:
@@ -95,7 +98,8 @@ def evaluate(model: str, index: Path, rows: list[dict[str, str]], data: Path) ->
                 for part in ("all", half(row["path"])):
                     tallies.setdefault((language, part), Tally())
                 try:
-                    ranking = [real(h.path) for h in lib.search(text, k=photos, min_score=-1)]
+                    hits = lib.search(text, k=photos, min_score=-1)
+                    ranking = [real(h.path) for h in hits]
                     shown = [real(h.path) for h in lib.search(text, k=10)]
                 except QueryError:
                     for part in ("all", half(row["path"])):
@@ -105,6 +109,8 @@ def evaluate(model: str, index: Path, rows: list[dict[str, str]], data: Path) ->
                 for part in ("all", half(row["path"])):
                     tally = tallies[language, part]
                     tally.ranks.append(rank)
+                    right = hits[rank - 1].score if rank is not None and rank <= 10 else None
+                    tally.top10.append((right, [h.score for h in hits[:10] if real(h.path) != target]))
                     if rank is not None and rank <= 10:
                         tally.in_top10 += 1
                         tally.shown += target in shown
@@ -127,6 +133,22 @@ def flickr(model: str, index: Path, data: Path) -> tuple[int, float, float]:
     return len(ranks), recall_at(ranks, 1), recall_at(ranks, 10)
 
 
+def cutoff_scan(tallies: dict[tuple[str, str], Tally], cutoffs: list[float]) -> None:
+    """Per cut-off, on each half with the three languages pooled: the share of the right photos
+    in the top 10 that it shows, and the wrong photos it shows per query."""
+    print("\n| cut-off | fit: right kept | fit: wrong shown / query | check: right kept | check: wrong shown / query |")
+    print("|---|---|---|---|---|")
+    for cut in cutoffs:
+        cells = []
+        for part in ("fit", "check"):
+            pooled = [q for (lang, p), t in tallies.items() if p == part for q in t.top10]
+            rights = [r for r, _ in pooled if r is not None]
+            kept = sum(r >= cut for r in rights) / len(rights) if rights else float("nan")
+            wrong = sum(sum(w >= cut for w in ws) for _, ws in pooled) / max(1, len(pooled))
+            cells += [f"{kept:.3f}", f"{wrong:.2f}"]
+        print(f"| {cut:.2f} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="offline-default,offline-multilingual")
@@ -134,6 +156,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="reuse indexes already in --work")
     parser.add_argument("--flickr", action="store_true", help="also English on flickr8k_1k")
+    parser.add_argument("--cutoffs", default="", help="scan these cut-offs, e.g. 0.4,0.45,0.5")
     args = parser.parse_args()
     rows = read_manifest(TRANSLATIONS)
     work = args.work or Path(tempfile.mkdtemp(prefix="mmsearch-multilingual-"))
@@ -161,6 +184,10 @@ def main() -> None:
                 kept = tally.shown / tally.in_top10 if tally.in_top10 else float("nan")
                 print(f"| {model} | {part} | {language} | {len(tally.ranks)} | "
                       f"{recall_at(tally.ranks, 1):.3f} | {r10:.3f} | {ratio:.2f} | {kept:.3f} |")
+    if args.cutoffs:
+        for model, tallies in results.items():
+            print(f"\n{model}: cut-offs (languages pooled)")
+            cutoff_scan(tallies, [float(c) for c in args.cutoffs.split(",")])
     if args.flickr:
         print("\n| model | flickr8k_1k English captions | R@1 | R@10 |\n|---|---|---|---|")
         for model in results:
