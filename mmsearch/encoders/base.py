@@ -119,6 +119,9 @@ class Encoder(ABC):
     and `prepare_image`/`embed_images` are never called."""
     input_size: int | None = None
     """Shorter image side the model needs, so large JPEGs can be decoded already reduced."""
+    languages: tuple[str, ...] | None = None
+    """ISO 639-1 codes of the languages its text tower understands; None when not known (a
+    checkpoint of the user's own), and then no query is refused for its language."""
 
     @property
     @abstractmethod

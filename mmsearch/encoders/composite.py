@@ -71,6 +71,7 @@ class CompositeEncoder(Encoder):
             for part in spec.options["parts"]
         ]
         self._text = parts[0]
+        self.languages = self._text.languages
         self._vision = next((p for p in parts if p.images), None)
         self.images = self._vision is not None
         self.input_size = self._vision.input_size if self._vision else None

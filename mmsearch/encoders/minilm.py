@@ -73,6 +73,10 @@ class MiniLM:
             transformers, are missing.
     """
 
+    dim = TEXT_DIM
+    languages = ("en",)
+    """What it understands (ISO 639-1): a query in another language gets an error, not hits."""
+
     def __init__(self, name: str, cache_dir: Path, device: Device) -> None:
         module, pip_name = TEXT_MODELS[name]
         package = require_package(module, pip_name, f"The text model {name}")

@@ -2,7 +2,8 @@
 
 `OfflineEncoder` composes three parts, each in its own module:
 
-- text -> `semantic`: all-MiniLM-L6-v2, mean pooled and L2-normalised, 384-d (`minilm`);
+- text -> `semantic`: all-MiniLM-L6-v2, mean pooled and L2-normalised, 384-d (`minilm`), or
+  with `text_model = "use-multilingual-v3"` USE multilingual, 512-d (`usem`, 16 languages);
 - image -> `visual`: the pooled features of an EfficientNet-Lite ImageNet classifier,
   L2-normalised (`efficientnet`);
 - image -> `semantic`: the ConSE label bridge (`efficientnet.conse_mix`): the classifier's top-k
@@ -52,9 +53,9 @@ from mmsearch.encoders.efficientnet import (
     load_runner,
     prepare_pixels,
 )
-from mmsearch.encoders.minilm import TEXT_DIM, TEXT_MODELS, MiniLM
 from mmsearch.encoders.onnx_cache import atomic_path, digest, ensure_cache_dir, require_installed
 from mmsearch.encoders.regions import LABEL_TOPK, RegionCodes
+from mmsearch.encoders.usem import load_text_model, text_model_names
 from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
 from mmsearch.media.kinds import IMAGE
@@ -111,10 +112,10 @@ class OfflineEncoder(Encoder):
         options = spec.options
         text_model = str(options.get("text_model", "all-MiniLM-L6-v2"))
         image_model = str(options.get("image_model", "efficientnet-lite2"))
-        if text_model not in TEXT_MODELS:
+        if text_model not in text_model_names():
             raise UnknownModelError(
                 f"Model {spec.name!r}: unknown text_model {text_model!r}; "
-                f"this family has {', '.join(TEXT_MODELS)}."
+                f"this family has {', '.join(text_model_names())}."
             )
         if image_model not in IMAGE_MODELS:
             raise UnknownModelError(
@@ -133,7 +134,8 @@ class OfflineEncoder(Encoder):
         self.cache_dir = ensure_cache_dir(Path(cache_dir).expanduser())
         require_installed("onnxruntime", "onnxruntime", "The offline model")
 
-        self._text = MiniLM(text_model, self.cache_dir, self.device)
+        self._text = load_text_model(text_model, self.cache_dir, self.device)
+        self.languages = self._text.languages
         info = IMAGE_MODELS[image_model]
         self.input_size = info.size
         self._visual_dim = info.features
@@ -174,13 +176,13 @@ class OfflineEncoder(Encoder):
         def texts() -> list[str]:  # read only when the matrix must be built: needs torchvision
             return [self.template.format(name=name) for name in imagenet_class_names()]
 
-        return cached_text_matrix(path, 1000, texts, self._text.embed)
+        return cached_text_matrix(path, (1000, self._text.dim), texts, self._text.embed)
 
     # -- Encoder API ----------------------------------------------------------------------
 
     @property
     def spaces(self) -> dict[str, int]:
-        return {SEMANTIC: TEXT_DIM, VISUAL: self._visual_dim}
+        return {SEMANTIC: self._text.dim, VISUAL: self._visual_dim}
 
     def prepare_image(self, image: Image.Image) -> np.ndarray:
         """Resize and TF-normalise one image into a `(3, S, S)` float32 array (thread-safe)."""
@@ -211,7 +213,7 @@ class OfflineEncoder(Encoder):
         label bridge's top-k classes and weights (see `regions`)."""
         if len(batch) == 0:
             empty = {
-                SEMANTIC: np.zeros((0, TEXT_DIM), dtype=np.float32),
+                SEMANTIC: np.zeros((0, self._text.dim), dtype=np.float32),
                 VISUAL: np.zeros((0, self._visual_dim), dtype=np.float32),
             }
             return empty, []
@@ -308,7 +310,8 @@ class OfflineEncoder(Encoder):
         return out
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """MiniLM embeddings `(n, 384)`, unit rows; texts beyond 256 tokens are truncated."""
+        """The text model's unit rows, `(n, 384)` for MiniLM (truncated beyond 256 tokens) or
+        `(n, 512)` for USE multilingual."""
         return self._text.embed(texts)
 
     def word_template(self, kind: str) -> str:
@@ -323,7 +326,7 @@ class OfflineEncoder(Encoder):
 
 def cached_text_matrix(
     path: Path,
-    rows: int,
+    shape: tuple[int, int],
     texts: Callable[[], list[str]],
     embed: Callable[[Sequence[str]], np.ndarray],
 ) -> np.ndarray:
@@ -333,12 +336,12 @@ def cached_text_matrix(
     if path.is_file():
         try:
             matrix = np.load(path, allow_pickle=False)
-            if matrix.shape == (rows, TEXT_DIM) and matrix.dtype == np.float32:
+            if matrix.shape == shape and matrix.dtype == np.float32:
                 return matrix
             logger.warning("Cached label matrix %s has shape %s; rebuilding", path, matrix.shape)
         except (OSError, ValueError) as exc:
             logger.warning("Cached label matrix %s is unreadable (%s); rebuilding", path, exc)
-    logger.info("Embedding %d label names into %s (once)", rows, path)
+    logger.info("Embedding %d label names into %s (once)", shape[0], path)
     matrix = embed(texts())
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, matrix, allow_pickle=False)
@@ -389,11 +392,12 @@ class OfflineAudio(AudioEncoder):
             {"texts": texts, "text_key": self._owner._text.key, "version": _AUDIO_LABELS_VERSION}
         )
         path = self._owner.cache_dir / f"audioset-labels-{key}.npy"
-        return cached_text_matrix(path, len(texts), lambda: texts, self._owner.embed_texts)
+        shape = (len(texts), self._owner._text.dim)
+        return cached_text_matrix(path, shape, lambda: texts, self._owner.embed_texts)
 
     @property
     def spaces(self) -> dict[str, int]:
-        return {SEMANTIC: TEXT_DIM, ACOUSTIC: self._yamnet.EMBEDDING_DIM}
+        return {SEMANTIC: self._owner._text.dim, ACOUSTIC: self._yamnet.EMBEDDING_DIM}
 
     def _transcribe(self, waveform: np.ndarray, offset: float) -> list[tuple[float, float, str]]:
         if self._speech_model is None:

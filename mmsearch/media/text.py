@@ -20,9 +20,24 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _SNIFF_BYTES = 8192  # how far to look for NUL bytes (git looks at the first 8000)
-_WORD = re.compile(r"\S+")
-_CLOSERS = "\"')]}»”’*_"  # may follow a sentence's final mark: ."  .)  .**
-_SENTENCE_ENDS = (".", "!", "?", "…", ":", ";")
+_UNSPACED_CHARS = (
+    "\u0e00-\u0eff"  # Thai, Lao
+    "\u1000-\u109f"  # Myanmar
+    "\u1780-\u17ff"  # Khmer
+    "\u3005\u3040-\u30ff\u31f0-\u31ff"  # 々, Hiragana, Katakana
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs
+    "\U00020000-\U0003134f"
+)
+UNSPACED = re.compile(f"[{_UNSPACED_CHARS}]+")
+"""A run of letters of a script written without spaces between words (Chinese, Japanese, Thai,
+...): Unicode's own blocks, since neither SQLite's tokenizer nor `\\S+` can find its words."""
+WORD = re.compile(f"[{_UNSPACED_CHARS}]|[^\\s{_UNSPACED_CHARS}]+")
+"""One word for chunking and counting: a run of non-space characters, or a single character of
+a script written without spaces (a Chinese document of 3,000 characters is then ~17 chunks of
+180 characters, not one "word" of 3,000)."""
+_WORD = WORD
+_CLOSERS = "\"')]}»”’*_」』）"  # may follow a sentence's final mark: ."  .)  .**
+_SENTENCE_ENDS = (".", "!", "?", "…", ":", ";", "。", "！", "？", "；", "：")
 _NAME_SEPARATORS = re.compile(r"[\W_]+")
 
 
@@ -177,3 +192,20 @@ def number_words(text: str) -> str:
         if value < len(_NUMBER_WORDS):
             words.append(_NUMBER_WORDS[value])
     return " ".join(words)
+
+
+def unspaced_grams(text: str) -> str:
+    """Every single character and every pair of neighbours of the runs of `UNSPACED` letters
+    in `text`, separated by spaces ("" when there is none): "烤面包" gives "烤 面 包 烤面 面包".
+
+    Stored in a full-text table of their own (`store/catalog.py`, `text_grams`), they let a
+    keyword of one or two characters ("猫", "面包") match inside a run of any length, where
+    SQLite's unicode61 tokenizer sees the whole run as one word and the trigram tokenizer needs
+    three characters. Queries ask for the pairs of their own runs (`query/keywords.py`).
+    """
+    out: list[str] = []
+    for match in UNSPACED.finditer(text):
+        run = match.group()
+        out.extend(run)
+        out.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return " ".join(out)

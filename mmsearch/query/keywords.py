@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from mmsearch.media.text import UNSPACED
 from mmsearch.query.parse import Term
 
 STOPWORDS = frozenset(
@@ -77,3 +78,23 @@ def substring_expression(terms: Sequence[Term]) -> str | None:
         if len(word.rstrip("*")) >= 3 and word.rstrip("*").lower() not in STOPWORDS
     ]
     return " AND ".join(words) if words else None
+
+
+def unspaced_expression(terms: Sequence[Term]) -> str | None:
+    """The expression over the character grams of Chinese, Japanese or Thai text
+    (`media.text.unspaced_grams`): per run of such letters in a positive term, its character
+    pairs in a row (a phrase), or the character itself when the run is one; every run must
+    match, and a negative term's runs must not. None when no positive term has such a run, so
+    a query in a spaced language never reads that table."""
+    positive: list[str] = []
+    negative: list[str] = []
+    for term in terms:
+        for run in UNSPACED.findall(term.text):
+            pairs = [run[i : i + 2] for i in range(len(run) - 1)] or [run]
+            (negative if term.negative else positive).append(_quote(" ".join(pairs)))
+    if not positive:
+        return None
+    expression = " AND ".join(positive)
+    if negative:
+        expression = f"({expression}) NOT ({' OR '.join(negative)})"
+    return expression

@@ -28,7 +28,8 @@ from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds, logistic_with_evidence
 from mmsearch.query.filters import Filters
-from mmsearch.query.keywords import fts_expression, substring_expression
+from mmsearch.query.keywords import fts_expression, substring_expression, unspaced_expression
+from mmsearch.query.language import check_query_language
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
 from mmsearch.results import MAX_MOMENTS, Hit
@@ -190,6 +191,7 @@ class Searcher:
                 query.k * 4 + 16,
                 query.filters.sql(),
                 inside_read_text=substring_expression(terms),
+                unspaced=unspaced_expression(terms),
             )
             if self.settings.keyword_fusion == "rrf":
                 ranked[KEYWORD] = [(item, 1.0) for item in matched]
@@ -371,6 +373,7 @@ class Searcher:
         }
         if terms:
             encoder = self._encoder()
+            check_query_language([t.text for t in terms], encoder.languages, encoder.spec.name)
             signed = np.array(
                 [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
             )

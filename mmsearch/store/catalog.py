@@ -51,10 +51,11 @@ from mmsearch.errors import (
     IndexFormatError,
     ReadOnlyIndexError,
 )
+from mmsearch.media.text import unspaced_grams
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -252,6 +253,28 @@ def _v5_to_v6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_to_v7(db: sqlite_utils.Database) -> None:
+    """Keywords in scripts written without spaces (Chinese, Japanese, Thai): their characters
+    and character pairs (`media.text.unspaced_grams`) in a full-text table of their own, kept by
+    write_item; a trigger drops removed items. Filled here from the text already held."""
+    # IF NOT EXISTS and a refill: a catalog rolled back to an older version by hand keeps them.
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS text_grams USING fts5(grams, tokenize='unicode61')")
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS text_grams_forget AFTER DELETE ON items BEGIN "
+        "DELETE FROM text_grams WHERE rowid = old.id; END"
+    )
+    db.execute("DELETE FROM text_grams")
+    _fill_text_grams(db)
+
+
+def _fill_text_grams(db: sqlite_utils.Database) -> None:
+    rows = db.execute("SELECT item_id, words, content, tags, speech, seen FROM texts")
+    db.conn.executemany(
+        "INSERT INTO text_grams(rowid, grams) VALUES (?, ?)",
+        ((row[0], grams) for row in rows if (grams := unspaced_grams(" ".join(row[1:])))),
+    )
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
@@ -260,6 +283,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 
@@ -514,6 +538,8 @@ class Catalog:
                 "INSERT INTO seen_trigrams(rowid, seen) SELECT item_id, seen FROM texts "
                 "WHERE seen != ''"
             )
+            self.db.execute("DELETE FROM text_grams")
+            _fill_text_grams(self.db)
 
     # -- roots and exclusions -----------------------------------------------------------------
 
@@ -667,20 +693,24 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(item_id, w.text, *w.box, w.confidence) for w in facts.read_words],
             )
+            texts = [
+                facts.words,
+                facts.content,
+                " ".join(label for label, _ in facts.tags),
+                " ".join(text for _, _, text in facts.transcript),
+                " ".join(w.text for w in facts.read_words),
+            ]
+            self.db.execute("DELETE FROM text_grams WHERE rowid = ?", [item_id])
+            grams = unspaced_grams(" ".join(t or "" for t in texts))
+            if grams:
+                self.db.execute("INSERT INTO text_grams(rowid, grams) VALUES (?, ?)", [item_id, grams])
             self.db.execute(
                 "INSERT INTO texts(item_id, words, content, tags, speech, seen) "
                 "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(item_id) DO UPDATE SET words = excluded.words, "
                 "content = excluded.content, tags = excluded.tags, speech = excluded.speech, "
                 "seen = excluded.seen",
-                [
-                    item_id,
-                    facts.words,
-                    facts.content,
-                    " ".join(label for label, _ in facts.tags),
-                    " ".join(text for _, _, text in facts.transcript),
-                    " ".join(w.text for w in facts.read_words),
-                ],
+                [item_id, *texts],
             )
             if old or any(added.values()):
                 self._bump_generation()
@@ -693,6 +723,7 @@ class Catalog:
             for table in ("texts", "tags", "transcripts", "read_words"):
                 self.db.execute(f"DELETE FROM {table} WHERE item_id = ?", [item_id])
             self.db.execute("DELETE FROM seen_trigrams WHERE rowid = ?", [item_id])
+            self.db.execute("DELETE FROM text_grams WHERE rowid = ?", [item_id])
             if old:
                 self._bump_generation()
         return old
@@ -980,12 +1011,15 @@ class Catalog:
         where: tuple[str, Sequence[Any]] | None = None,
         *,
         inside_read_text: str | None = None,
+        unspaced: str | None = None,
     ) -> list[int]:
         """Items matching an FTS5 `expression` (built by `mmsearch.query.keywords`) over their
         name words and extracted text, best (BM25) first, optionally restricted by an SQL
         condition on `items i`; then, with `inside_read_text` (an expression of words of 3 or
         more letters), items whose text read in images holds those words anywhere, even run
-        together with others."""
+        together with others; then, with `unspaced` (an expression of characters and character
+        pairs, `query.keywords.unspaced_expression`), items whose Chinese, Japanese or Thai
+        text holds them."""
         condition, params = where or ("1", [])
         rows = self.db.execute(
             "SELECT f.rowid FROM texts_fts f JOIN items i ON i.id = f.rowid "
@@ -1000,6 +1034,15 @@ class Catalog:
                 f"WHERE seen_trigrams MATCH ? AND i.status = 'ok' AND ({condition}) "
                 "ORDER BY f.rank LIMIT ?",
                 [inside_read_text, *params, limit],
+            )
+            known = set(found)
+            found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
+        if unspaced and len(found) < limit:
+            more = self.db.execute(
+                "SELECT f.rowid FROM text_grams f JOIN items i ON i.id = f.rowid "
+                f"WHERE text_grams MATCH ? AND i.status = 'ok' AND ({condition}) "
+                "ORDER BY f.rank LIMIT ?",
+                [unspaced, *params, limit],
             )
             known = set(found)
             found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
