@@ -58,6 +58,11 @@ def fts_expression(terms: Sequence[Term]) -> str | None:
         else:
             parts = _words(term.text)
         (negative if term.negative else positive).extend(parts)
+    return _all_but(positive, negative)
+
+
+def _all_but(positive: list[str], negative: list[str]) -> str | None:
+    """FTS5: every positive part and none of the negative ones; None without a positive."""
     if not positive:
         return None
     expression = " AND ".join(positive)
@@ -92,9 +97,4 @@ def unspaced_expression(terms: Sequence[Term]) -> str | None:
         for run in UNSPACED.findall(term.text):
             pairs = [run[i : i + 2] for i in range(len(run) - 1)] or [run]
             (negative if term.negative else positive).append(_quote(" ".join(pairs)))
-    if not positive:
-        return None
-    expression = " AND ".join(positive)
-    if negative:
-        expression = f"({expression}) NOT ({' OR '.join(negative)})"
-    return expression
+    return _all_but(positive, negative)

@@ -1028,24 +1028,17 @@ class Catalog:
             [expression, *params, limit],
         )
         found = [int(r[0]) for r in rows]
-        if inside_read_text and len(found) < limit:
-            more = self.db.execute(
-                "SELECT f.rowid FROM seen_trigrams f JOIN items i ON i.id = f.rowid "
-                f"WHERE seen_trigrams MATCH ? AND i.status = 'ok' AND ({condition}) "
-                "ORDER BY f.rank LIMIT ?",
-                [inside_read_text, *params, limit],
-            )
-            known = set(found)
-            found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
-        if unspaced and len(found) < limit:
-            more = self.db.execute(
-                "SELECT f.rowid FROM text_grams f JOIN items i ON i.id = f.rowid "
-                f"WHERE text_grams MATCH ? AND i.status = 'ok' AND ({condition}) "
-                "ORDER BY f.rank LIMIT ?",
-                [unspaced, *params, limit],
-            )
-            known = set(found)
-            found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
+        # Then the tables for words inside run-together text, each only while room is left.
+        for table, more_expression in (("seen_trigrams", inside_read_text), ("text_grams", unspaced)):
+            if more_expression and len(found) < limit:
+                more = self.db.execute(
+                    f"SELECT f.rowid FROM {table} f JOIN items i ON i.id = f.rowid "
+                    f"WHERE {table} MATCH ? AND i.status = 'ok' AND ({condition}) "
+                    "ORDER BY f.rank LIMIT ?",
+                    [more_expression, *params, limit],
+                )
+                known = set(found)
+                found += [int(r[0]) for r in more if int(r[0]) not in known][: limit - len(found)]
         return found
 
     # -- reporting ----------------------------------------------------------------------------
