@@ -11,6 +11,7 @@ the batches not yet committed, and a re-run encodes only those.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, ModelSpec
-from mmsearch.errors import IndexCancelled, MmsearchError, ModelMismatchError
+from mmsearch.errors import ClusterError, IndexCancelled, MmsearchError, ModelMismatchError
 from mmsearch.ingest import Ingest, _Job, _Prepared
 from mmsearch.media import FoundFile
 from mmsearch.results import Progress
@@ -37,15 +38,11 @@ _PROBE_FILES = 16
 """Files each node is asked to open before the run (first and last of the list, and spread)."""
 
 
-class RayUnavailableError(MmsearchError):
-    """Ray is not installed, the cluster cannot be reached, or its workers cannot do the work."""
-
-
 def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise RayUnavailableError(
+        raise ClusterError(
             "Indexing on Ray needs the `ray` package: pip install 'mmsearch[ray]' "
             "(on the driver and on every node of the cluster)."
         ) from None
@@ -98,7 +95,7 @@ class EncodeWorker:
 
     def __init__(self, spec: dict[str, Any], settings: dict[str, Any], version: str) -> None:
         if version != __version__:
-            raise RayUnavailableError(
+            raise ClusterError(
                 f"this Ray worker has mmsearch {__version__}, the driver {version}: install the "
                 "same version on every node"
             )
@@ -167,6 +164,12 @@ class RayRunner:
         ingest._stage("ray", t)
 
     def _connect(self, ray: Any) -> None:
+        # The run reports its own progress (`Progress`); Ray Data's bars and logs would
+        # interleave with the shell's.
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         if ray.is_initialized():
             return
         options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
@@ -177,7 +180,7 @@ class RayRunner:
             else:
                 ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayUnavailableError(
+            raise ClusterError(
                 f"Cannot reach the Ray cluster at {self.address}: {exc}. Start it "
                 "(`ray start --head`) or give its address (`--ray HOST:6379`)."
             ) from None
@@ -199,15 +202,15 @@ class RayRunner:
         try:
             answers = ray.get(refs, timeout=120)
         except Exception as exc:  # noqa: BLE001 - whatever a node raised becomes one line
-            raise RayUnavailableError(_worker_failure(exc)) from None
+            raise ClusterError(_worker_failure(exc)) from None
         for answer in answers:
             if answer["version"] != answer["wanted"]:
-                raise RayUnavailableError(
+                raise ClusterError(
                     f"The Ray node {answer['host']} has mmsearch {answer['version']}, this "
                     f"machine {answer['wanted']}: install the same version on every node."
                 )
             if answer["unreadable"]:
-                raise RayUnavailableError(
+                raise ClusterError(
                     f"The Ray node {answer['host']} cannot read {answer['unreadable'][0]} (and "
                     f"{len(answer['unreadable']) - 1} more of {len(paths)} checked): the files "
                     "must be at the same paths on every node (a shared file system)."
@@ -237,7 +240,7 @@ class RayRunner:
             },
             batch_size=per_call,
             batch_format="numpy",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=settings.ray_worker_cpus,
             num_gpus=settings.ray_worker_gpus or None,
         )
@@ -247,7 +250,7 @@ class RayRunner:
         except (IndexCancelled, MmsearchError):
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps workers' errors in many types
-            raise RayUnavailableError(_worker_failure(exc)) from None
+            raise ClusterError(_worker_failure(exc)) from None
 
     def _cluster_size(self, ray: Any) -> int:
         """Workers that fit the cluster at once: by GPUs for GPU workers, else by CPUs."""
@@ -304,7 +307,7 @@ def _worker_failure(exc: BaseException) -> str:
         if "ModuleNotFoundError" in line or "No module named" in line:
             return (f"A Ray worker cannot import what indexing needs ({line}): install "
                     "mmsearch with the model's extra (e.g. 'mmsearch[offline,ray]') on every node.")
-        for name in ("ModelUnavailableError", "RayUnavailableError", "UnknownModelError"):
+        for name in ("ModelUnavailableError", "ClusterError", "UnknownModelError"):
             if name in line:
                 return f"A Ray worker failed: {line.split(name, 1)[1].lstrip(': ')}"
     last = [line for line in text.splitlines() if line.strip()][-1:] or [type(exc).__name__]
