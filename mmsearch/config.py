@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     """Read text in images (OCR: signs, screenshots, slides, scans) at index time, so its words
     find the image. Costs a text-detection pass per image (see the README for the rate); off
     by default. Images indexed while it was off are read on the next `index --verify`."""
+    video_keyframe_seconds: float = Field(10.0, ge=0.5, le=3600.0)
+    """Within one long shot of a video, a keyframe at least every this many seconds (each
+    shot gets its own keyframe anyway); lower finds more moments, costs an image encode each."""
+    video_scene_change: float = Field(0.10, gt=0.0, le=1.0)
+    """Mean colour change (0-1) between two looks a quarter second apart that counts as a
+    cut to a new shot."""
     vector_store: Literal["faiss", "milvus"] = "faiss"
     """Where vector indexes live: FAISS files in the index folder, or Milvus collections."""
     milvus_uri: str | None = None

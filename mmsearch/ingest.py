@@ -7,7 +7,6 @@ Reader threads decode and prepare the next files while the model encodes the cur
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from mmsearch.media import (
     AUDIO,
     IMAGE,
     TEXT,
+    VIDEO,
     FoundFile,
     Unreadable,
     chunk_text,
@@ -41,12 +41,17 @@ from mmsearch.media import (
     name_words,
 )
 from mmsearch.media.audio import probe_audio, read_audio
+from mmsearch.media.contents import file_hash, file_hash_streamed, read_bytes
 from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.media.text import number_words
 from mmsearch.results import IndexReport, Progress
 from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.encoders.video import VideoEmbedding
+    from mmsearch.ingest_video import PreparedVideo, VideoStage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class EncodeRunner(Protocol):
     back through `Ingest._commit` / `Ingest._fail`, so commits are those of a local run."""
 
     def encode(self, ingest: Ingest, jobs: list[_Job]) -> None: ...
+
 
 UNKNOWN_KIND = "unknown"
 _MAX_FTS_CHARS = 1_000_000  # extracted text kept for keyword search, per document
@@ -80,6 +86,8 @@ class _Prepared:
     audio: np.ndarray | None = None
     """A short recording decoded whole (at the audio model's rate); long ones stream later."""
     is_audio: bool = False
+    video: PreparedVideo | None = None
+    """A video's facts and, when short, its keyframes decoded already (see ingest_video)."""
 
 
 @dataclass(frozen=True)
@@ -101,31 +109,6 @@ class _Plan:
     of a root's items were found (the folder was renamed), else those files are copies."""
     offline_root: dict[str, str] = field(default_factory=dict)
     """The offline root of each item in `offline`."""
-
-
-def file_hash(data: bytes) -> str:
-    """Content hash used to recognise moved, renamed and unchanged files."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_hash_streamed(path: str) -> str:
-    """`file_hash` of a file read in blocks, for files too large to hold in memory."""
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-    except OSError as exc:
-        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
 
 
 def ordered_map(
@@ -171,6 +154,22 @@ class Ingest:
         self._reader = TextReader() if settings.read_text_in_images else None
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
+        self._video_stage: VideoStage | None = None
+
+    @property
+    def _videos(self) -> VideoStage:
+        """The video stage (PyAV and the frame chooser load only for a run that meets a video)."""
+        if self._video_stage is None:
+            from mmsearch.ingest_video import VideoStage
+            from mmsearch.media.video import FrameChoice
+
+            choice = FrameChoice(
+                every=self.settings.video_keyframe_seconds, scene=self.settings.video_scene_change
+            )
+            with self._stage_lock:
+                if self._video_stage is None:
+                    self._video_stage = VideoStage(choice, self._decode_side, _DECODE_WHOLE_SECONDS)
+        return self._video_stage
 
     def _decode_side(self, encoder: Encoder) -> int | None:
         """The shortest side worth decoding an image to (None: full size). Reading text needs
@@ -464,6 +463,10 @@ class Ingest:
             done += 1
             if isinstance(result, tuple):
                 self._fail(*result)
+            elif result.video is not None:
+                embedded = self._embed_video(encoder, result)
+                if embedded is not None:
+                    sounds.append((result, embedded))
             elif result.is_audio:
                 embedded = self._embed_audio(encoder, result)
                 if embedded is not None:
@@ -500,7 +503,10 @@ class Ingest:
         try:
             if entry.kind == AUDIO:
                 return self._prepare_audio(encoder, entry, root)
-            data = _read(entry.path)
+            if entry.kind == VIDEO:
+                facts, video = self._videos.prepare(encoder, entry, root)
+                return _Prepared(facts, video=video)
+            data = read_bytes(entry.path)
             digest = file_hash(data)
             if entry.kind == IMAGE and not encoder.images:
                 raise MediaError(
@@ -602,6 +608,33 @@ class Ingest:
         prepared.audio = None  # the samples are no longer needed; free them before the commit
         return embedded
 
+    def _embed_video(self, encoder: Encoder, prepared: _Prepared) -> VideoEmbedding | None:
+        """A video's keyframes and soundtrack through the model; None when skipped (recorded
+        with the reason). Its facts gain tags and transcript; its decoded frames are freed."""
+        assert prepared.video is not None
+        t = time.perf_counter()
+        try:
+            outcome = self._videos.embed(
+                encoder, prepared.facts, prepared.video, batch_size=self.settings.batch_size,
+                read_text=(lambda image: " ".join(w.text for w in self._read_text(image)))
+                if self._reader else None,
+            )
+        finally:
+            self._stage("encode", t)
+        prepared.video = None  # frames and samples are no longer needed
+        if outcome.skipped is not None:
+            self._fail(prepared.facts, outcome.skipped)
+            return None
+        assert outcome.embedding is not None
+        for stage, seconds in outcome.embedding.seconds.items():
+            key = f"video_{stage}"
+            self.report.stage_seconds[key] = self.report.stage_seconds.get(key, 0.0) + seconds
+        self.report.notes.extend(
+            f"{prepared.facts.path}: indexed what could be read; {note}" for note in outcome.notes
+        )
+        prepared.facts = outcome.facts
+        return outcome.embedding
+
     def _write_sounds(
         self, batch: list[tuple[_Prepared, AudioEmbedding]], replaced: set[str]
     ) -> None:
@@ -611,6 +644,7 @@ class Ingest:
             replaced,
             [e.spans for _, e in batch],
             [e.sources for _, e in batch],
+            frame_regions=[getattr(e, "frame_regions", None) for _, e in batch],
         )
 
     def _write_images(self, encoder: Encoder, batch: list[_Prepared], replaced: set[str]) -> None:
@@ -675,6 +709,7 @@ class Ingest:
         per_item_spans: list[dict[str, list[Span]]] | None = None,
         per_item_sources: list[dict[str, list[str | None]]] | None = None,
         regions: list[RegionCodes | None] | None = None,
+        frame_regions: list[list[RegionCodes | None] | None] | None = None,
     ) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
@@ -685,6 +720,8 @@ class Ingest:
                 item_id, old, _ = self.catalog.write_item(prepared.facts, vectors, times, made_by)
                 if regions is not None:  # images: what each region shows, for the reranker
                     self.catalog.write_regions(item_id, regions[n])
+                if frame_regions is not None and frame_regions[n] is not None:  # videos: per keyframe
+                    self.catalog.write_frame_regions(item_id, frame_regions[n])
                 old_ids += old
                 if prepared.facts.path in replaced:
                     self.report.updated += 1

@@ -70,9 +70,12 @@ class _Capture(Ingest):
         per_item_spans: list[Any] | None = None,
         per_item_sources: list[Any] | None = None,
         regions: list[RegionCodes | None] | None = None,
+        frame_regions: list[list[RegionCodes | None] | None] | None = None,
     ) -> None:
         facts = [p.facts for p in batch]
-        self.records.append(("commit", facts, per_item, per_item_spans, per_item_sources, regions))
+        self.records.append(
+            ("commit", facts, per_item, per_item_spans, per_item_sources, regions, frame_regions)
+        )
 
 
 def _check_node(paths: list[str], version: str) -> dict[str, Any]:
@@ -124,7 +127,8 @@ class EncodeWorker:
             stages["load_model"], self.load_seconds = self.load_seconds, 0.0
         payload = pickle.dumps(
             {"spaces": self.encoder.all_spaces(), "records": capture.records, "stages": stages,
-             "files": len(jobs), "last": jobs[-1].file.path if jobs else ""},
+             "notes": capture.report.notes, "files": len(jobs),
+             "last": jobs[-1].file.path if jobs else ""},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         return {"payload": np.array([payload], dtype=object)}
@@ -154,6 +158,7 @@ class RayRunner:
             self._ensure_spaces(ingest, payload["spaces"])
             for record in payload["records"]:
                 self._replay(ingest, record, replaced, committed)
+            ingest.report.notes.extend(payload["notes"])
             for stage, seconds in payload["stages"].items():
                 key = "worker_" + stage  # worker seconds add up across the cluster
                 ingest.report.stage_seconds[key] = ingest.report.stage_seconds.get(key, 0.0) + seconds
@@ -284,7 +289,7 @@ class RayRunner:
                 committed.add(facts.path)
                 ingest._fail(facts, reason)
             return
-        _, facts, per_item, spans, sources, regions = record
+        _, facts, per_item, spans, sources, regions, frames = record
         keep = [i for i, f in enumerate(facts) if f.path not in committed]
         if not keep:
             return
@@ -296,6 +301,7 @@ class RayRunner:
             [spans[i] for i in keep] if spans is not None else None,
             [sources[i] for i in keep] if sources is not None else None,
             [regions[i] for i in keep] if regions is not None else None,
+            [frames[i] for i in keep] if frames is not None else None,
         )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from mmsearch import collection
 from mmsearch.config import Settings, load_settings
-from mmsearch.encoders.base import Encoder, ModelSpec
+from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME, Encoder, ModelSpec
 from mmsearch.encoders.registry import (
     default_cutoffs,
     load_encoder,
@@ -39,6 +39,7 @@ from mmsearch.errors import (
     QueryError,
     ReadOnlyIndexError,
 )
+from mmsearch.media.kinds import VIDEO
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
@@ -716,13 +717,19 @@ class Library:
                 full = self._catalog.items_by_id([row.id])[row.id]
             tags, transcript = self._catalog.audio_details(full["id"])
             read = [w.text for w in self._catalog.read_words(full["id"])]
+            moments = (
+                self._catalog.item_spans(full["id"], SEMANTIC, VIDEO_FRAME)
+                if full["kind"] == VIDEO
+                else []
+            )
         return ItemInfo(
             id=full["id"],
             path=full["path"], kind=full["kind"], size=full["size"], status=full["status"],
             error=full["error"], width=full["width"], height=full["height"],
             taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],
             channels=full["channels"], codec=full["codec"], tags=tags, transcript=transcript,
-            read_text=read,
+            read_text=read, frame_rate=full.get("frame_rate"), rotation=full.get("rotation"),
+            moments=moments,
         )
 
     def errors(self) -> list[Skipped]:

@@ -23,9 +23,11 @@ class Hit:
     height: int | None = None
     taken_at: str | None = None
     duration: float | None = None
-    """Length of a recording, in seconds (None for images and documents)."""
+    """Length of a recording or video, in seconds (None for images and documents)."""
     start: float | None = None
-    """Where in a recording the match is, in seconds from its start (None for non-audio)."""
+    """Where in a recording or video the match is, in seconds from its start (None for
+    images and documents): the time range of its best window (a keyframe's shot, a sound
+    window, a transcript chunk)."""
     end: float | None = None
     id: int | None = None
     """The item's id in this index's catalog (stable while the file stays indexed; moves keep
@@ -99,6 +101,12 @@ class ItemInfo:
     """What is said: (start, end, text) segments."""
     read_text: list[str] = field(default_factory=list)
     """Lines of text read in an image (with `read_text_in_images` on), top to bottom."""
+    frame_rate: float | None = None
+    """Videos: frames per second."""
+    rotation: int | None = None
+    """Videos: degrees turned clockwise for display (width and height are as shown)."""
+    moments: list[tuple[float, float]] = field(default_factory=list)
+    """Videos: the time ranges of the keyframes that stand for its shots, in order."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,6 +27,9 @@ end with `read_text_in_images` off and on (fresh indexes, interleaved, best of -
 cost as a ratio of the two rates, and what the cheap first look (text detection on a small
 copy) lets through: the share of photos read in full, and text lines kept per photo.
 
+Video (`--only video`; not run by default): scripts/bench_video.py with --long-minutes (its
+doc says what it measures).
+
 Audio (`--only audio`; both parts run by default), in seconds of audio per second of wall time:
 
     (A1) the ESC-50 clips (276 x 5 s, non-speech), indexed in place into a fresh index, next to
@@ -91,9 +94,10 @@ from PIL import Image
 from mmsearch import IndexReport, Library
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder
-from mmsearch.ingest import file_hash_streamed, ordered_map
+from mmsearch.ingest import ordered_map
 from mmsearch.media import AUDIO, IMAGE, FoundFile, decode_image, discover
 from mmsearch.media.audio import probe_audio, read_audio
+from mmsearch.media.contents import file_hash_streamed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # scripts are not a package
@@ -111,7 +115,7 @@ REPO = ROOT
 DEFAULT_FOLDERS = [DATA / "coco_mini", DATA / "imagenet_sample"]
 ESC50 = DATA / "esc50" / "audio"
 FSDD = DATA / "fsdd" / "recordings"
-PARTS = ("images", "audio", "read_text")
+PARTS = ("images", "audio", "read_text", "video")
 ENCODE_SAMPLE = 1024  # prepared images kept for the encode-only measurement (~0.8 MB each)
 NAIVE_DEFAULT_NET = "efficientnet-lite2"
 GOAL_LIMIT, GOAL_NAIVE, GOAL_RERUN = 0.85, 3.0, 0.05
@@ -949,7 +953,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="model that builds the re-run index (default: --model)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: naive, rerun")
     parser.add_argument("--only", default="images,audio",
-                        help="comma-separated parts to run: images, audio, read_text (default %(default)s)")
+                        help="comma-separated parts to run: images, audio, read_text, video (default %(default)s)")
     parser.add_argument("--fsdd-clips", type=int, default=48,
                         help="FSDD clips for Whisper's real-time factor (default %(default)s)")
     parser.add_argument("--long-minutes", type=float, default=20.0,
@@ -1062,6 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if titles:
                 print()
             titles.append(measure_read_text(args, workdir, out))
+        if "video" in args.only:  # its own script (scripts/bench_video.py): its own report
+            import bench_video
+
+            bench_video.main(["--long-minutes", str(args.long_minutes), "--model", args.model])
+            titles.append("video (above)")
 
     out.print(f"Indexing benchmark: {'; '.join(titles)}")
     took = time.perf_counter() - started

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mmsearch.errors import MediaError
-from mmsearch.media import AUDIO, AUDIO_EXTENSIONS, IMAGE, AudioInfo, kind_of
+from mmsearch.media import AUDIO, AUDIO_EXTENSIONS, IMAGE, VIDEO, AudioInfo, kind_of
 from mmsearch.media.audio import decode_audio, probe_audio, read_audio
 
 sf = pytest.importorskip("soundfile")
@@ -101,7 +101,8 @@ def test_kind_of_audio_extensions():
     assert kind_of("take.Wav") == AUDIO
     assert kind_of("song.opus") == AUDIO
     assert kind_of("photo.jpg") == IMAGE
-    assert kind_of("movie.mp4") is None
+    assert kind_of("movie.mp4") == VIDEO
+    assert kind_of("archive.zip") is None
     assert {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff"} <= AUDIO_EXTENSIONS
 
 

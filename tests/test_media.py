@@ -105,7 +105,10 @@ def test_kind_of_by_extension_case_insensitive():
     assert kind_of("x.HeIc") == IMAGE
     assert kind_of("notes.md") == TEXT
     assert kind_of(Path("readme.TXT")) == TEXT
-    assert kind_of("movie.mp4") is None
+    assert kind_of("movie.MP4") == "video"
+    assert kind_of("clip.mov") == "video"
+    assert kind_of("app.ts") is None  # TypeScript far more often than MPEG-TS in a home folder
+    assert kind_of("data.csv") is None
     assert kind_of("no_extension") is None
     assert kind_of(".jpg") is None  # a hidden file called ".jpg" has no extension
 
@@ -460,7 +463,7 @@ def test_discover_single_file_root(tmp_path):
     assert list(discover([photo])) == [
         FoundFile(str(photo), 3, os.stat(photo).st_mtime_ns, IMAGE)
     ]
-    other = touch(tmp_path / "movie.mp4")
+    other = touch(tmp_path / "table.csv")
     (result,) = discover([other])
     assert isinstance(result, Unreadable) and "not a supported" in result.reason
 

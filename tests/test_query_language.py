@@ -57,8 +57,10 @@ def test_valid_queries(query: str, expected: ParsedQuery) -> None:
 
 INVALID = [
     ("knd:image cat", 0, "Unknown filter 'knd'", "Did you mean kind:? (Write \"knd:...\" in quotes to search for it as text.)"),
-    ("dog kind:vidoe", 9, "Unknown kind 'vidoe'", "Kinds are image, text and audio."),
-    ("kind:imgae", 5, "Unknown kind 'imgae'", "Did you mean kind:image? Kinds are image, text and audio."),
+    ("dog kind:vidoe", 9, "Unknown kind 'vidoe'", "Did you mean kind:video? Kinds are image, text, audio and video."),
+    ("dog kind:flim", 9, "Unknown kind 'flim'", "Did you mean kind:video? Kinds are image, text, audio and video."),
+    ("kind:imgae", 5, "Unknown kind 'imgae'", "Did you mean kind:image? Kinds are image, text, audio and video."),
+    ("duration>long", 9, "'long' is not a length of time", "Write e.g. duration>30s, duration<=2m or duration<1:30."),
     ("after:2020-13", 6, "'2020-13' is not a real date", "Check the month (1-12) and the day."),
     ("before:last-week", 7, "'last-week' is not a date", "Write dates as YYYY, YYYY-MM or YYYY-MM-DD, e.g. before:2021-06."),
     ("size>2xb", 5, "'2xb' is not a size", "Write a number with an optional unit: b, kb, mb, gb (e.g. size>2mb)."),

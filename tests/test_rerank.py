@@ -214,6 +214,10 @@ def test_a_schema_4_catalog_gains_the_regions_table_and_keeps_its_items(tmp_path
     cat = Catalog(path)
     item = add_item(cat, "old", None)
     cat.db.execute("DROP TABLE regions")
+    # and what schema 6 added (videos), so the catalog is schema 4's
+    cat.db.execute("DROP TABLE frame_regions")
+    cat.db.execute("ALTER TABLE items DROP COLUMN frame_rate")
+    cat.db.execute("ALTER TABLE items DROP COLUMN rotation")
     cat.db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     cat.db.conn.commit()
     cat.close()
@@ -351,3 +355,19 @@ def test_proposed_images_take_images_places_and_leave_the_items_without_regions_
     assert next(item for item in order if item != sound) == dog
     scores = [score for _, score, _ in ranked]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_video_is_reranked_by_its_best_keyframe(catalog: Catalog) -> None:
+    """Each keyframe is judged as an image would be; the video takes its best frame's score."""
+    dog_photo = add_item(catalog, "dog", regions_showing("dog", "ball"))
+    sky_photo = add_item(catalog, "sky", regions_showing())
+    facts = ItemFacts(path="/photos/walk.mp4", root="/photos", kind="video", size=1, mtime_ns=1, hash="walk")
+    video, _, _ = catalog.write_item(facts, {SEMANTIC: np.ones((2, 4), np.float32) / 2})
+    catalog.write_frame_regions(video, [regions_showing("car"), regions_showing("dog", "ball")])
+    assert [c.count for c in catalog.item_frame_regions([video])[video]] == [8, 8]
+    reranker = Reranker(catalog, WordEncoder)
+    scores = reranker.item_scores("dog ball", None, [dog_photo, sky_photo, video])[RERANK]
+    assert scores[video] == pytest.approx(scores[dog_photo])  # its second shot shows them
+    assert scores[video] > scores[sky_photo]
+    ranked = reranker.rerank("dog ball", None, [(sky_photo, 0.6, {}), (video, 0.5, {}), (dog_photo, 0.4, {})])
+    assert ranked[0][0] == video  # lifted past the sky photo the first stage preferred

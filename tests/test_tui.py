@@ -125,7 +125,7 @@ async def test_more_like_this_on_a_document_says_what_works(index: Path) -> None
         app.query_one("#results").focus()
         await pilot.press("m")
         await pilot.pause()
-        assert any("images and sounds" in n.message for n in app._notifications)
+        assert any("images, sounds and videos" in n.message for n in app._notifications)
         assert app.query_one("#search").value == "bread"
 
 

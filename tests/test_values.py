@@ -226,7 +226,7 @@ def test_batch_size_option_goes_through_the_same_validation(
         (["--min-score", "inf"], ["inf is not a score", "from -1 to 1"]),
         (["--min-score", "1.5"], ["1.5 is not a score"]),
         (["--min-score", "x"], ["'x' is not valid", "from -1 to 1"]),
-        (["--kind", "video"], ["'--kind'", "'video' is not a kind", "image or text"]),
+        (["--kind", "spreadsheet"], ["'--kind'", "'spreadsheet' is not a kind", "image or text or audio or video"]),
         (["--ext", ""], ["'--ext'", "'' is not a file extension"]),
         (["--ext", "j p g"], ["'j p g' is not a file extension"]),
     ],

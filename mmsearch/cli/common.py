@@ -19,15 +19,12 @@ from typing import Any, TypeVar
 import click
 
 from mmsearch.errors import ConfigError, MmsearchError
-from mmsearch.media import kinds as _media_kinds
-from mmsearch.media.kinds import IMAGE, TEXT
+from mmsearch.media.kinds import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.present import escape
 
 PROG = "mmsearch"
 MAX_K = 10_000
-KINDS: tuple[str, ...] = (IMAGE, TEXT) + (
-    (_media_kinds.AUDIO,) if getattr(_media_kinds, "AUDIO", None) else ()
-)
+KINDS: tuple[str, ...] = (IMAGE, TEXT, AUDIO, VIDEO)
 """The kinds `--kind` accepts: what `mmsearch.media.kinds` defines."""
 
 state = {"verbose": False}

@@ -89,7 +89,9 @@ def item_lines(item: Any) -> list[str]:
         lines.append(f"pixels:   {item.width} x {item.height}")
     if item.taken_at:
         lines.append(f"taken:    {item.taken_at}")
-    if item.duration is not None:
+    if item.kind == "video":
+        lines += _video_lines(item)
+    elif item.duration is not None:
         lines.append(
             f"audio:    {clock(item.duration, hours=item.duration >= 3600)}, {item.sample_rate} Hz, "
             f"{item.channels} channel(s), {item.codec}"
@@ -100,6 +102,27 @@ def item_lines(item: Any) -> list[str]:
         lines.append(f"said:     {time_range(start, end)}  {escape(text, backslash=False)}")
     for text in item.read_text:
         lines.append(f"reads:    {escape(text, backslash=False)}")
+    return lines
+
+
+def _video_lines(item: Any) -> list[str]:
+    long = (item.duration or 0) >= 3600
+    parts = [clock(item.duration or 0.0, hours=long)]
+    if item.frame_rate:
+        parts.append(f"{item.frame_rate:g} fps")
+    if item.rotation:
+        parts.append(f"turned {item.rotation}° for display")
+    if item.sample_rate:
+        parts.append(f"sound {item.sample_rate} Hz, {item.channels} channel(s)")
+    else:
+        parts.append("no sound")
+    if item.codec:
+        parts.append(escape(item.codec))
+    lines = ["video:    " + ", ".join(parts)]
+    if item.moments:
+        shown = "  ".join(clock(start, hours=long) for start, _ in item.moments[:12])
+        more = f"  (+{len(item.moments) - 12} more)" if len(item.moments) > 12 else ""
+        lines.append(f"shots:    {len(item.moments)} keyframes at {shown}{more}")
     return lines
 
 

@@ -22,6 +22,15 @@ ACOUSTIC = "acoustic"
 AUDIO_BRIDGE = "audio-bridge"
 """Source of `semantic` vectors that mix sound-label texts (their cosines run on another scale)."""
 
+VIDEO_FRAME = "frame"
+"""Source of `semantic` rows made from a video's keyframe: scored on the image scale (see
+`query/calibration.scale_key`), unlike the soundtrack's and the transcript's rows."""
+
+VIDEO_SOUND = "video-sound"
+"""Source of `semantic` rows a video's soundtrack made through the sound-label bridge. Its own
+scale: most queries of a video collection are about what is seen, and a soundtrack's label
+bridge met them as readily as a sound query (see ARCHITECTURE.md, Video)."""
+
 Span = tuple[float, float]
 """(start, end) in seconds within a recording."""
 

@@ -13,6 +13,8 @@ from mmsearch.media.kinds import (
     IMAGE_EXTENSIONS,
     TEXT,
     TEXT_EXTENSIONS,
+    VIDEO,
+    VIDEO_EXTENSIONS,
     kind_of,
 )
 
@@ -22,6 +24,7 @@ _LAZY = {
     "AudioInfo": "audio", "decode_audio": "audio", "probe_audio": "audio", "read_audio": "audio",
     "DecodedImage": "images", "decode_image": "images",
     "chunk_text": "text", "decode_text": "text", "name_words": "text",
+    "VideoInfo": "video", "probe_video": "video", "keyframes": "video", "frame_at": "video",
 }
 
 
@@ -41,18 +44,24 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TEXT",
     "TEXT_EXTENSIONS",
+    "VIDEO",
+    "VIDEO_EXTENSIONS",
     "AudioInfo",
     "DecodedImage",
     "FoundFile",
     "Unreadable",
+    "VideoInfo",
     "chunk_text",
     "decode_audio",
     "decode_image",
     "decode_text",
     "discover",
+    "frame_at",
+    "keyframes",
     "kind_of",
     "name_words",
     "printable_path",
     "probe_audio",
+    "probe_video",
     "read_audio",
 ]

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsearch.encoders.base import SEMANTIC
+from mmsearch.encoders.base import AUDIO_BRIDGE, SEMANTIC, VIDEO_FRAME, VIDEO_SOUND, VISUAL
 from mmsearch.encoders.ocr import READ_TEXT
-from mmsearch.media import AUDIO, TEXT
+from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,24 @@ def scale_key(space: str, kind: str, source: str | None) -> str:
     """Which map a vector's cosine takes: its source when a label bridge made it
     ("audio-bridge"); text for words read in an image and, in `semantic`, for a recording's
     transcript (both are MiniLM text against the query, like a document); else the item's kind
-    ("image": the image label bridge in `semantic`, pixels in `visual`)."""
+    ("image": the image label bridge in `semantic`, pixels in `visual`). A video's rows are its
+    keyframes' (source "frame", and every `visual` row: the image scale) and its soundtrack's
+    (the audio scale), so a film's moments score as the photo or the sound they are."""
     if source == READ_TEXT:
         return TEXT
+    if source == VIDEO_FRAME:
+        return IMAGE
     if source is not None:
         return source
+    if kind == VIDEO:
+        kind = IMAGE if space == VISUAL else AUDIO
     if space == SEMANTIC and kind == AUDIO:
         return TEXT
     return kind
+
+
+_FALLBACK = {VIDEO_SOUND: AUDIO_BRIDGE}
+"""Scale keys that borrow another's map when a preset has none of their own."""
 
 
 class ScoreScale:
@@ -83,7 +93,11 @@ class ScoreScale:
 
     def score(self, space: str, kind: str, source: str | None, cosine: float) -> float:
         """The 0-1 score of a vector's cosine with the query."""
-        found = self._maps.get(space, {}).get(scale_key(space, kind, source))
+        maps = self._maps.get(space, {})
+        key = scale_key(space, kind, source)
+        found = maps.get(key)
+        if found is None and key in _FALLBACK:  # a preset fitted before the key existed
+            found = maps.get(_FALLBACK[key])
         if found is None:  # uncalibrated: the cosine itself
             return min(1.0, max(-1.0, cosine))
         return found(cosine)

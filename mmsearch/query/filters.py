@@ -1,4 +1,4 @@
-"""Which items a search may return: kind, folder, extension, date, size and pixel size.
+"""Which items a search may return: kind, folder, extension, date, size, pixel size, length.
 
 A `Filters` value is built by the query parser (`kind:image folder:~/2019 after:2020-01
 size>2mb`) or by programs directly, and turned into one SQL condition on the catalog's `items`
@@ -54,6 +54,9 @@ class Filters:
     max_width: int | None = None
     min_height: int | None = None
     max_height: int | None = None
+    min_duration: float | None = None
+    """Seconds, inclusive (recordings and videos; other items have no length and never pass)."""
+    max_duration: float | None = None
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) not in (None, ()) for f in fields(self))
@@ -126,6 +129,8 @@ class Filters:
             (self.max_width, "i.width", "<="),
             (self.min_height, "i.height", ">="),
             (self.max_height, "i.height", "<="),
+            (self.min_duration, "i.duration", ">="),
+            (self.max_duration, "i.duration", "<="),
         ):
             if value is not None:
                 clauses.append(f"{column} {op} ?")

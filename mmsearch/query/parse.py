@@ -4,7 +4,7 @@
     2:"red car" street                "red car" counts twice as much as "street"
     dog -"on a leash" -cat            results like "dog", pushed away from the negatives
     IMG_20*                           a prefix: file names and words that start so
-    kind:image  kind:audio,text       only these kinds (image, text, audio); -kind:audio not
+    kind:image  kind:audio,text       only these kinds (image, text, audio, video); -kind:audio not
     folder:~/2019  -folder:tmp        only under (not under) a folder path, or any folder of that
                                       name (a bare name); quote paths with spaces
     ext:jpg,png  -ext:gif             only (not) these extensions
@@ -12,6 +12,7 @@
     date:2020-06                      within that year, month or day
     modified-after:2024  modified-before:2024-06-01   the file's modification time
     size>2mb  size<=500kb  width>=1920  height<600    bytes (b, kb, mb, gb) and pixels
+    duration>30s  duration<=2m  duration<1:30         recordings' and videos' length
     min:0.3                           hide matches scored below 0.3
     image:ref.jpg  audio:"my clip.wav" example files: more like these (several allowed)
 
@@ -48,10 +49,12 @@ KIND_NAMES: dict[str, str] = {
     "documents": "text", "note": "text", "notes": "text",
     "audio": "audio", "sound": "audio", "sounds": "audio", "recording": "audio",
     "recordings": "audio",
+    "video": "video", "videos": "video", "film": "video", "films": "video", "movie": "video",
+    "movies": "video", "clip": "video", "clips": "video",
 }  # fmt: skip
 """What `kind:` accepts, and the kind each name means."""
 
-_COMPARED = ("size", "width", "height")
+_COMPARED = ("size", "width", "height", "duration")
 _LISTED = ("kind", "folder", "ext")
 _DATED = ("after", "before", "date", "modified-after", "modified-before")
 _EXAMPLES = ("image", "audio")
@@ -102,6 +105,26 @@ class QuerySyntaxError(QueryError):
         self.position = position
         self.problem = problem
         self.fix = fix
+
+
+_DURATION = re.compile(
+    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hours?)?",
+    re.IGNORECASE,
+)
+_CLOCK = re.compile(r"(?:(?P<h>\d+):)?(?P<m>\d{1,2}):(?P<s>\d{1,2}(?:\.\d*)?)")
+
+
+def _seconds(value: str) -> float | None:
+    """`30`, `30s`, `2m`, `1.5h`, `1:30` or `1:02:03` as seconds (None: not a length)."""
+    text = value.strip()
+    clock = _CLOCK.fullmatch(text)
+    if clock:
+        return int(clock["h"] or 0) * 3600.0 + int(clock["m"]) * 60.0 + float(clock["s"])
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        return None
+    unit = (m["unit"] or "s").lower()[0]
+    return float(m["number"]) * {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
 
 
 def _width(text: str) -> int:
@@ -308,7 +331,7 @@ class _Reader:
                     near = difflib.get_close_matches(part.lower(), KIND_NAMES, n=1, cutoff=0.6)
                     hint = f"Did you mean kind:{KIND_NAMES[near[0]]}? " if near else ""
                     raise self.fail(
-                        f"Unknown kind {part!r}", offset, f"{hint}Kinds are image, text and audio."
+                        f"Unknown kind {part!r}", offset, f"{hint}Kinds are image, text, audio and video."
                     )
                 part = kind
             elif name == "ext":
@@ -363,6 +386,19 @@ class _Reader:
         self.bounds[key] = value if old is None else narrower(old, value)
 
     def compared(self, name: str, op: str, value: str, at: int) -> None:
+        if name == "duration":
+            seconds = _seconds(value)
+            if seconds is None:
+                raise self.fail(f"{value!r} is not a length of time", at, _filter_help(name))
+            # Lengths are measured, not counted: a bound is inclusive either way.
+            if op in (">", ">="):
+                self.bound("min_duration", seconds, max)
+            elif op in ("<", "<="):
+                self.bound("max_duration", seconds, min)
+            else:
+                self.bound("min_duration", seconds, max)
+                self.bound("max_duration", seconds, min)
+            return
         if name == "size":
             m = _SIZE.match(value.strip())
             if m is None:
@@ -417,7 +453,7 @@ class _Reader:
 
 def _filter_help(name: str) -> str:
     return {
-        "kind": "Write e.g. kind:image or kind:audio,text (kinds: image, text, audio).",
+        "kind": "Write e.g. kind:image or kind:audio,text (kinds: image, text, audio, video).",
         "folder": 'Write e.g. folder:~/Pictures/2019, or folder:"~/My Photos".',
         "ext": "Write e.g. ext:jpg or ext:jpg,png.",
         "min": "Write e.g. min:0.3.",
@@ -425,6 +461,7 @@ def _filter_help(name: str) -> str:
         "audio": "Write e.g. audio:~/ref.wav.",
         "size": "Write e.g. size>2mb or size<=500kb.",
         "width": "Write e.g. width>=1920.",
+        "duration": "Write e.g. duration>30s, duration<=2m or duration<1:30.",
         "height": "Write e.g. height<600.",
     }.get(name, f"Write e.g. {name}:2021-06 (YYYY, YYYY-MM or YYYY-MM-DD).")
 
@@ -484,10 +521,11 @@ def format_query(parsed: ParsedQuery) -> str:
             parts.append(f"{key}:{value[:10]}")
     for name in _COMPARED:
         low, high = getattr(f, f"min_{name}"), getattr(f, f"max_{name}")
+        unit = "s" if name == "duration" else ""
         if low is not None:
-            parts.append(f"{name}>={low}")
+            parts.append(f"{name}>={low!r}{unit}" if unit else f"{name}>={low}")
         if high is not None:
-            parts.append(f"{name}<={high}")
+            parts.append(f"{name}<={high!r}{unit}" if unit else f"{name}<={high}")
     if parsed.min_score is not None:
         parts.append(f"min:{parsed.min_score!r}")
     parts += [f"image:{_value(p)}" for p in parsed.images]

@@ -217,12 +217,16 @@ def item_thumbnail(
     svc: Svc,
     item_id: ItemId,
     size: Annotated[int, Query(ge=16, le=1024, description="Longer side in pixels.")] = 256,
+    t: Annotated[
+        float | None,
+        Query(ge=0, le=1e6, allow_inf_nan=False, description="Videos: the moment (a hit's start)."),
+    ] = None,
 ) -> Response:
-    """A JPEG thumbnail of an image item (cached)."""
+    """A JPEG thumbnail of an image item, or of a video's shot at `t` seconds (cached)."""
     low, high = svc.config.thumbnail_sizes
     size = max(low, min(high, size))
     return Response(
-        svc.thumbnail(item_id, size), media_type="image/jpeg",
+        svc.thumbnail(item_id, size, t), media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=3600"},
     )
 
@@ -239,7 +243,8 @@ def item_preview(
     start: Annotated[float, Query(ge=0, le=1e6, allow_inf_nan=False)] = 0.0,
     seconds: Annotated[float, Query(gt=0, le=600, allow_inf_nan=False)] = 10.0,
 ) -> Response:
-    """A WAV excerpt of a recording (e.g. a hit's `start`), at most the server's preview length."""
+    """A WAV excerpt of a recording or of a video's soundtrack (e.g. a hit's `start`), at most
+    the server's preview length."""
     return Response(svc.audio_preview(item_id, start, seconds), media_type="audio/wav")
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmsearch.results import Hit
 
-Kind = Literal["image", "text", "audio"]
+Kind = Literal["image", "text", "audio", "video"]
 
 
 class ErrorBody(BaseModel):
@@ -63,7 +63,7 @@ class SearchRequest(BaseModel):
     """Example sounds by their indexed path."""
     audio_ids: list[int] = Field(default_factory=list, max_length=16)
     """Example sounds by item id."""
-    kinds: list[Kind] = Field(default_factory=list, max_length=3)
+    kinds: list[Kind] = Field(default_factory=list, max_length=4)
     folders: list[str] = Field(default_factory=list, max_length=64)
     extensions: list[str] = Field(default_factory=list, max_length=64)
     k: int = Field(10, ge=1)
@@ -107,6 +107,13 @@ class ItemOut(BaseModel):
     """What is said, as [start, end, text] segments."""
     read_text: list[str] = Field(default_factory=list)
     """Lines of text read in an image (with `read_text_in_images` on), top to bottom."""
+    frame_rate: float | None = None
+    """Videos: frames per second."""
+    rotation: int | None = None
+    """Videos: degrees turned clockwise for display."""
+    moments: list[list[float]] = Field(default_factory=list)
+    """Videos: each keyframe's shot as [start, end] seconds, in order (`/items/{id}/thumbnail?t=`
+    shows one)."""
 
 
 class Limits(BaseModel):

@@ -178,29 +178,41 @@ class Service:
 
     # -- derived media -------------------------------------------------------------------------
 
-    def thumbnail(self, item_id: int, size: int) -> bytes:
-        """A JPEG at most `size` pixels on its longer side.
+    def thumbnail(self, item_id: int, size: int, at: float | None = None) -> bytes:
+        """A JPEG at most `size` pixels on its longer side; for a video, its picture at `at`
+        seconds (default: its first keyframe), so a hit shows the moment that matched.
 
         Raises:
-            NotIndexedError: as `servable`, or the item is not an image.
-            MediaError: the image cannot be decoded (or is larger than the pixel limit).
+            NotIndexedError: as `servable`, or the item is neither an image nor a video with
+                pictures.
+            MediaError: the image or video cannot be decoded (or is larger than the pixel limit).
         """
         info, real = self.servable(item_id)
-        if info.kind != "image":
+        if info.kind == "video" and not info.moments:
+            raise NotServable(f"Item {item_id} is a video without pictures: it has no thumbnail.")
+        if info.kind not in ("image", "video"):
             raise NotServable(f"Item {item_id} is {info.kind}, not an image: it has no thumbnail.")
         stat = os.stat(real)
-        key = (item_id, size, stat.st_size, stat.st_mtime_ns)
+        if info.kind == "video":
+            # The keyframe whose shot holds `at`: thumbnails of one shot share a cache entry.
+            starts = [start for start, _ in info.moments]
+            at = max([s for s in starts if s <= at + 1e-6] or starts[:1]) if at is not None else starts[0]
+        key = (item_id, size, stat.st_size, stat.st_mtime_ns, at)
         cached = self._thumbs.get(key)
         if cached is not None:
             return cached
-        from mmsearch.media.images import decode_image
+        if info.kind == "video":
+            from mmsearch.media.video import frame_at
 
-        with open(real, "rb") as f:
-            data = f.read()
-        decoded = decode_image(
-            data, path=real, max_pixels=self.config.max_image_pixels, min_side=size
-        )
-        image = decoded.image
+            image = frame_at(real, at or 0.0, side=size)
+        else:
+            from mmsearch.media.images import decode_image
+
+            with open(real, "rb") as f:
+                data = f.read()
+            image = decode_image(
+                data, path=real, max_pixels=self.config.max_image_pixels, min_side=size
+            ).image
         image.thumbnail((size, size))
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=85)
@@ -216,7 +228,7 @@ class Service:
             MediaError: the recording cannot be decoded.
         """
         info, real = self.servable(item_id)
-        if info.kind != "audio":
+        if info.kind not in ("audio", "video") or (info.kind == "video" and not info.sample_rate):
             raise NotServable(f"Item {item_id} is {info.kind}, not a recording: it has no preview.")
         import numpy as np
         import soundfile

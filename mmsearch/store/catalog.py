@@ -54,7 +54,7 @@ from mmsearch.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 10_000
 
 OK = "ok"
@@ -98,6 +98,10 @@ class ItemFacts:
     transcript: tuple[tuple[float, float, str], ...] = ()
     read_words: tuple[ReadWord, ...] = ()
     """Text read in an image (OCR), line by line with where it is."""
+    frame_rate: float | None = None
+    """Videos: frames per second (the container's average)."""
+    rotation: int | None = None
+    """Videos: degrees the picture turns clockwise for display (`width`/`height` are as shown)."""
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -235,6 +239,19 @@ def write_regions(db: sqlite_utils.Database, item_id: int, codes: RegionCodes | 
 # -- end of region features ------------------------------------------------------------------
 
 
+def _v5_to_v6(db: sqlite_utils.Database) -> None:
+    """Videos: frame rate and display rotation (size, length, date and codecs use the columns
+    images and recordings have)."""
+    db.execute("ALTER TABLE items ADD COLUMN frame_rate REAL")
+    db.execute("ALTER TABLE items ADD COLUMN rotation INTEGER")
+    # Per keyframe, what its regions show (as `regions` for an image), for the reranker.
+    db.execute(
+        "CREATE TABLE frame_regions (item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE "
+        "CASCADE, frame INTEGER NOT NULL, format TEXT NOT NULL, count INTEGER NOT NULL, "
+        "width INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (item_id, frame))"
+    )
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
@@ -242,6 +259,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 
 
@@ -698,6 +716,8 @@ class Catalog:
             "sample_rate": facts.sample_rate,
             "channels": facts.channels,
             "codec": facts.codec,
+            "frame_rate": facts.frame_rate,
+            "rotation": facts.rotation,
             "status": status,
             "error": error,
             "indexed_at": time.time(),
@@ -832,6 +852,27 @@ class Catalog:
             for row in self._rows_for_ids(sql, item_ids, [])
         }
 
+    def item_frame_regions(self, item_ids: Sequence[int]) -> dict[int, list[RegionCodes]]:
+        """item id -> its keyframes' regions in order (videos); items without are left out."""
+        sql = (
+            "SELECT item_id, format, count, width, data FROM frame_regions WHERE item_id IN "
+            "({marks}) ORDER BY item_id, frame"
+        )
+        out: dict[int, list[RegionCodes]] = {}
+        for row in self._rows_for_ids(sql, item_ids, []):
+            out.setdefault(row[0], []).append(RegionCodes(row[1], int(row[2]), int(row[3]), bytes(row[4])))
+        return out
+
+    def write_frame_regions(self, item_id: int, codes: Sequence[RegionCodes | None]) -> None:
+        """Replace a video's keyframes' regions (joins the caller's transaction, if any)."""
+        with self.write():
+            self.db.execute("DELETE FROM frame_regions WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO frame_regions(item_id, frame, format, count, width, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(item_id, n, c.format, c.count, c.width, c.data) for n, c in enumerate(codes) if c is not None],
+            )
+
     def write_regions(self, item_id: int, codes: RegionCodes | None) -> None:
         """Store or clear one item's regions (joins the caller's transaction, if any)."""
         with self.write():
@@ -866,6 +907,18 @@ class Catalog:
             )
         ]
         return tags, transcript
+
+    def item_spans(self, item_id: int, space: str, source: str) -> list[tuple[float, float]]:
+        """The time ranges of an item's vectors of one space and source, in order (a video's
+        keyframes: `semantic` rows made from frames)."""
+        return [
+            (float(r[0]), float(r[1]))
+            for r in self.db.execute(
+                "SELECT t_start, t_end FROM vectors WHERE item_id = ? AND space = ? AND source = ? "
+                "ORDER BY t_start",
+                [item_id, space, source],
+            )
+        ]
 
     def read_words(self, item_id: int) -> list[ReadWord]:
         """The text read in an image, top to bottom."""

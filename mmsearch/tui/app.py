@@ -28,7 +28,7 @@ from mmsearch.errors import (
     IndexNotFoundError,
     MmsearchError,
 )
-from mmsearch.media.kinds import AUDIO, IMAGE
+from mmsearch.media.kinds import AUDIO, IMAGE, VIDEO
 from mmsearch.present import short_path, tilde
 from mmsearch.results import Hit
 from mmsearch.tui import system
@@ -62,7 +62,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ]),
     ("Filters", [
         ("ctrl+f  f", "show or hide the filter panel"),
-        ("1  2  3", "only images / text / sounds (toggle)"),
+        ("1  2  3  4", "only images / text / sounds / videos (toggle)"),
         ("+  -", "raise / lower the minimum score"),
         ("0", "clear all filters"),
     ]),
@@ -116,6 +116,7 @@ class MmsearchApp(App[None]):
         Binding("1", "toggle_kind('image')", "Images", show=False),
         Binding("2", "toggle_kind('text')", "Text", show=False),
         Binding("3", "toggle_kind('audio')", "Sounds", show=False),
+        Binding("4", "toggle_kind('video')", "Videos", show=False),
         Binding("plus,equals_sign", "min_score(0.05)", "Raise min score", show=False),
         Binding("minus", "min_score(-0.05)", "Lower min score", show=False),
         Binding("0", "clear_filters", "Clear filters", show=False),
@@ -394,9 +395,9 @@ class MmsearchApp(App[None]):
         hit = self._need_selection()
         if hit is None:
             return
-        if hit.kind not in (IMAGE, AUDIO):
+        if hit.kind not in (IMAGE, AUDIO, VIDEO):
             self.notify(
-                "More like this works for images and sounds; for a document, search its words.",
+                "More like this works for images, sounds and videos; for a document, search its words.",
                 severity="warning",
             )
             return
@@ -417,7 +418,13 @@ class MmsearchApp(App[None]):
 
     def action_open(self) -> None:
         hit = self._need_selection()
-        if hit is not None and self._start(system.open_command, hit.path):
+        if hit is None:
+            return
+        if hit.kind == VIDEO and hit.start:  # at the moment that matched, where a player can
+            command = self._start(system.video_command, hit.path, hit.start)
+        else:
+            command = self._start(system.open_command, hit.path)
+        if command:
             self.notify(f"Opening {os.path.basename(hit.path)}")
 
     def action_reveal(self) -> None:
@@ -440,10 +447,11 @@ class MmsearchApp(App[None]):
         hit = self._need_selection()
         if hit is None:
             return
-        if hit.kind != AUDIO:
-            self.notify("Only sounds can be played; o opens the file.", severity="warning")
+        if hit.kind not in (AUDIO, VIDEO):
+            self.notify("Only sounds and videos can be played; o opens the file.", severity="warning")
             return
-        self._player = self._start(system.play_command, hit.path, hit.start)
+        player = system.video_command if hit.kind == VIDEO else system.play_command
+        self._player = self._start(player, hit.path, hit.start)
         if self._player is not None:
             self.notify(f"Playing {os.path.basename(hit.path)} (p stops)")
 

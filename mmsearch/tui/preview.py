@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from mmsearch.media.kinds import AUDIO, IMAGE, TEXT
+from mmsearch.media.kinds import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.present import clock, human_size, short_path, time_range
 from mmsearch.results import Hit, ItemInfo
 from mmsearch.tui.widgets import KIND_ICONS
@@ -124,6 +124,10 @@ def load_details(library: Any, hit: Hit, query: str | None) -> Details:
             details.picture = _picture(hit.path, library.settings.max_image_pixels)
         elif hit.kind == AUDIO:
             details.peaks, _ = peaks(hit.path)
+        elif hit.kind == VIDEO and details.info.moments:
+            from mmsearch.media.video import frame_at
+
+            details.picture = frame_at(hit.path, hit.start or 0.0, side=PICTURE_SIDE)
         elif hit.kind == TEXT:
             details.passage = passage(hit.path, query_words(query))
     except Exception as exc:  # noqa: BLE001 - a file unreadable since indexing: say so in the pane
@@ -168,10 +172,14 @@ class Preview(VerticalScroll):
             dims = f"{width}×{height} · " if width and height else ""
             title.append(f"\n{dims}{size}{' · ' + taken if taken else ''}")
             self._set_image(details.picture)
+        elif hit.kind == VIDEO:
+            self._set_image(details.picture)
         else:
             self._set_image(None)
         if hit.kind == AUDIO:
             self._sound(body, details, size)
+        elif hit.kind == VIDEO:
+            self._video(body, details, size)
         elif hit.kind == TEXT:
             body.append(f"{size}\n\n")
             snippet = Text(details.passage)
@@ -179,6 +187,27 @@ class Preview(VerticalScroll):
             body.append_text(snippet)
         self.query_one("#preview-title", Static).update(title)
         self.query_one("#preview-body", Static).update(body)
+
+    @classmethod
+    def _video(cls, body: Text, details: Details, size: str) -> None:
+        """The shot that matched (drawn above), the film's facts, when its shots start (the
+        matched one marked), then its sound as a recording's."""
+        hit, info = details.hit, details.info
+        if info is not None:
+            facts = [f"{info.width}×{info.height}" if info.width else "no pictures"]
+            if info.frame_rate:
+                facts.append(f"{info.frame_rate:g} fps")
+            body.append(" · ".join(facts) + "\n")
+            if info.moments:
+                long = (info.duration or 0) >= 3600
+                body.append("shots: ", style="bold")
+                for start, end in info.moments[:24]:
+                    here = hit.start is not None and start <= hit.start < end
+                    body.append(clock(start, hours=long) + " ", style="bold yellow" if here else "dim")
+                if len(info.moments) > 24:
+                    body.append(f"(+{len(info.moments) - 24})", style="dim")
+                body.append("\n")
+        cls._sound(body, details, size)
 
     @staticmethod
     def _sound(body: Text, details: Details, size: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from mmsearch.media.kinds import AUDIO, IMAGE, kind_of
+from mmsearch.media.kinds import AUDIO, IMAGE, VIDEO, kind_of
 
 _CANDIDATE = re.compile(r"'[^']+'|\"[^\"]+\"|(?:\\.|\S)+")
 """A quoted run or a run of non-blanks (backslash escapes kept together)."""
@@ -33,7 +33,7 @@ def _as_path(token: str) -> str | None:
     if not token or not (token[0] in "/~." or os.sep in token):
         return None  # a bare word is text even if a file of that name sits in the cwd
     path = os.path.abspath(os.path.expanduser(token))
-    if kind_of(path) in (IMAGE, AUDIO) and os.path.isfile(path):
+    if kind_of(path) in (IMAGE, AUDIO, VIDEO) and os.path.isfile(path):
         return path
     return None
 
@@ -99,7 +99,8 @@ def parse_box(value: str, filters: Filters = Filters(), k: int = 50) -> Request:
         path = _as_path(match.group())
         if path is None:
             continue
-        (images if kind_of(path) == IMAGE else audios).append(path)
+        # A video is an example of what is seen in it: its stored picture vectors.
+        (audios if kind_of(path) == AUDIO else images).append(path)
         kept.append(value[last : match.start()])
         last = match.end()
     kept.append(value[last:])

@@ -55,6 +55,25 @@ def reveal_command(path: str) -> list[str]:
     return [opener, os.path.dirname(path) or "."]
 
 
+VIDEO_PLAYERS: tuple[str, ...] = ("mpv", "vlc", "ffplay")
+"""Video players that can start at a time, tried in order; else the system opener (from the start)."""
+
+
+def video_command(path: str, start: float | None = None) -> list[str]:
+    """The command that plays a video from `start` seconds (the hit's moment)."""
+    at = f"{start or 0.0:.2f}"
+    for name in VIDEO_PLAYERS:
+        found = shutil.which(name)
+        if found is None:
+            continue
+        if name == "mpv":
+            return [found, f"--start={at}", path]
+        if name == "vlc":
+            return [found, f"--start-time={at}", path]
+        return [found, "-autoexit", "-loglevel", "quiet", "-ss", at, path]
+    return open_command(path)
+
+
 def play_command(path: str, start: float | None = None) -> list[str]:
     """The command that plays `path` (from `start` seconds when the player can seek)."""
     for name in PLAYERS:

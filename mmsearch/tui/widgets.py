@@ -14,13 +14,13 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, ProgressBar, Static
 
-from mmsearch.media.kinds import AUDIO, IMAGE, TEXT
+from mmsearch.media.kinds import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.present import format_elapsed, short_path, time_range
 from mmsearch.results import Hit
 from mmsearch.tui.request import Filters
 
-KIND_ICONS = {IMAGE: "▣", TEXT: "¶", AUDIO: "♪"}
-KIND_STYLES = {IMAGE: "bold magenta", TEXT: "bold cyan", AUDIO: "bold green"}
+KIND_ICONS = {IMAGE: "▣", TEXT: "¶", AUDIO: "♪", VIDEO: "▶"}
+KIND_STYLES = {IMAGE: "bold magenta", TEXT: "bold cyan", AUDIO: "bold green", VIDEO: "bold yellow"}
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -158,6 +158,7 @@ class FilterPanel(Vertical):
             yield Checkbox("1 images", id="kind-image")
             yield Checkbox("2 text", id="kind-text")
             yield Checkbox("3 sounds", id="kind-audio")
+            yield Checkbox("4 videos", id="kind-video")
             yield Label(self._min_label(), id="filter-min")
         with Horizontal(classes="row"):
             yield Input(placeholder="only under folder, e.g. ~/Pictures/2023", id="filter-folder")
@@ -169,7 +170,7 @@ class FilterPanel(Vertical):
 
     @property
     def filters(self) -> Filters:
-        kinds = tuple(k for k in (IMAGE, TEXT, AUDIO) if self.query_one(f"#kind-{k}", Checkbox).value)
+        kinds = tuple(k for k in (IMAGE, TEXT, AUDIO, VIDEO) if self.query_one(f"#kind-{k}", Checkbox).value)
         folder = self.query_one("#filter-folder", Input).value.strip()
         exts = self.query_one("#filter-ext", Input).value.replace(",", " ").split()
         return Filters(
@@ -193,7 +194,7 @@ class FilterPanel(Vertical):
 
     def clear(self) -> None:
         with self.prevent(Checkbox.Changed, Input.Changed):
-            for kind in (IMAGE, TEXT, AUDIO):
+            for kind in (IMAGE, TEXT, AUDIO, VIDEO):
                 self.query_one(f"#kind-{kind}", Checkbox).value = False
             self.query_one("#filter-folder", Input).value = ""
             self.query_one("#filter-ext", Input).value = ""

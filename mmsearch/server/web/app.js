@@ -193,8 +193,16 @@ function card(hit, index) {
     img.decoding = "async";
     showImage(img, `/items/${hit.id}/thumbnail?size=256`);
     visual.append(img);
+  } else if (hit.kind === "video" && hit.id && hit.width) {
+    const img = el("img");
+    img.alt = "";
+    img.loading = "lazy";
+    img.decoding = "async";
+    // the shot that matched, not the film's first frame
+    showImage(img, `/items/${hit.id}/thumbnail?size=256${hit.start != null ? `&t=${hit.start}` : ""}`);
+    visual.append(img);
   } else {
-    visual.append(el("span", "glyph", hit.kind === "audio" ? "♪" : "¶"));
+    visual.append(el("span", "glyph", { audio: "♪", video: "▶" }[hit.kind] || "¶"));
   }
   li.append(visual);
   const name = el("div", "name", baseName(hit.path));
@@ -289,6 +297,18 @@ async function openDetails(hit) {
     const box = el("div", "player");
     body.append(box);
     playFrom({ ...hit, start: hit.start ?? 0, end: hit.end ?? 10 }, box);
+  } else if (hit.kind === "video") {
+    if (info.moments && info.moments.length) {
+      const img = el("img", "large");
+      img.alt = "";
+      showImage(img, `/items/${hit.id}/thumbnail?size=1024&t=${hit.start ?? 0}`);
+      body.append(img);
+    }
+    if (info.sample_rate) {
+      const box = el("div", "player");
+      body.append(box);
+      playFrom({ ...hit, start: hit.start ?? 0, end: hit.end ?? 10 }, box);
+    }
   } else {
     const pre = el("pre", "text", "…");
     body.append(pre);
@@ -303,17 +323,21 @@ async function openDetails(hit) {
   row(dl, "Taken", info.taken_at);
   if (info.duration) row(dl, "Duration", clock(info.duration));
   row(dl, "Codec", info.codec);
+  if (info.frame_rate) row(dl, "Frame rate", `${info.frame_rate} fps`);
+  if (info.rotation) row(dl, "Rotation", `${info.rotation}°`);
   if (info.sample_rate) row(dl, "Sound", `${info.sample_rate} Hz, ${info.channels} channel(s)`);
   if (hit.start !== null && hit.start !== undefined) row(dl, "Match", `${clock(hit.start)}–${clock(hit.end)}`);
   body.append(dl);
   section(body, "Tags", (info.tags || []).map(([label, score]) => `${label} (${Number(score).toFixed(2)})`));
   section(body, "Transcript", (info.transcript || []).map(([s, e, t]) => `${clock(s)}–${clock(e)}  ${t}`));
   section(body, "Text in the image", info.read_text || []);
+  section(body, "Shots", (info.moments || []).map(([s, e]) => `${clock(s)}–${clock(e)}`));
 }
 
 async function moreLikeThis(hit) {
   let body;
-  if (hit.kind === "image") body = { image_ids: [hit.id] };
+  // a video's example is its keyframes' look (the mean of its stored picture vectors)
+  if (hit.kind === "image" || (hit.kind === "video" && hit.width)) body = { image_ids: [hit.id] };
   else if (hit.kind === "audio") body = { audio_ids: [hit.id] };
   else {
     // a text has no example route: its opening words stand in for it (quotes are not allowed)
