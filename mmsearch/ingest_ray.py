@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -174,10 +175,13 @@ class RayRunner:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         if ray.is_initialized():
-            return
+            if self.address == LOCAL or ray.get_runtime_context().gcs_address == self.address:
+                return  # this process is connected already (a run before this one)
+            ray.shutdown()  # connected to another cluster
         options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+        self._check_reachable()
         try:
             if self.address == LOCAL:
                 # A cluster already running on this machine, else a new one on loopback only.
@@ -187,6 +191,22 @@ class RayRunner:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(
                 f"Cannot reach the Ray cluster at {self.address}: {exc}. Start it "
+                "(`ray start --head`) or give its address (`--ray HOST:6379`)."
+            ) from None
+
+    def _check_reachable(self) -> None:
+        """Fail in seconds when nothing listens at HOST:PORT (Ray itself retries for minutes)."""
+        import socket
+
+        host, _, port = self.address.rpartition(":")
+        if self.address == LOCAL or "://" in self.address or not port.isdigit():
+            return
+        try:
+            with socket.create_connection((host, int(port)), timeout=10):
+                return
+        except OSError as exc:
+            raise ClusterError(
+                f"Cannot reach the Ray cluster at {self.address}: {exc.strerror or exc}. Start it "
                 "(`ray start --head`) or give its address (`--ray HOST:6379`)."
             ) from None
 
@@ -307,15 +327,24 @@ class RayRunner:
 
 def _worker_failure(exc: BaseException) -> str:
     """One line for a failure on the cluster, naming what a worker lacked when it says so."""
-    text = str(exc)
-    for line in text.splitlines():
-        line = line.strip()
-        if "ModuleNotFoundError" in line or "No module named" in line:
-            return (f"A Ray worker cannot import what indexing needs ({line}): install "
-                    "mmsearch with the model's extra (e.g. 'mmsearch[offline,ray]') on every node.")
-        for name in ("ModelUnavailableError", "ClusterError", "UnknownModelError"):
-            if name in line:
-                return f"A Ray worker failed: {line.split(name, 1)[1].lstrip(': ')}"
-    last = [line for line in text.splitlines() if line.strip()][-1:] or [type(exc).__name__]
-    return f"Indexing on the Ray cluster failed: {last[0].strip()}"
-
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:  # Ray keeps the worker's own exception as `cause` (or chains it)
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        if isinstance(e, MmsearchError):
+            return f"A Ray worker failed: {' '.join(str(e).split())}"
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    text = " ".join(str(exc).split())
+    if "ModuleNotFoundError" in text or "No module named" in text:
+        missing = re.search(r"No module named '?([\w.]+)", text)
+        return (f"A Ray worker cannot import {missing.group(1) if missing else 'a module'}: "
+                "install mmsearch with the model's extra (e.g. 'mmsearch[offline,ray]') on "
+                "every node.")
+    named = re.search(r"(ModelUnavailableError|ClusterError|UnknownModelError)\W*(.+?)(?: \)|$)", text)
+    if named:
+        return f"A Ray worker failed: {named.group(2)[:500]}"
+    last = [line for line in str(exc).splitlines() if line.strip()][-1:] or [type(exc).__name__]
+    return f"Indexing on the Ray cluster failed: {last[0].strip()[:500]}"
