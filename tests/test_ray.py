@@ -146,7 +146,6 @@ def test_a_worker_killed_half_way_loses_and_duplicates_nothing(tmp_path: Path, c
         make_image(media / f"{n:03d}.png", colour, size=(80, 60), stripe=n % 70)
     index = tmp_path / "index"
     done = [0]
-    killed: list[tuple[int, int]] = []
 
     def on_progress(p: Progress) -> None:
         if p.phase == "encode":
@@ -167,12 +166,12 @@ def test_a_worker_killed_half_way_loses_and_duplicates_nothing(tmp_path: Path, c
     deadline = time.monotonic() + 300
     while done[0] < 32 and runner.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = cluster.worker_pids()
-    assert pids and done[0] < 160, (pids, done[0])
+    pids, at_kill = cluster.worker_pids(), done[0]
+    assert pids and 32 <= at_kill < 160, (pids, at_kill)  # half-way: encoding has begun, not ended
     os.kill(pids[0], signal.SIGKILL)
-    killed.append((pids[0], done[0]))
     runner.join(timeout=600)
     assert not runner.is_alive()
+    print(f"killed worker {pids[0]} at {at_kill}/160 files; the run: {outcome[0] or 'finished'}")
     if outcome[0] is not None:  # the run may give up: then a re-run finishes the job
         assert isinstance(outcome[0], ClusterError), outcome[0]
         with Library.open(index, settings=settings()) as lib:
@@ -185,7 +184,7 @@ def test_a_worker_killed_half_way_loses_and_duplicates_nothing(tmp_path: Path, c
     with Library.open(index, settings=settings()) as lib:
         held = {name: space["count"] for name, space in lib.stats().spaces.items()}
         assert held == {s: sum(len(v) for (_, sp), v in vectors.items() if sp == s) for s in held}
-        assert Path(lib.search(media / "007.png", k=1)[0].path).name == "007.png"
+        assert Path(lib.search(image=media / "007.png", k=1)[0].path).name == "007.png"
 
 
 def test_files_the_workers_cannot_read_are_named(tmp_path: Path) -> None:
