@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,3 +126,4 @@ def local_cluster(
         except ProcessLookupError:
             pass
         proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)  # the session's logs and sockets

@@ -7,6 +7,7 @@ and generated pictures, one short generated video, two notes and a corrupt JPEG.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import make_image
 from PIL import Image
 from ray_helpers import local_cluster, loopback_env
 
 from mmsearch import ClusterError, Library, Progress
+from mmsearch.cli import app
 from mmsearch.config import load_settings
 
 loopback_env()  # before Ray is imported
@@ -216,11 +219,22 @@ def test_a_worker_without_the_model_says_so(tmp_path: Path, cluster) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_the_command_line_indexes_on_ray(tmp_path: Path, cluster) -> None:
+    media = tmp_path / "media"
+    for n, colour in enumerate([(220, 30, 30), (30, 60, 220), (30, 170, 50)]):
+        make_image(media / f"{n}.png", colour)
+    index = ["--index", str(tmp_path / "index"), "--model", "hash-test"]
+    result = CliRunner().invoke(app, ["index", str(media), "--ray", cluster.address, "--json", *index])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["added"] == 3
+    assert "ray" in json.loads(result.output)["stage_seconds"]
+
+
 def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     media = tmp_path / "media"
     make_image(media / "red.png", (220, 30, 30))
-    with (
-        Library.open(tmp_path / "index", model="offline-default", settings=settings()) as lib,
-        pytest.raises(ClusterError, match=r"Cannot reach the Ray cluster at 127\.0\.0\.1:9"),
-    ):
-        lib.index([media], ray="127.0.0.1:9")
+    index = ["--index", str(tmp_path / "index"), "--model", "hash-test"]
+    result = CliRunner().invoke(app, ["index", str(media), "--ray", "127.0.0.1:9", *index])
+    assert result.exit_code != 0
+    assert "Cannot reach the Ray cluster at 127.0.0.1:9" in result.output
+    assert "ray start --head" in result.output
