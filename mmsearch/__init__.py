@@ -13,6 +13,7 @@ the errors or the result types at start (`mmsearch --help`, the TUI's first fram
 from typing import TYPE_CHECKING, Any
 
 from mmsearch.errors import (
+    ClusterError,
     IndexBusyError,
     IndexCancelled,
     IndexFormatError,
@@ -29,6 +30,7 @@ from mmsearch.results import Hit, IndexReport, ItemInfo, Progress, Skipped, Stat
 from mmsearch.version import __version__
 
 __all__ = [
+    "ClusterError",
     "Hit",
     "IndexBusyError",
     "IndexCancelled",

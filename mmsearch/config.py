@@ -178,6 +178,17 @@ class Settings(BaseSettings):
         "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "AUTOINDEX"
     ] = "FLAT"
     """Milvus index type of new collections (see docs/milvus.md)."""
+    ray_address: str | None = None
+    """Index on a Ray cluster: its address (`HOST:6379`, `ray://HOST:10001`), or `local` (the
+    cluster running on this machine, else a new one on 127.0.0.1). Unset: this machine only."""
+    ray_workers: int = Field(0, ge=0, le=100_000)
+    """Ray: encoding actors (each loads the model once); 0 fits them to the cluster."""
+    ray_worker_cpus: float = Field(1.0, gt=0, le=1024)
+    """Ray: CPUs reserved per encoding actor."""
+    ray_worker_gpus: float = Field(0.0, ge=0, le=64)
+    """Ray: GPUs per encoding actor (0: CPU actors; 0.5 puts two actors on one GPU)."""
+    ray_batch_size: int = Field(0, ge=0, le=4096)
+    """Ray: files per model batch on a worker (a GPU wants more than a CPU); 0: `batch_size`."""
     rerank: bool = True
     """Rerank the best `rerank_top_n` hits of a text query by what image regions show."""
     rerank_top_n: int = Field(50, ge=2, le=1000)

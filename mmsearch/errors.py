@@ -69,3 +69,8 @@ class DiskFullError(MmsearchError, OSError):
 
 class IndexCancelled(MmsearchError):
     """An indexing run was cancelled; every batch committed before is kept and searchable."""
+
+
+class ClusterError(MmsearchError):
+    """Indexing on Ray: the package is missing, the cluster cannot be reached, or a worker
+    cannot do the work (no model, other mmsearch version, files not at the same paths)."""

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+
+
+class EncodeRunner(Protocol):
+    """Runs the decode + encode stages elsewhere (`ingest_ray.RayRunner`): it hands each batch
+    back through `Ingest._commit` / `Ingest._fail`, so commits are those of a local run."""
+
+    def encode(self, ingest: Ingest, jobs: list[_Job]) -> None: ...
+
+
 UNKNOWN_KIND = "unknown"
 _MAX_FTS_CHARS = 1_000_000  # extracted text kept for keyword search, per document
 _WORD = WORD  # as chunk_text counts: a character of Chinese, Japanese, Thai is a word
@@ -132,6 +141,7 @@ class Ingest:
         settings: Settings,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        runner: EncodeRunner | None = None,
     ) -> None:
         self.catalog = catalog
         self.spaces = spaces
@@ -139,6 +149,7 @@ class Ingest:
         self.settings = settings
         self._progress = progress or (lambda p: None)
         self._cancel = cancel
+        self._runner = runner
         self._reader = TextReader() if settings.read_text_in_images else None
         self.report = IndexReport()
         self._stage_lock = threading.Lock()  # reader threads add their decode time too
@@ -219,7 +230,10 @@ class Ingest:
             self._stage("hash", t)
             self._remove_missing(plan)
             self._record_unreadable(unreadable, online)
-            if plan.to_encode:
+            if plan.to_encode and self._runner is not None:
+                self._runner.encode(self, plan.to_encode)
+                self._stop_if_cancelled()
+            elif plan.to_encode:
                 self._encode_all(plan, pool)
         self._forget_emptied_offline_roots()
         t = time.perf_counter()
@@ -427,24 +441,27 @@ class Ingest:
         encoder = self._encoder_factory()
         self.spaces.ensure(encoder.all_spaces())
         self._stage("load_model", t)
+        self._encode_jobs(encoder, plan.to_encode, pool)
+        self._stop_if_cancelled()
+
+    def _encode_jobs(self, encoder: Encoder, jobs: list[_Job], pool: ThreadPoolExecutor) -> None:
+        """Decode (in `pool`), encode and commit `jobs`, a batch of files at a time. A Ray worker
+        runs this too, with `_commit` and `_fail` sending their records to the driver."""
         batch_size = self.settings.batch_size
-        total = len(plan.to_encode)
+        total = len(jobs)
         images: list[_Prepared] = []
         texts: list[_Prepared] = []
         sounds: list[tuple[_Prepared, AudioEmbedding]] = []
-        replaced = {job.file.path for job in plan.to_encode if job.row is not None}
+        replaced = {job.file.path for job in jobs if job.row is not None}
 
         def prepare(job: _Job) -> _Prepared | tuple[ItemFacts, str]:
             return self._prepare(encoder, job.file, job.root)
 
         done = 0
-        for result in ordered_map(pool, prepare, plan.to_encode, window=4 * batch_size):
+        for result in ordered_map(pool, prepare, jobs, window=4 * batch_size):
             done += 1
             if isinstance(result, tuple):
-                facts, reason = result
-                self.spaces.remove(self.catalog.write_error(facts, reason))
-                self.report.failed += 1
-                self.report.failures.append((facts.path, reason))
+                self._fail(*result)
             elif result.video is not None:
                 embedded = self._embed_video(encoder, result)
                 if embedded is not None:
@@ -466,7 +483,7 @@ class Ingest:
             if sum(len(p.chunks) for p in texts) >= batch_size:
                 self._write_texts(encoder, texts, replaced, (done, total))
                 texts = []
-            self._progress(Progress("encode", done, total, plan.to_encode[done - 1].file.path))
+            self._progress(Progress("encode", done, total, jobs[done - 1].file.path))
             if self._cancel is not None and self._cancel.is_set():
                 break
         if images:
@@ -475,7 +492,6 @@ class Ingest:
             self._write_texts(encoder, texts, replaced, (done, total))
         if sounds:
             self._write_sounds(sounds, replaced)
-        self._stop_if_cancelled()
 
     def _prepare(
         self, encoder: Encoder, entry: FoundFile, root: str
@@ -574,17 +590,12 @@ class Ingest:
                 blocks = read_audio(path, rate=encoder.audio.sample_rate)
             embedded = encoder.audio.embed_recording(blocks)
         except MediaError as exc:
-            self.spaces.remove(self.catalog.write_error(prepared.facts, exc.reason))
-            self.report.failed += 1
-            self.report.failures.append((path, exc.reason))
+            self._fail(prepared.facts, exc.reason)
             return None
         finally:
             self._stage("encode", t)
         if not any(len(rows) for rows in embedded.vectors.values()):
-            reason = "no audio the model could use"
-            self.spaces.remove(self.catalog.write_error(prepared.facts, reason))
-            self.report.failed += 1
-            self.report.failures.append((path, reason))
+            self._fail(prepared.facts, "no audio the model could use")
             return None
         said = " ".join(text for _, _, text in embedded.transcript)
         prepared.facts = replace(
@@ -611,9 +622,7 @@ class Ingest:
             self._stage("encode", t)
         prepared.video = None  # frames and samples are no longer needed
         if outcome.skipped is not None:
-            self.spaces.remove(self.catalog.write_error(prepared.facts, outcome.skipped))
-            self.report.failed += 1
-            self.report.failures.append((prepared.facts.path, outcome.skipped))
+            self._fail(prepared.facts, outcome.skipped)
             return None
         assert outcome.embedding is not None
         for stage, seconds in outcome.embedding.seconds.items():
@@ -684,6 +693,12 @@ class Ingest:
             per_item.append({SEMANTIC: rows[start : start + len(p.chunks)]})
             start += len(p.chunks)
         self._commit(batch, per_item, replaced)
+
+    def _fail(self, facts: ItemFacts, reason: str) -> None:
+        """Record a file that could not be indexed, with the reason (its old vectors go)."""
+        self.spaces.remove(self.catalog.write_error(facts, reason))
+        self.report.failed += 1
+        self.report.failures.append((facts.path, reason))
 
     def _commit(
         self,

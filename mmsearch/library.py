@@ -306,6 +306,7 @@ class Library:
         progress: ProgressCallback | None = None,
         verify: bool = False,
         cancel: threading.Event | None = None,
+        ray: str | bool | None = None,
     ) -> IndexReport:
         """Index (or bring up to date) folder trees; None re-scans every folder indexed before.
 
@@ -322,6 +323,10 @@ class Library:
                 times). Slower: every file is read.
             cancel: set it (from any thread) to stop the run soon, between files; what was
                 encoded so far is committed first, then `IndexCancelled` is raised.
+            ray: decode and encode on a Ray cluster: its address, or True for this machine's
+                (see `ray_address`); None follows the `ray_address` setting, False never.
+                Listing, hashing and commits stay here; the files must be at the same paths
+                on every node.
 
         Raises:
             MediaError: a new folder does not exist (before anything is changed).
@@ -346,7 +351,7 @@ class Library:
                 raise MmsearchError(
                     f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
                 )
-            return self._ingest(roots, progress, cancel, verify=verify)
+            return self._ingest(roots, progress, cancel, verify=verify, ray=ray)
 
     def _ingest(
         self,
@@ -355,11 +360,20 @@ class Library:
         cancel: threading.Event | None,
         *,
         verify: bool = False,
+        ray: str | bool | None = None,
     ) -> IndexReport:
         """One ingest run over known `roots`; the caller holds the write lock."""
         from mmsearch.ingest import Ingest
 
-        run = Ingest(self._catalog, self._spaces, self.encoder, self.settings, progress, cancel)
+        runner = None
+        address = self.settings.ray_address if ray is None else ray
+        if address:
+            from mmsearch.ingest_ray import LOCAL, RayRunner
+
+            runner = RayRunner(LOCAL if address is True else str(address), self.spec, self.settings)
+        run = Ingest(
+            self._catalog, self._spaces, self.encoder, self.settings, progress, cancel, runner
+        )
         report = run.run(roots, verify=verify)
         if self.settings.rerank:  # searches in new processes start pooled
             self._pooled_regions.save(self._catalog)

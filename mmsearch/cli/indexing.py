@@ -33,6 +33,12 @@ from mmsearch.present import escape
     help="Also re-read files whose size and time look unchanged, and re-encode those "
     "whose content changed (slower: every file is read).",
 )
+@click.option(
+    "--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+    help="Decode and encode on a Ray cluster: its address (HOST:6379), or none for the one on "
+    "this machine (a new one on 127.0.0.1 if none runs). The files must be at the same paths "
+    "on every node.",
+)
 @json_option
 @click.option("--watch", is_flag=True, help="Then keep following the folders (as `mmsearch watch`).")
 def index(
@@ -41,6 +47,7 @@ def index(
     model: str | None,
     batch_size: int | None,
     verify: bool,
+    ray_address: str | None,
     json_out: bool,
     watch: bool,
 ) -> None:
@@ -56,6 +63,7 @@ def index(
         mmsearch index            # bring every indexed folder up to date
         mmsearch index --verify   # also catch content changed behind unchanged size and time
         mmsearch index --watch    # then keep following the folders (Ctrl-C stops)
+        mmsearch index ~/Pictures --ray 10.0.0.5:6379   # encode on a Ray cluster
     """
     from rich.progress import (
         BarColumn,
@@ -72,6 +80,9 @@ def index(
 
         follow(list(folders) or None, index=index, model=model, json_out=json_out)
         return
+    if ray_address is not None and Path(ray_address).expanduser().exists():
+        # `--ray DIR`: the option's value is optional, so it took the folder that followed it.
+        folders, ray_address = (*folders, Path(ray_address).expanduser()), "local"
     with errors():
         chosen = settings(index, batch_size=batch_size, model=model)
         with Library.open(chosen.index_path(), model=model and chosen.model, settings=chosen) as lib:
@@ -92,7 +103,7 @@ def index(
                     label = f"{p.phase} {p.part_done}/{p.part_total} chunks" if inside else p.phase
                     bar.update(tasks[p.phase], completed=p.done, total=p.total or None, description=label)
 
-                report = lib.index(list(folders) or None, progress=on_progress, verify=verify)
+                report = lib.index(list(folders) or None, progress=on_progress, verify=verify, ray=ray_address)
         if json_out:
             print_json(report.to_json())
             return
