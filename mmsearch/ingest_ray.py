@@ -256,7 +256,8 @@ class RayRunner:
             "root": [j.root for j in jobs],
         })
         blocks = [table.slice(i, per_call) for i in range(0, len(jobs), per_call)]
-        workers = settings.ray_workers or self._cluster_size(ray)
+        # No more actors than blocks: an actor with nothing to do would still load the model.
+        workers = min(settings.ray_workers or self._cluster_size(ray), len(blocks))
         worker_settings = settings.with_overrides(batch_size=model_batch).model_dump(mode="json")
         dataset = ray.data.from_arrow(blocks).map_batches(
             EncodeWorker,

@@ -12,8 +12,11 @@ Every photo is read once before timing (page cache). Configurations are interlea
 listed). Goal: ray-1 / local >= 0.85. On a 2-core machine 2 actors share the cores with the
 driver, so ray-2 shows the overhead of splitting, not the scaling of a real cluster.
 
-Photos: ../shared/data flickr8k_1k, coco_mini and imagenet_sample (909 in all, by their
-manifests), copied into a temporary folder (the first --photos of them). "this process's CPU"
+Photos: ../shared/data's photo sets by their manifests, in this order: flickr8k_1k, coco_mini,
+imagenet_sample, neardup's queries (crops, rotations and re-encodings of imagenet photos: other
+bytes, so other items) and cifar10 (32x32 photos, which decode faster; last, so only the share
+past 1,318 photos is theirs): 3,318 in all. The first --photos of them (2,000 by default: 682
+of cifar10's) are copied into a temporary folder. "this process's CPU"
 is the driver's cost (for local runs it includes the model, which runs in this process).
 
     .venv/bin/python scripts/bench_scale.py [--photos 909] [--repeat 2]
@@ -38,13 +41,20 @@ loopback_env()  # before Ray is imported
 from mmsearch import Library
 from mmsearch.config import load_settings
 
-SETS = ["flickr8k_1k", "coco_mini", "imagenet_sample"]
+SETS = [  # (folder, manifest, its column of photo paths)
+    ("flickr8k_1k", "manifest.csv", "path"),
+    ("coco_mini", "manifest.csv", "path"),
+    ("imagenet_sample", "manifest.csv", "path"),
+    ("neardup", "manifest.csv", "query_path"),
+    ("cifar10", "manifest.csv", "path"),
+]
 
 
 def photos(limit: int, into: Path) -> list[Path]:
     found: list[Path] = []
-    for name in SETS:
-        found += [DATA / name / p for p in dict.fromkeys(r["path"] for r in read_manifest(DATA / name / "manifest.csv"))]
+    for name, manifest, column in SETS:
+        rows = read_manifest(DATA / name / manifest)
+        found += [DATA / name / p for p in dict.fromkeys(row[column] for row in rows)]
     chosen = found[:limit]
     into.mkdir(parents=True)
     for n, path in enumerate(chosen):
@@ -73,13 +83,14 @@ def one_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--photos", type=int, default=909)
+    parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         chosen = photos(args.photos, work / "photos")
-        print(f"{len(chosen)} photos from {', '.join(SETS)}; repeat {args.repeat}")
+        print(f"{len(chosen)} photos from {', '.join(name for name, _, _ in SETS)}; "
+              f"repeat {args.repeat}")
         rates: dict[str, list[float]] = {"local": [], "ray-1": [], "ray-2": []}
         stages: dict[str, dict] = {}
         driver_cpu: dict[str, float] = {}

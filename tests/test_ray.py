@@ -238,3 +238,21 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "Cannot reach the Ray cluster at 127.0.0.1:9" in result.output
     assert "ray start --head" in result.output
+
+
+def test_ray_with_vectors_in_milvus_holds_what_the_catalog_holds(tmp_path: Path, cluster) -> None:
+    pytest.importorskip("pymilvus")
+    media = tmp_path / "media"
+    colours = [(220, 30, 30), (30, 60, 220), (30, 170, 50), (240, 220, 40), (120, 40, 160)]
+    for n, colour in enumerate(colours):
+        make_image(media / f"{n}.png", colour, stripe=10 * n)
+    milvus = settings(vector_store="milvus")
+    with Library.open(tmp_path / "index", model="hash-test", settings=milvus) as lib:
+        report = lib.index([media], ray=cluster.address)
+        assert report.added == len(colours) and "ray" in report.stage_seconds
+        held = {name: space["count"] for name, space in lib.stats().spaces.items()}
+        top = lib.search(image=media / "3.png", k=1)[0]
+    vectors = catalog_vectors(tmp_path / "index")
+    assert held and held == {s: sum(len(v) for (_, sp), v in vectors.items() if sp == s) for s in held}
+    assert (tmp_path / "index" / "milvus.db").exists()  # the vectors went to Milvus, not FAISS
+    assert Path(top.path).name == "3.png"
