@@ -45,7 +45,8 @@ from mmsearch.media.ignore import Ignore
 from mmsearch.media.paths import canonical_path, is_within
 from mmsearch.media.text import WORD, number_words
 from mmsearch.results import IndexReport, Progress
-from mmsearch.store.catalog import Catalog, ItemFacts, ItemRow
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_items import ItemFacts, ItemRow
 from mmsearch.store.spaces import SpaceSet
 
 if TYPE_CHECKING:

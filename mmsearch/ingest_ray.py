@@ -27,7 +27,7 @@ from mmsearch.errors import ClusterError, IndexCancelled, MmsearchError, ModelMi
 from mmsearch.ingest import Ingest, _Job, _Prepared
 from mmsearch.media import FoundFile
 from mmsearch.results import Progress
-from mmsearch.store.catalog import ItemFacts
+from mmsearch.store.catalog_items import ItemFacts
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:

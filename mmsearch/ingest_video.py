@@ -26,7 +26,7 @@ from mmsearch.media.audio import read_audio
 from mmsearch.media.contents import file_hash_streamed
 from mmsearch.media.text import number_words
 from mmsearch.media.video import FrameChoice, Keyframe, VideoInfo, keyframes, probe_video
-from mmsearch.store.catalog import ItemFacts
+from mmsearch.store.catalog_items import ItemFacts
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,8 @@ from mmsearch.query.proposals import WEIGHTS_FILE, PooledRegions, TunedAdapter
 from mmsearch.query.rerank import Reranker
 from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
-from mmsearch.store.catalog import Catalog, is_disk_full, translate_errors
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_errors import is_disk_full, translate_errors
 from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manifest
 from mmsearch.version import __version__
 

@@ -45,7 +45,7 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import SEMANTIC, l2_normalise
 from mmsearch.encoders.registry import default_cutoffs
 from mmsearch.query.search import Query, Searcher
-from mmsearch.store.catalog import ItemFacts
+from mmsearch.store.catalog_items import ItemFacts
 from mmsearch.store.vectors import EXACT, NPROBE, REFINE_CANDIDATES, is_quantised
 
 # Goal of issue 10 at 1M items: p50 <= 15 ms end to end, recall@10 >= 0.98, <= 420 bytes/vector.

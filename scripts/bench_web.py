@@ -36,7 +36,7 @@ from web_browser import launch  # noqa: E402
 
 from mmsearch import Library  # noqa: E402
 from mmsearch.encoders.base import SEMANTIC  # noqa: E402
-from mmsearch.store.catalog import ItemFacts  # noqa: E402
+from mmsearch.store.catalog_items import ItemFacts  # noqa: E402
 
 SUBJECTS = ["a cat", "a red car", "the beach", "a bowl of fruit", "snowy mountains", "a dog",
             "a city", "pasta", "football", "a steam train"]

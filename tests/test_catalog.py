@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mmsearch.errors import IndexFormatError
-from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_items import ItemFacts
+from mmsearch.store.catalog_schema import SCHEMA_VERSION
 
 
 def facts(path: str) -> ItemFacts:

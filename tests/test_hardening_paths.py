@@ -15,7 +15,8 @@ import sqlite_utils
 from mmsearch import Library
 from mmsearch.encoders.registry import resolve_model
 from mmsearch.media.paths import canonical_path
-from mmsearch.store.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,9 @@ from mmsearch.media.text import chunk_text, unspaced_grams
 from mmsearch.query.keywords import fts_expression, unspaced_expression
 from mmsearch.query.language import unread_language
 from mmsearch.query.parse import parse_query
-from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_items import ItemFacts
+from mmsearch.store.catalog_schema import SCHEMA_VERSION
 
 USE = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh")
 PHOTOS = {"chelsea": "cat.jpg", "coffee": "coffee.png", "rocket": "launch.webp", "astronaut": "portrait.jpg"}

@@ -61,7 +61,8 @@ def test_reading_is_off_unless_asked(tmp_path: Path) -> None:
 def test_a_word_run_together_with_others_in_the_image_still_finds_it(tmp_path: Path) -> None:
     """OCR often loses the spaces of small print ("multimodalsearch"): the word is still found."""
     from mmsearch.encoders.ocr import ReadWord
-    from mmsearch.store.catalog import Catalog, ItemFacts
+    from mmsearch.store.catalog import Catalog
+    from mmsearch.store.catalog_items import ItemFacts
 
     catalog = Catalog(tmp_path / "catalog.db")
     facts = ItemFacts(

@@ -14,7 +14,9 @@ from mmsearch.encoders.regions import LABEL_TOPK, PATCH_INT8, RegionCodes, poole
 from mmsearch.query.proposals import TunedAdapter
 from mmsearch.query.rerank import REGION_WEIGHT, RERANK, Reranker
 from mmsearch.query.words import content_words
-from mmsearch.store.catalog import SCHEMA_VERSION, Catalog, ItemFacts
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_items import ItemFacts
+from mmsearch.store.catalog_schema import SCHEMA_VERSION
 
 WORDS = ["dog", "ball", "grass", "car", "street", "sky"]
 

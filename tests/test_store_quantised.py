@@ -12,7 +12,8 @@ import pytest
 
 from mmsearch.encoders.base import SEMANTIC, l2_normalise
 from mmsearch.store import vectors as vectors_module
-from mmsearch.store.catalog import Catalog, ItemFacts
+from mmsearch.store.catalog import Catalog
+from mmsearch.store.catalog_items import ItemFacts
 from mmsearch.store.spaces import MANIFEST, SpaceSet
 
 DIM = 64
