@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
-import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -19,37 +15,22 @@ import numpy as np
 
 from mmsearch import collection
 from mmsearch.config import Settings, load_settings
-from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME, Encoder, ModelSpec
-from mmsearch.encoders.registry import (
-    default_cutoffs,
-    load_encoder,
-    resolve_model,
-    score_calibration,
-    upgrade_spec,
-)
-from mmsearch.errors import (
-    DiskFullError,
-    IndexBusyError,
-    IndexDamagedError,
-    IndexNotFoundError,
-    MediaError,
-    MmsearchError,
-    ModelMismatchError,
-    NotIndexedError,
-    QueryError,
-    ReadOnlyIndexError,
-)
-from mmsearch.media.kinds import VIDEO
+from mmsearch.encoders.base import Encoder, ModelSpec
+from mmsearch.errors import IndexDamagedError
+from mmsearch.library_guard import storage_errors, write_lock
+from mmsearch.library_indexing import Indexer
+from mmsearch.library_items import index_stats, item_info
+from mmsearch.library_open import CATALOG, load_checked_encoder, open_catalog, recorded_model
+from mmsearch.library_search import TunedAdapterFile, make_searcher, vector_query
 from mmsearch.media.paths import canonical_path, is_within
-from mmsearch.query.calibration import ScoreScale
 from mmsearch.query.filters import Filters
-from mmsearch.query.proposals import WEIGHTS_FILE, PooledRegions, TunedAdapter
+from mmsearch.query.proposals import PooledRegions
 from mmsearch.query.rerank import Reranker
 from mmsearch.query.search import Hits, Query, Searcher
 from mmsearch.results import Hit, IndexReport, ItemInfo, Skipped, Stats
 from mmsearch.store.catalog import Catalog
-from mmsearch.store.catalog_errors import is_disk_full, translate_errors
-from mmsearch.store.spaces import MANIFEST, MilvusOptions, SpaceSet, read_manifest
+from mmsearch.store.catalog_errors import translate_errors
+from mmsearch.store.spaces import MilvusOptions, SpaceSet
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
@@ -57,23 +38,11 @@ if TYPE_CHECKING:
     from mmsearch.learning import TuneReport
     from mmsearch.watch import WatchBatch, WatchNotice
 
-log = logging.getLogger(__name__)
-
-CATALOG = "catalog.db"
-_MODEL_KEY = "model"
-
 PathArg = str | os.PathLike[str]
 
 
 def _paths(value: Iterable[PathArg] | PathArg) -> list[PathArg]:
     return [value] if isinstance(value, (str, os.PathLike)) else list(value)
-
-
-def _on_readonly_media(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
-    except OSError:
-        return False
 
 
 class Library:
@@ -120,6 +89,10 @@ class Library:
         self._encoder_lock = threading.Lock()
         # Every image's pooled regions, kept between searches (the reranker's proposals).
         self._pooled_regions = PooledRegions(self.encoder, path)
+        self._tuned_adapter = TunedAdapterFile(path)
+        self._indexer = Indexer(
+            path, catalog, self._spaces, self.encoder, settings, spec, self._pooled_regions
+        )
 
     @classmethod
     def open(
@@ -147,84 +120,16 @@ class Library:
             IndexFormatError, ConfigError.
         """
         settings = settings or load_settings()
-        folder = Path(canonical_path(path if path is not None else settings.index_path()))
-        if folder.exists() and not folder.is_dir():
-            raise IndexNotFoundError(
-                f"{folder} is a file, not an index folder; give the folder that holds catalog.db."
-            )
-        catalog_path = folder / CATALOG
-        readonly = readonly or (folder.is_dir() and _on_readonly_media(folder))
-        if readonly:
-            create = False
-        leftovers = [p.name for p in (folder / MANIFEST, *folder.glob("*.faiss")) if p.exists()]
-        if catalog_path.is_file() and catalog_path.stat().st_size == 0:
-            if leftovers or not create:
-                raise IndexDamagedError(
-                    f"{catalog_path} is empty (0 bytes) although the index was used before; "
-                    "restore the folder from a backup, or move it away and index again."
-                )
-            # Otherwise it is a catalog being created right now (SQLite writes its first page
-            # lazily) or one whose creation was killed: SQLite takes an empty file as a new one.
-        if not catalog_path.is_file():
-            if not create:
-                hint = " (it holds vector files but no catalog: damaged?)" if leftovers else ""
-                raise IndexNotFoundError(
-                    f"No index at {folder}{hint}. Create one with `mmsearch index DIR --index {folder}`."
-                )
-            folder.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(catalog_path, readonly=readonly)
+        folder, catalog, readonly = open_catalog(
+            path if path is not None else settings.index_path(), create=create, readonly=readonly
+        )
         try:
-            with translate_errors(catalog_path):
-                spec = cls._model_spec(catalog, folder, model, settings, readonly)
+            with translate_errors(folder / CATALOG):
+                spec = recorded_model(catalog, folder, model, settings, readonly)
         except BaseException:
             catalog.close()
             raise
         return cls(folder, catalog, spec, settings, readonly=readonly)
-
-    @staticmethod
-    def _model_spec(
-        catalog: Catalog, folder: Path, model: str | None, settings: Settings, readonly: bool
-    ) -> ModelSpec:
-        stored = catalog.get_meta(_MODEL_KEY)
-        if stored is None:
-            if readonly:
-                raise IndexDamagedError(
-                    f"{folder / CATALOG} records no model: it is not a finished mmsearch index."
-                )
-            wanted = resolve_model(model or settings.model)
-            # Atomic: two runs creating the same index agree on one model.
-            stored = catalog.claim_meta(_MODEL_KEY, json.dumps(wanted.to_json()))
-        try:
-            recorded = ModelSpec.from_json(json.loads(stored))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise IndexDamagedError(
-                f"{folder / CATALOG} records an unreadable model ({exc}); the index is damaged."
-            ) from exc
-        spec = upgrade_spec(recorded)
-        if spec != recorded and not readonly:
-            log.info("model %s of %s gains options %s", spec.name, folder, dict(spec.options))
-            catalog.set_meta(_MODEL_KEY, json.dumps(spec.to_json()))
-        wanted = resolve_model(model) if model is not None else spec
-        if wanted.identity() != spec.identity():
-            if wanted.name == spec.name:
-                # Same name, other settings: a preset changed between versions ("built with
-                # 'offline-default', not 'offline-default'" left the user guessing).
-                differ = sorted(
-                    key for key in {*wanted.options, *spec.options}
-                    if wanted.options.get(key) != spec.options.get(key)
-                )
-                raise ModelMismatchError(
-                    f"The index at {folder} was built with other settings of model "
-                    f"{spec.name!r} (options {', '.join(differ)} differ from this version's). "
-                    "Open it without naming a model to search it as it was built, or build a "
-                    "new index with this version (--index NEW_FOLDER)."
-                )
-            raise ModelMismatchError(
-                f"The index at {folder} was built with model {spec.name!r}, not {model!r}. "
-                "Open it without naming a model, or build a new index for the other model "
-                "(--index NEW_FOLDER)."
-            )
-        return spec
 
     def close(self) -> None:
         self._catalog.close()
@@ -237,22 +142,9 @@ class Library:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> AbstractContextManager[None]:
         """Storage failures as typed errors that name the index and say what to do."""
-        try:
-            with translate_errors(self.path / CATALOG):
-                yield
-        except MmsearchError:
-            raise
-        except (OSError, RuntimeError) as exc:
-            if not is_disk_full(exc):
-                raise
-            self._spaces.clean_temp_files()
-            raise DiskFullError(
-                f"The disk holding {self.path} is full; nothing committed was lost. Free some "
-                "space and run the same command again to resume."
-            ) from exc
+        return storage_errors(self.path, self._spaces)
 
     # -- the model ----------------------------------------------------------------------------
 
@@ -260,45 +152,16 @@ class Library:
         """The index's encoder, loaded on first use (searching or indexing new files)."""
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = self._load_encoder()
+                self._encoder = load_checked_encoder(
+                    self.spec, self.settings, self._spaces, self.path
+                )
             return self._encoder
-
-    def _load_encoder(self) -> Encoder:
-        encoder = load_encoder(
-            self.spec, device=self.settings.device, cache_dir=self.settings.model_cache()
-        )
-        known = self._spaces.dims
-        clash = {s: d for s, d in encoder.all_spaces().items() if s in known and known[s] != d}
-        if clash:
-            raise ModelMismatchError(
-                f"Model {self.spec.name!r} now gives vectors of {clash} dimensions, but the "
-                f"index at {self.path} holds {known}. Were its weights replaced? Rebuild the "
-                "index in a new folder."
-            )
-        return encoder
 
     # -- writing ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self) -> AbstractContextManager[None]:
         """Only one process writes to an index at a time."""
-        if self.readonly:
-            raise ReadOnlyIndexError(
-                f"The index at {self.path} is open read-only (or on read-only media): it can be "
-                "searched but not changed."
-            )
-        try:
-            lock = open(self.path / "write.lock", "w")
-        except OSError as exc:
-            raise ReadOnlyIndexError(f"Cannot write to the index at {self.path}: {exc.strerror}.") from exc
-        with lock, self._guard():
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IndexBusyError(
-                    f"Another mmsearch process is writing to {self.path}; wait for it to finish."
-                ) from None
-            yield
+        return write_lock(self.path, self._spaces, readonly=self.readonly)
 
     def index(
         self,
@@ -335,50 +198,9 @@ class Library:
             DiskFullError: the disk filled up (what was committed is kept; run again to resume).
             IndexCancelled: `cancel` was set (what was committed is kept; run again to go on).
         """
-        # Loaded here: a search needs none of the indexing pipeline.
-        from mmsearch.ingest import normalise_roots
-
         with self._writing():
-            known = self._catalog.roots()
-            if folders is None:
-                roots = known
-            else:
-                roots = normalise_roots(_paths(folders))
-                for root in roots:
-                    if not os.path.exists(root) and root not in known:
-                        raise MediaError(root, "no such file or folder")
-                collection.include_named(self._catalog, roots)
-            if not roots:
-                raise MmsearchError(
-                    f"No folders to index in {self.path} yet: name one, e.g. `mmsearch index ~/Pictures`."
-                )
-            return self._ingest(roots, progress, cancel, verify=verify, ray=ray)
-
-    def _ingest(
-        self,
-        roots: list[str],
-        progress: ProgressCallback | None,
-        cancel: threading.Event | None,
-        *,
-        verify: bool = False,
-        ray: str | bool | None = None,
-    ) -> IndexReport:
-        """One ingest run over known `roots`; the caller holds the write lock."""
-        from mmsearch.ingest import Ingest
-
-        runner = None
-        address = self.settings.ray_address if ray is None else ray
-        if address:
-            from mmsearch.ingest_ray import LOCAL, RayRunner
-
-            runner = RayRunner(LOCAL if address is True else str(address), self.spec, self.settings)
-        run = Ingest(
-            self._catalog, self._spaces, self.encoder, self.settings, progress, cancel, runner
-        )
-        report = run.run(roots, verify=verify)
-        if self.settings.rerank:  # searches in new processes start pooled
-            self._pooled_regions.save(self._catalog)
-        return report
+            roots = self._indexer.roots(None if folders is None else _paths(folders))
+            return self._indexer.run(roots, progress, cancel, verify=verify, ray=ray)
 
     def watch(
         self,
@@ -416,9 +238,10 @@ class Library:
 
         def update(changed: list[str], cancel: threading.Event | None) -> IndexReport:
             with self._writing():
-                report = self._ingest(changed, progress, cancel)
-                if self._forget_vanished():  # moved away mid-run (or an earlier one), and back
-                    again = self._ingest(changed, progress, cancel)
+                report = self._indexer.run(changed, progress, cancel)
+                # Moved away mid-run (or an earlier one), and back.
+                if self._indexer.forget_vanished():
+                    again = self._indexer.run(changed, progress, cancel)
                     report.added, report.moved = report.added + again.added, report.moved + again.moved
                     report.encoded += again.encoded
                     report.failures = again.failures
@@ -429,7 +252,7 @@ class Library:
             with self._guard():
                 roots = self._catalog.roots()
             with self._writing():  # a run killed earlier may have left such rows too
-                vanished = self._forget_vanished()
+                vanished = self._indexer.forget_vanished()
             if vanished:
                 report = update(roots, stop)
         except IndexCancelled:
@@ -451,17 +274,6 @@ class Library:
             on_batch, on_notice,
         )
         watcher.run()
-
-    def _forget_vanished(self) -> bool:
-        """Forget the error rows of files that vanished while a run read them but are there
-        again (a file moved out and back while a watcher indexed): with their size and time
-        unchanged, the diff would otherwise keep "no such file" for good. True if any."""
-        gone = os.strerror(errno.ENOENT)
-        paths = [p for p, why in self._catalog.errors() if gone in (why or "") and os.path.isfile(p)]
-        rows = [row for row in map(self._catalog.item_by_path, paths) if row and row.status != "ok"]
-        if rows:
-            self._spaces.remove(self._catalog.delete_items([row.id for row in rows]))
-        return bool(rows)
 
     def remove(self, paths: Iterable[PathArg] | PathArg) -> int:
         """Forget files or whole folders (the files themselves are untouched). Returns the count.
@@ -610,35 +422,16 @@ class Library:
         Raises:
             QueryError: an unknown space, a vector of the wrong length, or one that is not finite.
         """
-        dims = self._spaces.dims
-        if space not in dims:
-            known = ", ".join(sorted(dims)) or "none yet (index something first)"
-            raise QueryError(f"This index has no space {space!r}; its spaces are: {known}.")
-        array = np.asarray(vector, dtype=np.float64).ravel()
-        if array.shape[0] != dims[space] or not np.isfinite(array).all() or not array.any():
-            raise QueryError(
-                f"A query vector for {space!r} must be {dims[space]} finite numbers, not all zero "
-                f"(got {array.shape[0]})."
-            )
-        query = Query(
-            vectors={space: array.astype(np.float32)},
-            k=k,
-            min_score=min_score,
-            filters=Filters(tuple(kinds)),
+        query = vector_query(
+            self._spaces.dims, vector, space=space, k=k, min_score=min_score, kinds=kinds
         )
         with self._guard():
             return self._searcher().search(query)
 
     def _searcher(self, reranker: Reranker | None = None) -> Searcher:
-        """A searcher on this index, with the model's calibrated score scale and cut-offs
-        (raw cosines and no default cut-off when `score_calibration` is off)."""
-        if self.settings.score_calibration:
-            scale, cutoffs = ScoreScale(score_calibration(self.spec)), default_cutoffs(self.spec)
-        else:
-            scale, cutoffs = ScoreScale(), {}
-        return Searcher(
-            self._catalog, self._spaces, self.encoder, self.settings, cutoffs, scale,
-            reranker=reranker,
+        """A searcher on this index (see `make_searcher`)."""
+        return make_searcher(
+            self._catalog, self._spaces, self.encoder, self.settings, self.spec, reranker
         )
 
     def tune(
@@ -673,25 +466,12 @@ class Library:
             )
             return tuner.run(found, seed=seed)
 
-    def _tuned_adapter(self) -> TunedAdapter | None:
-        """The adapter `tune` stored, read again only when its file changed."""
-        try:
-            stat = (self.path / WEIGHTS_FILE).stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        cached = getattr(self, "_adapter_cache", None)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, TunedAdapter.load(self.path) if stamp else None)
-            self._adapter_cache = cached
-        return cached[1]
-
     def _reranker(self) -> Reranker | None:
         """The second stage, with the adapter `tune` turned on for this index, if any."""
         if not self.settings.rerank:
             return None
         with self._guard():
-            adapter = self._tuned_adapter()
+            adapter = self._tuned_adapter.current()
         return Reranker(
             self._catalog, self.encoder, top_n=self.settings.rerank_top_n, adapter=adapter,
             pooled=self._pooled_regions,
@@ -706,32 +486,7 @@ class Library:
             NotIndexedError: the file (or id) is not in the index.
         """
         with self._guard():
-            if isinstance(path_or_id, int) and not isinstance(path_or_id, bool):
-                full = self._catalog.items_by_id([path_or_id]).get(path_or_id)
-                if full is None:
-                    raise NotIndexedError(f"No item with id {path_or_id} in the index at {self.path}.")
-            else:
-                target = canonical_path(path_or_id)
-                row = self._catalog.item_by_path(target)
-                if row is None:
-                    raise NotIndexedError(f"{target} is not in the index at {self.path}.")
-                full = self._catalog.items_by_id([row.id])[row.id]
-            tags, transcript = self._catalog.audio_details(full["id"])
-            read = [w.text for w in self._catalog.read_words(full["id"])]
-            moments = (
-                self._catalog.item_spans(full["id"], SEMANTIC, VIDEO_FRAME)
-                if full["kind"] == VIDEO
-                else []
-            )
-        return ItemInfo(
-            id=full["id"],
-            path=full["path"], kind=full["kind"], size=full["size"], status=full["status"],
-            error=full["error"], width=full["width"], height=full["height"],
-            taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],
-            channels=full["channels"], codec=full["codec"], tags=tags, transcript=transcript,
-            read_text=read, frame_rate=full.get("frame_rate"), rotation=full.get("rotation"),
-            moments=moments,
-        )
+            return item_info(self._catalog, self.path, path_or_id)
 
     def errors(self) -> list[Skipped]:
         """Files that could not be indexed, with the reason."""
@@ -741,29 +496,4 @@ class Library:
     def stats(self) -> Stats:
         """What the index holds: counts per kind, model, folders, sizes on disk."""
         with self._guard():
-            return self._stats()
-
-    def _stats(self) -> Stats:
-        counts = self._catalog.counts()
-        manifest = read_manifest(self.path)
-        spaces = {
-            name: {k: entry.get(k) for k in ("dim", "factory", "count")}
-            for name, entry in manifest.get("spaces", {}).items()
-        }
-        catalog_bytes = sum(
-            f.stat().st_size for f in self.path.glob(CATALOG + "*") if f.is_file()
-        )
-        index_bytes = sum(f.stat().st_size for f in self.path.glob("*.faiss"))
-        return Stats(
-            path=str(self.path),
-            model=self.spec.name,
-            items=dict(counts.get("ok", {})),
-            failed=sum(counts.get("error", {}).values()),
-            roots=self._catalog.roots(),
-            spaces=spaces,
-            offline_roots=[r.path for r in self._catalog.root_rows() if r.missing_since is not None],
-            exclusions=self._catalog.exclusions(),
-            catalog_bytes=catalog_bytes,
-            index_bytes=index_bytes,
-            media_bytes=self._catalog.total_bytes(),
-        )
+            return index_stats(self._catalog, self.path, self.spec.name)

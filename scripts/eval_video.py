@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import DATA, espeak, read_manifest
 from videokit import soundtrack, write_video
 
-import mmsearch.library as library_module
+import mmsearch.library_search as library_search
 from mmsearch import Library
 from mmsearch.encoders.base import AUDIO_BRIDGE, SEMANTIC, VIDEO_SOUND
 from mmsearch.media.audio import decode_audio
@@ -153,12 +153,12 @@ def soundtrack_shift(shipped: dict, shift: float) -> Iterator[None]:
     a, b = shipped[SEMANTIC][AUDIO_BRIDGE]
     table = {space: dict(maps) for space, maps in shipped.items()}
     table[SEMANTIC][VIDEO_SOUND] = (a, b - shift)
-    original = library_module.score_calibration
-    library_module.score_calibration = lambda spec: table
+    original = library_search.score_calibration
+    library_search.score_calibration = lambda spec: table
     try:
         yield
     finally:
-        library_module.score_calibration = original
+        library_search.score_calibration = original
 
 
 def evaluate(lib: Library, plib: Library, videos: list[dict], captions: dict[str, list[str]],
@@ -211,7 +211,7 @@ def main() -> None:
         with Library.open(work / "index-photos") as photos_lib:
             photos_lib.index(work / "photos")
         with Library.open(work / "index-videos") as lib, Library.open(work / "index-photos") as plib:
-            shipped = library_module.score_calibration(lib.spec)
+            shipped = library_search.score_calibration(lib.spec)
             fit = [v for n, v in enumerate(videos) if n % 2 == 0]
             check = [v for n, v in enumerate(videos) if n % 2 == 1]
             # The one setting: how much rarer a right match is for a soundtrack's label rows
