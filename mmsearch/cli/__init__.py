@@ -165,4 +165,5 @@ def app(verbose: bool) -> None:
 
 def main() -> None:
     """The console script: the same handling as the tests see, with the program named mmsearch."""
+    state["process"] = True
     app.main(prog_name=PROG)

@@ -7,8 +7,10 @@ catalog, models) when it runs, not when `mmsearch` starts.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -27,8 +29,9 @@ MAX_K = 10_000
 KINDS: tuple[str, ...] = (IMAGE, TEXT, AUDIO, VIDEO)
 """The kinds `--kind` accepts: what `mmsearch.media.kinds` defines."""
 
-state = {"verbose": False}
-"""`-v` given: the group's last line of defence logs tracebacks."""
+state = {"verbose": False, "process": False}
+"""`verbose`: `-v` given, the group's last line of defence logs tracebacks. `process`: the
+command runs in the console script, whose process ends with it (not in a test's `CliRunner`)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,6 +117,39 @@ def errors() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("Interrupted; committed work is kept (run the same command to resume).", err=True)
         raise click.exceptions.Exit(130) from None
+
+
+@contextmanager
+def short_lived() -> Iterator[None]:
+    """Run a one-shot command (a search) as a process that ends with it.
+
+    A cold search imports ~400 modules. Python's cycle collector traversed their objects ~150
+    times while it ran (~45 ms CPU) and again when the interpreter tore them down (~130 ms):
+    a third of the process (ARCHITECTURE.md, "The CLI's cold path"). A search makes little
+    cyclic garbage and its process ends with it, so in the console script the collector stays
+    off and what is alive at the end is frozen, which teardown then skips.
+
+    numpy also loads here with one BLAS thread: OpenBLAS starts a pool of threads, with their
+    buffers, at load (~40 ms CPU), and a search's numpy work (one small query batch, the
+    reranker's few words) already runs in one thread. The variable is removed once numpy is
+    loaded, so nothing the command starts inherits it; a value the user set is kept.
+
+    Called in-process (tests, scripts) it changes nothing: the collector is the caller's.
+    """
+    if not state["process"]:
+        yield
+        return
+    gc.disable()
+    if "numpy" not in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        try:
+            import numpy  # noqa: F401  (loaded now, with the variable set)
+        finally:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+    try:
+        yield
+    finally:
+        gc.freeze()
 
 
 def settings(index: Path | None, **overrides: Any) -> Any:

@@ -25,6 +25,7 @@ from mmsearch.cli.common import (
     json_option,
     plain_option,
     print_json,
+    short_lived,
     use_plain,
 )
 from mmsearch.present import escape, time_range
@@ -96,7 +97,7 @@ def search(
             "give the query once: either as QUERY or with --query, not both", param_hint="'--query'"
         )
     text = query_opt if query_opt is not None else query
-    with errors(), existing_index(index, readonly=True) as lib:
+    with short_lived(), errors(), existing_index(index, readonly=True) as lib:
         hits = lib.search(
             text,
             image=[str(p) for p in image],
