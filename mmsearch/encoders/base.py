@@ -5,12 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from mmsearch.encoders.regions import PATCH_INT8, RegionCodes
+
+if TYPE_CHECKING:  # PIL loads with the image decoders: a text query never needs it
+    from PIL import Image
 
 SEMANTIC = "semantic"
 """Images and text documents mapped into the text encoder's space; answers text queries."""

@@ -17,10 +17,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from PIL import Image
 
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.encoders.device import CUDA_PROVIDER, Device
@@ -33,6 +32,9 @@ from mmsearch.encoders.onnx_cache import (
     require_weights,
 )
 from mmsearch.errors import ModelUnavailableError
+
+if TYPE_CHECKING:  # PIL loads with the first image: a text query never needs it
+    from PIL import Image
 
 # TF EfficientNet-Lite preprocessing: (x - 127) / 128, not ImageNet mean/std.
 _PIXEL_MEAN = 127.0
@@ -282,6 +284,8 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     # Cut-outs on a transparent background read as objects on white, as in product photos;
     # a plain convert("RGB") would put them on black (or on whatever the hidden pixels hold).
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        from PIL import Image
+
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         canvas.alpha_composite(rgba)
@@ -312,6 +316,8 @@ def prepare_pixels(image: Image.Image, size: int, mode: str = DEFAULT_RESIZE) ->
         box = (0, 0, width, height)
     else:
         raise ValueError(f"unknown resize mode {mode!r}")
+    from PIL import Image  # loaded already: `image` is one
+
     resized = rgb.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
     pixels = np.asarray(resized, dtype=np.float32)
     pixels = (pixels - _PIXEL_MEAN) / _PIXEL_STD

@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from mmsearch.encoders.base import (
     ACOUSTIC,
@@ -59,6 +59,9 @@ from mmsearch.encoders.usem import load_text_model, text_model_names
 from mmsearch.encoders.windows import WindowPooler
 from mmsearch.errors import UnknownModelError
 from mmsearch.media.kinds import IMAGE
+
+if TYPE_CHECKING:  # PIL loads with the first image: a text query never needs it
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,10 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 from mmsearch.media.paths import is_within
 
@@ -40,7 +42,7 @@ class Ignore:
         exclusions = list(exclusions)
         self.paths = tuple(p for p in exclusions if is_path_pattern(p))
         globs = [p for p in exclusions if not is_path_pattern(p)]
-        self._globs = pathspec.GitIgnoreSpec.from_lines(globs) if globs else None
+        self._globs = _spec(globs) if globs else None
         self._rules = rules
 
     def for_root(self, root: str) -> Ignore:
@@ -57,7 +59,7 @@ class Ignore:
         path = os.path.join(folder, IGNORE_FILE)
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
-                spec = pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
+                spec = _spec(f.read().splitlines())
         except (OSError, ValueError) as exc:  # unreadable or a malformed pattern: say so, go on
             log.warning("%s is ignored: %s", path, exc)
             return self
@@ -78,3 +80,11 @@ class Ignore:
             if result.include is not None:
                 verdict = result.include
         return bool(verdict)
+
+
+def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec:
+    """Git's ignore rules for `lines`. pathspec loads here, on the first rules: every command
+    imports this module (through `mmsearch.media`), and a search never builds any."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
