@@ -6,6 +6,7 @@ bundled samples, the documents are written here.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,50 @@ def test_a_text_search_opens_only_the_text_model(library) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["FIRST=coffee.png", "IMAGE_OPEN=False", "AUDIO_OPEN=False",
                                   "SCIPY=False", "ONNXRUNTIME=False"]
+
+
+def test_a_cold_cli_search_loads_only_what_a_text_query_needs(library) -> None:
+    """`mmsearch search TEXT` as its own process: the same hit, no image decoder (PIL), no
+    ignore-rule parser (pathspec), numpy with one BLAS thread and nothing inherited by children,
+    and the cycle collector off, with what was alive frozen, so teardown skips it (together
+    ~0.2 s of a 0.6 s search; ARCHITECTURE.md, "The CLI's cold path")."""
+    lib, _ = library
+    lib.search("a warm-up query")
+    code = (
+        "import atexit, gc, os, runpy, sys\n"
+        "def report():\n"
+        "    from threadpoolctl import threadpool_info\n"
+        "    blas = [p['num_threads'] for p in threadpool_info() if 'numpy' in p['filepath']]\n"
+        "    print('LOADED=' + ','.join(m for m in ('PIL', 'pathspec', 'onnxruntime') if m in sys.modules))\n"
+        "    print('BLAS=' + ','.join(map(str, blas)))\n"
+        "    print('ENV=' + str('OPENBLAS_NUM_THREADS' in os.environ))\n"
+        "    print('GC=' + str(gc.isenabled()) + ',' + str(gc.get_freeze_count() > 0))\n"
+        "atexit.register(report)\n"
+        f"sys.argv = ['mmsearch', 'search', 'a cup of coffee', '-k', '1', '--index', {str(lib.path)!r}]\n"
+        "runpy.run_module('mmsearch', run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t")[1:] == ["image", str(lib.path.parent / "media" / "coffee.png")]
+    assert lines[1:] == ["LOADED=", "BLAS=1", "ENV=False", "GC=False,True"]
+
+
+def test_a_search_in_process_keeps_the_callers_collector(library) -> None:
+    """The same command inside another program (here click's test runner) leaves its garbage
+    collector and its BLAS threads alone."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    lib, _ = library
+    result = CliRunner().invoke(app, ["search", "a cup of coffee", "-k", "1", "--index", str(lib.path)])
+    assert result.exit_code == 0, result.output
+    assert "coffee.png" in result.output
+    assert gc.isenabled()
 
 
 def test_warming_opens_every_network(library) -> None:
