@@ -7,8 +7,11 @@ memory from wait4), run alternately with the code of this working tree and with 
 the same model cache and the same index, and have their modules compiled first, so the ratios
 compare only the code.
 
+With --phases, the text search is also timed phase by phase (CPU ms, medians of the rounds,
+both trees): what it imports, reads and runs, and what the rest of the process costs.
+
 Usage:
-    .venv/bin/python scripts/bench_cold.py [--baseline da824d2] [--rounds 5]
+    .venv/bin/python scripts/bench_cold.py [--baseline da824d2] [--rounds 5] [--phases]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import measured, run  # scripts are not a package
+from benchkit import cold_search_phases, measured, run  # scripts are not a package
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "indexes" / "samples"
@@ -50,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="da824d2", help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--phases", action="store_true",
+                        help="also time the text search phase by phase in both trees")
     args = parser.parse_args()
     env = {**os.environ, "MMSEARCH_CACHE_DIR": os.environ.get("MMSEARCH_CACHE_DIR", str(ROOT / "indexes" / "models"))}
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_samples.py"), str(SAMPLES)], check=True,
@@ -90,8 +95,31 @@ def main() -> None:
                 ratio = statistics.median(x[0] for x in new) / statistics.median(x[0] for x in old)
                 cpu = statistics.median(x[1] for x in new) / statistics.median(x[1] for x in old)
                 print(f"{what:<14} " + "; ".join(line) + f"; this/baseline: {ratio:.2f}x time, {cpu:.2f}x CPU")
+            if args.phases:
+                print_phase_table(trees, index, queries["text"][0], env, args.rounds)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
+
+
+def print_phase_table(trees: dict[str, Path], index: Path, query: str, env: dict[str, str], rounds: int) -> None:
+    """The text search phase by phase, the trees taking turns; medians of CPU ms."""
+    ms: dict[tuple[str, str], list[float]] = {}
+    order: list[str] = []
+    for round_no in range(rounds):
+        names = list(trees) if round_no % 2 else list(trees)[::-1]
+        for name in names:
+            tree = trees[name]
+            for phase, value in cold_search_phases(index, query, {**env, "PYTHONPATH": str(tree)}, cwd=tree):
+                ms.setdefault((phase, name), []).append(value)
+                if phase not in order:
+                    order.append(phase)
+    print(f"\n== cold text search phase by phase, CPU ms, medians of {rounds} interleaved rounds")
+    print(f"{'phase':<46} " + " ".join(f"{name:>22}" for name in trees))
+    for phase in order:
+        print(f"{phase:<46} " + " ".join(
+            f"{statistics.median(ms[(phase, name)]) if (phase, name) in ms else float('nan'):>22.0f}" for name in trees))
+    totals = [sum(statistics.median(v) for (p, n), v in ms.items() if n == name) for name in trees]
+    print(f"{'total (sum of medians)':<46} " + " ".join(f"{t:>22.0f}" for t in totals))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import DATA, ROOT, measured, run  # scripts are not a package
+from benchkit import DATA, ROOT, measured, print_phases, run  # scripts are not a package
 
 WORK = ROOT / "indexes" / "bench"
 ARCH = "ViT-B-32-256"
@@ -174,38 +174,6 @@ import faiss
 found = faiss.read_index(str(index / "semantic.faiss")).search(vector / np.linalg.norm(vector), 10)[1]
 db = sqlite3.connect(index / "catalog.db")
 print(len(found[0]), db.execute("select count(*) from items").fetchone()[0])
-"""
-
-
-# A cold text search, phase by phase, in a fresh process (CPU ms: stable on a loaded machine).
-PHASES = r"""
-import sys, time
-marks, last = [], [time.perf_counter(), time.process_time()]
-def mark(name):
-    now = [time.perf_counter(), time.process_time()]
-    marks.append((name, now[0] - last[0], now[1] - last[1]))
-    last[:] = now
-import numpy
-mark("numpy")
-import mmsearch.cli
-mark("CLI module (click)")
-from mmsearch.config import load_settings
-settings = load_settings()
-mark("settings")
-from mmsearch.library import Library
-mark("import Library (catalog, sqlite_utils, query)")
-lib = Library.open(sys.argv[1], create=False, readonly=True, settings=settings)
-mark("open the index")
-lib.encoder().embed_texts([sys.argv[2]])
-mark("text tower: tokenizer, weights, run")
-import faiss
-mark("import faiss")
-lib.search(sys.argv[2], k=10, min_score=-1)
-mark("search: vector index, reranker, hits")
-for name, wall, cpu in marks:
-    print(f"  {name:<46} {wall * 1000:6.0f} ms wall {cpu * 1000:6.0f} ms CPU")
-print(f"  {'total':<46} {sum(m[1] for m in marks) * 1000:6.0f} ms wall "
-      f"{sum(m[2] for m in marks) * 1000:6.0f} ms CPU")
 """
 
 
@@ -475,7 +443,7 @@ def main() -> None:
         return
     if args.phases:
         bench.prepare()
-        print(run([sys.executable, "-c", PHASES, str(bench.full_index), QUERIES[0]], bench.env)[2])
+        print_phases(bench.full_index, QUERIES[0], bench.env)
         return
     bench.prepare()
     for round_no in range(args.rounds):

@@ -113,6 +113,65 @@ def measured(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", _PEAK_WRAPPER, *cmd]
 
 
+# A cold text search, phase by phase, in a fresh process (CPU ms: stable on a loaded machine). It
+# does what `mmsearch search` does, in its order; where the tree has `short_lived` (the collector
+# off and frozen at the end, numpy with one BLAS thread), it runs inside it as the command does.
+# What the phases do not cover (interpreter start, imports of the entry point, teardown) is the
+# process's CPU time less theirs.
+COLD_SEARCH_PHASES = r"""
+import sys, time
+marks, last = [], [time.perf_counter(), time.process_time()]
+def mark(name):
+    now = [time.perf_counter(), time.process_time()]
+    marks.append((name, now[0] - last[0], now[1] - last[1]))
+    last[:] = now
+import mmsearch.cli
+from mmsearch.cli import common
+mark("CLI module (click)")
+common.state["process"] = True
+short_lived = getattr(common, "short_lived", None)
+run = short_lived() if short_lived else None
+if run:
+    run.__enter__()
+import numpy
+mark("numpy")
+from mmsearch.config import load_settings
+settings = load_settings(from_cli=True, index=sys.argv[1])
+mark("settings (pydantic-settings)")
+from mmsearch.library import Library
+mark("import Library (catalog, sqlite_utils, query)")
+lib = Library.open(settings.index_path(), create=False, readonly=True, settings=settings)
+mark("open the index")
+lib.encoder().embed_texts([sys.argv[2]])
+mark("text model: tokenizer, weights, run")
+import faiss
+mark("import faiss")
+lib.search(sys.argv[2], k=10, min_score=-1)
+mark("search: vector index, reranker, hits")
+if run:
+    run.__exit__(None, None, None)
+for name, wall, cpu in marks:
+    print(f"PHASE {name}\t{wall * 1000:.0f}\t{cpu * 1000:.0f}")
+"""
+
+
+def cold_search_phases(index: Path, query: str, env: dict[str, str], cwd: Path | None = None) -> list[tuple[str, float]]:
+    """CPU milliseconds of each phase of a cold text search in a fresh process, and of the rest of
+    that process (interpreter start and teardown)."""
+    _, _, out, cpu = run(measured([sys.executable, "-c", COLD_SEARCH_PHASES, str(index), query]), env, cwd=cwd)
+    phases = [(name, float(ms)) for name, _, ms in
+              (line.removeprefix("PHASE ").split("\t") for line in out.splitlines() if line.startswith("PHASE "))]
+    phases.append(("interpreter start and teardown", cpu * 1000 - sum(ms for _, ms in phases)))
+    return phases
+
+
+def print_phases(index: Path, query: str, env: dict[str, str], cwd: Path | None = None) -> None:
+    phases = cold_search_phases(index, query, env, cwd)
+    for name, ms in phases:
+        print(f"  {name:<46} {ms:6.0f} ms CPU")
+    print(f"  {'total (the whole process)':<46} {sum(ms for _, ms in phases):6.0f} ms CPU")
+
+
 def _reported(stderr: bytes, key: str) -> float:
     for line in reversed(stderr.decode(errors="replace").splitlines()):
         if line.startswith(key):
