@@ -27,10 +27,9 @@ import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device
@@ -38,6 +37,9 @@ from mmsearch.encoders.openclip_spec import spec_weights
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError
 from mmsearch.media.kinds import IMAGE
+
+if TYPE_CHECKING:  # PIL loads with the first image: a text query never needs it
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +54,15 @@ _IMAGE_CHUNK = 8  # images per image-tower run (memory, measured; see _Towers.im
 _WORDS_PER_TOKEN = 0.65  # CLIP BPE: ~1.3-1.5 tokens per English word (see openclip_torch)
 
 _RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
+    "nearest": "NEAREST",
+    "bilinear": "BILINEAR",
+    "bicubic": "BICUBIC",
+    "lanczos": "LANCZOS",
+    "box": "BOX",
+    "hamming": "HAMMING",
 }
+"""open_clip's interpolation names -> `PIL.Image.Resampling` members (named: PIL loads with the
+first image, not with the model)."""
 
 
 class OpenClipEncoder(Encoder):
@@ -414,7 +418,9 @@ class _Preprocess:
         if image.mode != "RGB":
             # Convert before resizing: palette and 16-bit images resize badly in their own mode.
             image = image.convert("RGB")
-        image = image.resize(self._resized_size(*image.size), self._resample)
+        from PIL import Image  # loaded already: `image` is one
+
+        image = image.resize(self._resized_size(*image.size), Image.Resampling[self._resample])
         if self._crop is not None:
             image = _centre_crop(image, *self._crop)
         # Kept as 8-bit until the batch runs: ingest holds a window of prepared images, a
@@ -438,6 +444,8 @@ class _Preprocess:
 def _centre_crop(image: Image.Image, crop_h: int, crop_w: int) -> Image.Image:
     width, height = image.size
     if crop_w > width or crop_h > height:  # torchvision pads with black first
+        from PIL import Image
+
         padded = Image.new("RGB", (max(width, crop_w), max(height, crop_h)))
         padded.paste(image, ((max(crop_w - width, 0)) // 2, (max(crop_h - height, 0)) // 2))
         image, (width, height) = padded, padded.size
