@@ -19,7 +19,7 @@ from mmsearch.errors import MediaError
 from mmsearch.ingest_decode import Decoder, Prepared
 from mmsearch.ingest_plan import Job
 from mmsearch.ingest_run import RunState, ordered_map
-from mmsearch.ingest_write import Writer
+from mmsearch.ingest_write import Encoded, Writer
 from mmsearch.media.audio import read_audio
 from mmsearch.media.text import number_words
 from mmsearch.results import Progress
@@ -145,14 +145,14 @@ class EncodeStage:
         return outcome.embedding
 
     def _write_sounds(self, batch: list[tuple[Prepared, AudioEmbedding]], replaced: set[str]) -> None:
-        self.writer.commit(
+        encoded = Encoded(
             [p.facts for p, _ in batch],
             [e.vectors for _, e in batch],
-            replaced,
             [e.spans for _, e in batch],
             [e.sources for _, e in batch],
             frame_regions=[getattr(e, "frame_regions", None) for _, e in batch],
         )
+        self.writer.commit(encoded, replaced)
 
     def _write_images(self, encoder: Encoder, batch: list[Prepared], replaced: set[str]) -> None:
         """Embed and commit images with their region codes (for the reranker); text read in one
@@ -174,9 +174,8 @@ class EncodeStage:
                 made_by[SEMANTIC] = [None, READ_TEXT]
             per_item.append(rows)
             sources.append(made_by)
-        self.writer.commit(
-            [p.facts for p in batch], per_item, replaced, per_item_sources=sources, regions=regions
-        )
+        encoded = Encoded([p.facts for p in batch], per_item, sources=sources, regions=regions)
+        self.writer.commit(encoded, replaced)
 
     def _write_texts(
         self,
@@ -202,4 +201,4 @@ class EncodeStage:
         for p in batch:
             per_item.append({SEMANTIC: rows[start : start + len(p.chunks)]})
             start += len(p.chunks)
-        self.writer.commit([p.facts for p in batch], per_item, replaced)
+        self.writer.commit(Encoded([p.facts for p in batch], per_item), replaced)

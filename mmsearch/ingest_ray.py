@@ -28,13 +28,13 @@ from mmsearch.ingest_decode import Decoder
 from mmsearch.ingest_encode import EncodeStage
 from mmsearch.ingest_plan import Job
 from mmsearch.ingest_run import RunState
+from mmsearch.ingest_write import Encoded
 from mmsearch.media import FoundFile
 from mmsearch.results import Progress
 from mmsearch.store.catalog_items import ItemFacts
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
-    from mmsearch.encoders.regions import RegionCodes
     from mmsearch.ingest import Ingest
 
 LOCAL = "local"
@@ -66,19 +66,8 @@ class _Capture:
     def fail(self, facts: ItemFacts, reason: str) -> None:
         self.records.append(("fail", facts, reason))
 
-    def commit(
-        self,
-        facts: list[ItemFacts],
-        per_item: list[dict[str, np.ndarray]],
-        replaced: set[str],
-        per_item_spans: list[Any] | None = None,
-        per_item_sources: list[Any] | None = None,
-        regions: list[RegionCodes | None] | None = None,
-        frame_regions: list[list[RegionCodes | None] | None] | None = None,
-    ) -> None:
-        self.records.append(
-            ("commit", facts, per_item, per_item_spans, per_item_sources, regions, frame_regions)
-        )
+    def commit(self, batch: Encoded, replaced: set[str]) -> None:
+        self.records.append(("commit", batch))
 
 
 def _check_node(paths: list[str], version: str) -> dict[str, Any]:
@@ -314,20 +303,12 @@ class RayRunner:
                 committed.add(facts.path)
                 ingest.writer.fail(facts, reason)
             return
-        _, facts, per_item, spans, sources, regions, frames = record
-        keep = [i for i, f in enumerate(facts) if f.path not in committed]
+        batch: Encoded = record[1]
+        keep = [i for i, f in enumerate(batch.facts) if f.path not in committed]
         if not keep:
             return
-        committed.update(facts[i].path for i in keep)
-        ingest.writer.commit(
-            [facts[i] for i in keep],
-            [per_item[i] for i in keep],
-            replaced,
-            [spans[i] for i in keep] if spans is not None else None,
-            [sources[i] for i in keep] if sources is not None else None,
-            [regions[i] for i in keep] if regions is not None else None,
-            [frames[i] for i in keep] if frames is not None else None,
-        )
+        committed.update(batch.facts[i].path for i in keep)
+        ingest.writer.commit(batch.only(keep), replaced)
 
 
 def _worker_failure(exc: BaseException) -> str:

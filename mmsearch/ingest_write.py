@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,20 +23,36 @@ from mmsearch.store.spaces import SpaceSet
 UNKNOWN_KIND = "unknown"
 
 
+@dataclass
+class Encoded:
+    """A batch of encoded files as it is committed: per file its facts and its vectors by
+    space, and where given each vector's time span and source, an image's region codes and a
+    video's region codes per keyframe."""
+
+    facts: list[ItemFacts]
+    vectors: list[dict[str, np.ndarray]]
+    spans: list[dict[str, list[Span]]] | None = None
+    sources: list[dict[str, list[str | None]]] | None = None
+    regions: list[RegionCodes | None] | None = None
+    frame_regions: list[list[RegionCodes | None] | None] | None = None
+
+    def only(self, keep: list[int]) -> Encoded:
+        """The files at the positions `keep`."""
+
+        def pick(values: list[Any] | None) -> list[Any] | None:
+            return None if values is None else [values[i] for i in keep]
+
+        return Encoded(
+            [self.facts[i] for i in keep], [self.vectors[i] for i in keep], pick(self.spans),
+            pick(self.sources), pick(self.regions), pick(self.frame_regions),
+        )
+
+
 class Writer(Protocol):
     """Where the encode stage sends its batches: the catalog (`CatalogWriter`), or a Ray
     worker's records that the driver writes (`ingest_ray`)."""
 
-    def commit(
-        self,
-        batch: list[ItemFacts],
-        per_item: list[dict[str, np.ndarray]],
-        replaced: set[str],
-        per_item_spans: list[dict[str, list[Span]]] | None = None,
-        per_item_sources: list[dict[str, list[str | None]]] | None = None,
-        regions: list[RegionCodes | None] | None = None,
-        frame_regions: list[list[RegionCodes | None] | None] | None = None,
-    ) -> None:
+    def commit(self, batch: Encoded, replaced: set[str]) -> None:
         """Write a batch of files with their vectors (`replaced`: the paths that had an item)."""
 
     def fail(self, facts: ItemFacts, reason: str) -> None:
@@ -51,27 +68,20 @@ class CatalogWriter:
         self._state = state
         self.report = state.report
 
-    def commit(
-        self,
-        batch: list[ItemFacts],
-        per_item: list[dict[str, np.ndarray]],
-        replaced: set[str],
-        per_item_spans: list[dict[str, list[Span]]] | None = None,
-        per_item_sources: list[dict[str, list[str | None]]] | None = None,
-        regions: list[RegionCodes | None] | None = None,
-        frame_regions: list[list[RegionCodes | None] | None] | None = None,
-    ) -> None:
+    def commit(self, batch: Encoded, replaced: set[str]) -> None:
         t = time.perf_counter()
         old_ids: list[int] = []
-        spans = per_item_spans or [{} for _ in batch]
-        sources = per_item_sources or [{} for _ in batch]
+        spans = batch.spans or [{} for _ in batch.facts]
+        sources = batch.sources or [{} for _ in batch.facts]
         with self.catalog.write():
-            for n, (facts, vectors, times, made_by) in enumerate(zip(batch, per_item, spans, sources)):
+            rows = zip(batch.facts, batch.vectors, spans, sources)
+            for n, (facts, vectors, times, made_by) in enumerate(rows):
                 item_id, old, _ = self.catalog.write_item(facts, vectors, times, made_by)
-                if regions is not None:  # images: what each region shows, for the reranker
-                    self.catalog.write_regions(item_id, regions[n])
-                if frame_regions is not None and frame_regions[n] is not None:  # videos: per keyframe
-                    self.catalog.write_frame_regions(item_id, frame_regions[n])
+                if batch.regions is not None:  # images: what each region shows, for the reranker
+                    self.catalog.write_regions(item_id, batch.regions[n])
+                frames = batch.frame_regions[n] if batch.frame_regions is not None else None
+                if frames is not None:  # videos: per keyframe
+                    self.catalog.write_frame_regions(item_id, frames)
                 old_ids += old
                 if facts.path in replaced:
                     self.report.updated += 1

@@ -7,11 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from mmsearch.store.vectors import fsync_path
+from mmsearch.store.vectors import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +70,7 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` so that a crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
 def file_sha256(path: Path) -> str:
