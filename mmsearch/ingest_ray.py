@@ -3,10 +3,10 @@
 Listing, hashing and the diff against the catalog stay on the driver (`Ingest.run`), as in a
 local run. The files left to encode become a Ray Data dataset; `map_batches` sends them to a
 pool of actors, each of which loads the model once and runs the local pipeline's own decode
-and encode code (`Ingest._encode_jobs`) with its commits captured instead of written. The
-captured commits stream back to the driver, which writes each one in its own transaction
-through `Ingest._commit`, exactly as a local run would: a killed driver or worker loses at most
-the batches not yet committed, and a re-run encodes only those.
+and encode code (`ingest_encode.EncodeStage`) with a writer that captures its commits instead
+of writing them. The captured commits stream back to the driver, which writes each one in its
+own transaction through the run's `CatalogWriter`, exactly as a local run would: a killed
+driver or worker loses at most the batches not yet committed, and a re-run encodes only those.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmsearch.config import Settings
-from mmsearch.encoders.base import Encoder, ModelSpec
+from mmsearch.encoders.base import ModelSpec
 from mmsearch.errors import ClusterError, IndexCancelled, MmsearchError, ModelMismatchError
-from mmsearch.ingest import Ingest, _Job, _Prepared
+from mmsearch.ingest_decode import Decoder
+from mmsearch.ingest_encode import EncodeStage
+from mmsearch.ingest_plan import Job
+from mmsearch.ingest_run import RunState
+from mmsearch.ingest_write import Encoded
 from mmsearch.media import FoundFile
 from mmsearch.results import Progress
 from mmsearch.store.catalog_items import ItemFacts
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
-    from mmsearch.encoders.regions import RegionCodes
+    from mmsearch.ingest import Ingest
 
 LOCAL = "local"
 """`--ray` without an address: this machine's running cluster, else a new one on loopback."""
@@ -53,30 +57,17 @@ def _ray() -> Any:
 # -- on the workers ---------------------------------------------------------------------------
 
 
-class _Capture(Ingest):
-    """The local pipeline's decode + encode stages with its writes captured as records."""
+class _Capture:
+    """A `Writer` that keeps the encode stage's writes as records, for the driver to write."""
 
-    def __init__(self, encoder: Encoder, settings: Settings) -> None:
-        super().__init__(None, None, lambda: encoder, settings)  # type: ignore[arg-type]
+    def __init__(self) -> None:
         self.records: list[tuple[Any, ...]] = []
 
-    def _fail(self, facts: ItemFacts, reason: str) -> None:
+    def fail(self, facts: ItemFacts, reason: str) -> None:
         self.records.append(("fail", facts, reason))
 
-    def _commit(
-        self,
-        batch: list[_Prepared],
-        per_item: list[dict[str, np.ndarray]],
-        replaced: set[str],
-        per_item_spans: list[Any] | None = None,
-        per_item_sources: list[Any] | None = None,
-        regions: list[RegionCodes | None] | None = None,
-        frame_regions: list[list[RegionCodes | None] | None] | None = None,
-    ) -> None:
-        facts = [p.facts for p in batch]
-        self.records.append(
-            ("commit", facts, per_item, per_item_spans, per_item_sources, regions, frame_regions)
-        )
+    def commit(self, batch: Encoded, replaced: set[str]) -> None:
+        self.records.append(("commit", batch))
 
 
 def _check_node(paths: list[str], version: str) -> dict[str, Any]:
@@ -116,19 +107,20 @@ class EncodeWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         jobs = [
-            _Job(FoundFile(str(path), int(size), int(mtime), str(kind)), str(root), None)
+            Job(FoundFile(str(path), int(size), int(mtime), str(kind)), str(root), None)
             for path, size, mtime, kind, root in zip(
                 batch["path"], batch["size"], batch["mtime_ns"], batch["kind"], batch["root"]
             )
         ]
-        capture = _Capture(self.encoder, self.settings)
-        capture._encode_jobs(self.encoder, jobs, self.pool)
-        stages = dict(capture.report.stage_seconds)
+        state, capture = RunState(), _Capture()
+        stage = EncodeStage(self.settings, state, Decoder(self.settings, state), capture)
+        stage.run(self.encoder, jobs, self.pool)
+        stages = dict(state.report.stage_seconds)
         if self.load_seconds:  # once per actor: its model load
             stages["load_model"], self.load_seconds = self.load_seconds, 0.0
         payload = pickle.dumps(
             {"spaces": self.encoder.all_spaces(), "records": capture.records, "stages": stages,
-             "notes": capture.report.notes, "files": len(jobs),
+             "notes": state.report.notes, "files": len(jobs),
              "last": jobs[-1].file.path if jobs else ""},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -146,7 +138,7 @@ class RayRunner:
         self.spec = spec
         self.settings = settings
 
-    def encode(self, ingest: Ingest, jobs: list[_Job]) -> None:
+    def encode(self, ingest: Ingest, jobs: list[Job]) -> None:
         ray = _ray()
         self._connect(ray)
         self._check_nodes(ray, jobs)
@@ -154,20 +146,21 @@ class RayRunner:
         replaced = {job.file.path for job in jobs if job.row is not None}
         committed: set[str] = set()
         done = 0
-        ingest._progress(Progress("encode", 0, len(jobs)))
+        state = ingest.state
+        state.progress(Progress("encode", 0, len(jobs)))
         for payload in self._results(ray, jobs):
             self._ensure_spaces(ingest, payload["spaces"])
             for record in payload["records"]:
                 self._replay(ingest, record, replaced, committed)
-            ingest.report.notes.extend(payload["notes"])
+            state.report.notes.extend(payload["notes"])
             for stage, seconds in payload["stages"].items():
-                key = "worker_" + stage  # worker seconds add up across the cluster
-                ingest.report.stage_seconds[key] = ingest.report.stage_seconds.get(key, 0.0) + seconds
+                # worker seconds add up across the cluster
+                state.add_seconds("worker_" + stage, seconds)
             done += payload["files"]
-            ingest._progress(Progress("encode", min(done, len(jobs)), len(jobs), payload["last"]))
-            if ingest._cancel is not None and ingest._cancel.is_set():
+            state.progress(Progress("encode", min(done, len(jobs)), len(jobs), payload["last"]))
+            if state.cancelled():
                 break  # ends the dataset's execution; what came back is committed
-        ingest._stage("ray", t)
+        state.stage("ray", t)
 
     def _connect(self, ray: Any) -> None:
         # The run reports its own progress (`Progress`); Ray Data's bars and logs would
@@ -210,7 +203,7 @@ class RayRunner:
                 "(`ray start --head`) or give its address (`--ray HOST:6379`)."
             ) from None
 
-    def _check_nodes(self, ray: Any, jobs: list[_Job]) -> None:
+    def _check_nodes(self, ray: Any, jobs: list[Job]) -> None:
         """Every node that may run a worker must open the files and run this mmsearch."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -241,7 +234,7 @@ class RayRunner:
                     "must be at the same paths on every node (a shared file system)."
                 )
 
-    def _results(self, ray: Any, jobs: list[_Job]) -> Iterator[dict[str, Any]]:
+    def _results(self, ray: Any, jobs: list[Job]) -> Iterator[dict[str, Any]]:
         """The dataset of files to encode, through the actor pool; payloads as they arrive."""
         import pyarrow as pa
 
@@ -308,22 +301,14 @@ class RayRunner:
             _, facts, reason = record
             if facts.path not in committed:
                 committed.add(facts.path)
-                ingest._fail(facts, reason)
+                ingest.writer.fail(facts, reason)
             return
-        _, facts, per_item, spans, sources, regions, frames = record
-        keep = [i for i, f in enumerate(facts) if f.path not in committed]
+        batch: Encoded = record[1]
+        keep = [i for i, f in enumerate(batch.facts) if f.path not in committed]
         if not keep:
             return
-        committed.update(facts[i].path for i in keep)
-        ingest._commit(
-            [_Prepared(facts[i]) for i in keep],
-            [per_item[i] for i in keep],
-            replaced,
-            [spans[i] for i in keep] if spans is not None else None,
-            [sources[i] for i in keep] if sources is not None else None,
-            [regions[i] for i in keep] if regions is not None else None,
-            [frames[i] for i in keep] if frames is not None else None,
-        )
+        committed.update(batch.facts[i].path for i in keep)
+        ingest.writer.commit(batch.only(keep), replaced)
 
 
 def _worker_failure(exc: BaseException) -> str:

@@ -1,6 +1,6 @@
 """Videos in an indexing run: probe and hash in a reader thread (a short film's keyframes and
 soundtrack decoded there too), then keyframes and soundtrack through the model on the main
-thread; `mmsearch.ingest` commits the result like a recording: one item, its windows with
+thread; the run (`ingest_encode`) commits the result like a recording: one item, its windows with
 their time ranges. This module knows nothing of the run (its report, catalog, threads): it
 takes what it needs as arguments and says what happened in its return values.
 

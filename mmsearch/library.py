@@ -34,7 +34,7 @@ from mmsearch.store.spaces import MilvusOptions, SpaceSet
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
-    from mmsearch.ingest import ProgressCallback
+    from mmsearch.ingest_run import ProgressCallback
     from mmsearch.learning import TuneReport
     from mmsearch.watch import WatchBatch, WatchNotice
 
@@ -265,7 +265,7 @@ class Library:
                 return self._catalog.exclusions()
 
         if folders is not None:
-            from mmsearch.ingest import normalise_roots
+            from mmsearch.ingest_plan import normalise_roots
 
             named = normalise_roots(_paths(folders))
             roots = [r for r in roots if any(is_within(r, n) for n in named)]

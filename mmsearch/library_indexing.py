@@ -21,7 +21,7 @@ from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
 
 if TYPE_CHECKING:
-    from mmsearch.ingest import ProgressCallback
+    from mmsearch.ingest_run import ProgressCallback
 
 
 class Indexer:
@@ -54,7 +54,7 @@ class Indexer:
             MmsearchError: there is nothing to index.
         """
         # Loaded here: a search needs none of the indexing pipeline.
-        from mmsearch.ingest import normalise_roots
+        from mmsearch.ingest_plan import normalise_roots
 
         known = self.catalog.roots()
         if named is None:

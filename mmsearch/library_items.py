@@ -13,7 +13,7 @@ from mmsearch.media.kinds import VIDEO
 from mmsearch.media.paths import canonical_path
 from mmsearch.results import ItemInfo, Stats
 from mmsearch.store.catalog import Catalog
-from mmsearch.store.spaces import read_manifest
+from mmsearch.store.manifest import read_manifest
 
 
 def item_info(catalog: Catalog, folder: Path, path_or_id: str | os.PathLike[str] | int) -> ItemInfo:

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import timed  # scripts are not a package
 
-from mmsearch.store.spaces import file_sha256, file_xxh3
+from mmsearch.store.manifest import file_sha256, file_xxh3
 
 
 def read_only(path: Path) -> None:

@@ -94,7 +94,7 @@ from PIL import Image
 from mmsearch import IndexReport, Library
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder
-from mmsearch.ingest import ordered_map
+from mmsearch.ingest_run import ordered_map
 from mmsearch.media import AUDIO, IMAGE, FoundFile, decode_image, discover
 from mmsearch.media.audio import probe_audio, read_audio
 from mmsearch.media.contents import file_hash_streamed

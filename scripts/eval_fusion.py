@@ -2,7 +2,7 @@
 
 A query such as "the sound of a dog" plus an example bark searches two spaces (`semantic` and
 `acoustic`); their lists are fused either by the weighted mean of calibrated scores (the
-default, `mmsearch/query/search.py`) or by weighted reciprocal-rank fusion (what mmsearch does
+default, `mmsearch/query/fusion.py`) or by weighted reciprocal-rank fusion (what mmsearch does
 when scores are not calibrated: `score_calibration = false`). This script measures both, and
 each part alone, as mean average precision over class-level relevance:
 

@@ -194,10 +194,10 @@ def test_a_recording_that_fails_half_way_is_recorded_and_the_run_goes_on(
     tmp_path: Path, mixed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A long recording (streamed) whose drive vanishes mid-read: fault injected at the decoder."""
-    from mmsearch import ingest
+    from mmsearch import ingest_encode
     from mmsearch.errors import MediaError
 
-    real_read = ingest.read_audio
+    real_read = ingest_encode.read_audio
 
     def vanishing(path: str, **kwargs: object):  # type: ignore[no-untyped-def]
         blocks = real_read(path, **kwargs)
@@ -209,7 +209,7 @@ def test_a_recording_that_fails_half_way_is_recorded_and_the_run_goes_on(
     with Library.open(tmp_path / "idx", model="hash-test") as lib:
         lib.index([mixed])
         tone(mixed / "sounds" / "long-talk.wav", 150, 130.0, rate=8_000)  # > 120 s: streamed
-        monkeypatch.setattr(ingest, "read_audio", vanishing)
+        monkeypatch.setattr(ingest_encode, "read_audio", vanishing)
         (mixed / "sounds" / "new.wav").write_bytes((mixed / "sounds" / "hum.wav").read_bytes()[:-2])
         report = lib.index()
         assert [Path(p).name for p, _ in report.failures] == ["long-talk.wav"]

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsearch.encoders import yamnet
+from mmsearch.encoders import yamnet, yamnet_frontend
 from mmsearch.errors import ModelUnavailableError
 
 ESC50 = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50"
-SR = yamnet.SAMPLE_RATE
+SR = yamnet_frontend.SAMPLE_RATE
 SENTENCE = "The weather forecast says heavy rain will reach the harbour tomorrow morning."
 
 
@@ -54,21 +54,21 @@ def espeak(tmp_path: Path, text: str = SENTENCE) -> np.ndarray:
 
 
 def test_log_mel_of_a_tone_peaks_in_its_mel_bin() -> None:
-    spectrogram = yamnet.log_mel(tone(2.0, 1000.0))
+    spectrogram = yamnet_frontend.log_mel(tone(2.0, 1000.0))
     assert spectrogram.shape == (1 + (2 * SR - 400) // 160, 64)
     assert spectrogram.dtype == np.float32
     # The bin whose triangle peaks nearest 1 kHz holds the energy, far above the floor.
-    centres = np.argmax(yamnet.mel_matrix(), axis=0) * SR / 512
+    centres = np.argmax(yamnet_frontend.mel_matrix(), axis=0) * SR / 512
     peak = int(np.argmax(spectrogram.mean(axis=0)))
     assert abs(centres[peak] - 1000.0) < 60.0
     assert spectrogram[:, peak].min() > 2.0
     # Silence sits exactly at the log offset: log(0 + 0.001).
-    silent = yamnet.log_mel(np.zeros(SR, dtype=np.float32))
+    silent = yamnet_frontend.log_mel(np.zeros(SR, dtype=np.float32))
     np.testing.assert_allclose(silent, np.log(0.001), rtol=1e-6)
 
 
 def test_mel_matrix_is_yamnets() -> None:
-    mel = yamnet.mel_matrix()
+    mel = yamnet_frontend.mel_matrix()
     assert mel.shape == (257, 64)
     assert not mel[0].any()  # DC carries nothing
     assert mel.max() <= 1.0 and (mel.max(axis=0) > 0.5).all()  # every band has a triangle
@@ -77,19 +77,19 @@ def test_mel_matrix_is_yamnets() -> None:
 
 
 def test_patches_pad_short_clips_and_the_end() -> None:
-    assert yamnet.waveform_to_patches(tone(0.1)).shape == (1, 96, 64)
-    assert yamnet.waveform_to_patches(np.zeros(0, dtype=np.float32)).shape == (0, 96, 64)
-    assert yamnet.padded_length(1600) == 15600  # one 0.975 s patch
+    assert yamnet_frontend.waveform_to_patches(tone(0.1)).shape == (1, 96, 64)
+    assert yamnet_frontend.waveform_to_patches(np.zeros(0, dtype=np.float32)).shape == (0, 96, 64)
+    assert yamnet_frontend.padded_length(1600) == 15600  # one 0.975 s patch
     # 2 s: the first patch plus ceil((32000 - 15600) / 7680) = 3 hops, the last one padded.
-    assert yamnet.waveform_to_patches(tone(2.0)).shape == (4, 96, 64)
-    assert yamnet.padded_length(15600 + 7680) == 15600 + 7680  # exact fit: no padding
+    assert yamnet_frontend.waveform_to_patches(tone(2.0)).shape == (4, 96, 64)
+    assert yamnet_frontend.padded_length(15600 + 7680) == 15600 + 7680  # exact fit: no padding
 
 
 def test_patching_blocks_equals_patching_the_whole() -> None:
     rng = np.random.default_rng(1)
     wave = rng.normal(0, 0.1, 7 * SR + 123).astype(np.float32)
-    whole = yamnet.waveform_to_patches(wave)
-    patcher = yamnet._Patcher()
+    whole = yamnet_frontend.waveform_to_patches(wave)
+    patcher = yamnet_frontend.Patcher()
     cuts = [0, 1, 399, 5000, 5001, 40_000, 41_234, 90_000, len(wave)]
     parts = [patcher.push(wave[a:b]) for a, b in itertools.pairwise(cuts)] + [patcher.finish()]
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)

@@ -155,7 +155,7 @@ def test_a_literal_match_adds_its_evidence_in_log_odds(
     tmp_path: Path, collection: Path, calibrated_model: str
 ) -> None:
     from mmsearch.query.calibration import logistic_with_evidence
-    from mmsearch.query.search import KEYWORD_LOG_ODDS
+    from mmsearch.query.fusion import KEYWORD_LOG_ODDS
 
     with Library.open(tmp_path / "cal", model=calibrated_model) as lib:
         lib.index([collection])

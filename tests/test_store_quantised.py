@@ -14,7 +14,8 @@ from mmsearch.encoders.base import SEMANTIC, l2_normalise
 from mmsearch.store import vectors as vectors_module
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.catalog_items import ItemFacts
-from mmsearch.store.spaces import MANIFEST, SpaceSet
+from mmsearch.store.manifest import MANIFEST
+from mmsearch.store.spaces import SpaceSet
 
 DIM = 64
 

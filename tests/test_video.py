@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from conftest import COLOURS, make_image
 from PIL import Image
 
-import mmsearch.ingest as ingest_module
-from mmsearch import Library
+from mmsearch import Library, ingest_decode
 from mmsearch.cli import app
 from mmsearch.encoders.hashing import COLOURS as PALETTE
 from mmsearch.media.video import keyframes, probe_video, trim_bars
@@ -141,7 +140,7 @@ def test_a_long_film_streams_through_the_model_with_the_same_result(
         lib.index([trip.parent])
         whole = [(h.start, h.end) for h in lib.search("blue high", k=1)]
         whole_moments = lib.item(trip).moments
-    monkeypatch.setattr(ingest_module, "_DECODE_WHOLE_SECONDS", 1.0)
+    monkeypatch.setattr(ingest_decode, "_DECODE_WHOLE_SECONDS", 1.0)
     with Library.open(tmp_path / "streamed", model="hash-test") as lib:
         lib.index([trip.parent])
         assert [(h.start, h.end) for h in lib.search("blue high", k=1)] == whole

@@ -324,10 +324,10 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
     """Moved out while the batch read it and back (same size and time): not "no such file" for good."""
     import errno
 
-    from mmsearch import ingest
+    from mmsearch import ingest_decode
     from mmsearch.errors import MediaError
 
-    real, failed = ingest.read_bytes, []
+    real, failed = ingest_decode.read_bytes, []
 
     def read_once_gone(path: str) -> bytes:
         if path.endswith("boomerang.md") and not failed:
@@ -335,7 +335,7 @@ def test_a_file_that_vanished_while_read_and_came_back_is_indexed(
             raise MediaError(path, f"cannot read: {os.strerror(errno.ENOENT)}")
         return real(path)
 
-    monkeypatch.setattr(ingest, "read_bytes", read_once_gone)
+    monkeypatch.setattr(ingest_decode, "read_bytes", read_once_gone)
     note = media / "notes" / "boomerang.md"
     note.write_text("It always comes back to the thrower.\n")
     watching.until(has(lib, note))
@@ -399,10 +399,10 @@ def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
     catch-up indexes it (plain `index` would keep the error: same size and time)."""
     import errno
 
-    from mmsearch import ingest
+    from mmsearch import ingest_decode
     from mmsearch.errors import MediaError
 
-    real = ingest.read_bytes
+    real = ingest_decode.read_bytes
 
     def gone(path: str) -> bytes:
         if path.endswith("boomerang.md"):
@@ -411,10 +411,10 @@ def test_a_vanished_file_left_by_an_earlier_run_is_indexed_when_watching_starts(
 
     note = media / "notes" / "boomerang.md"
     note.write_text("It always comes back to the thrower.\n")
-    monkeypatch.setattr(ingest, "read_bytes", gone)
+    monkeypatch.setattr(ingest_decode, "read_bytes", gone)
     lib.index([media])
     assert indexed(lib)[str(note)] == "error"
-    monkeypatch.setattr(ingest, "read_bytes", real)
+    monkeypatch.setattr(ingest_decode, "read_bytes", real)
     running = Running(lib, [media])
     try:
         assert indexed(lib)[str(note)] == "ok"

@@ -375,7 +375,7 @@ class OfflineAudio(AudioEncoder):
     """YAMNet windows bridged into MiniLM's space, its embeddings, and Whisper transcripts."""
 
     def __init__(self, owner: OfflineEncoder, audio_model: str, speech_model: object) -> None:
-        from mmsearch.encoders import yamnet
+        from mmsearch.encoders import yamnet, yamnet_frontend
 
         if audio_model != "yamnet":
             raise UnknownModelError(
@@ -384,7 +384,7 @@ class OfflineAudio(AudioEncoder):
         self._owner = owner
         self._yamnet = yamnet
         self.tagger = yamnet.YamnetTagger(owner.cache_dir)
-        self.sample_rate = yamnet.SAMPLE_RATE
+        self.sample_rate = yamnet_frontend.SAMPLE_RATE
         self.label_vectors = self._label_matrix()
         self._speech_model = str(speech_model) if speech_model else None
         self._transcriber: object | None = None

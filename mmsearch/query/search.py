@@ -1,4 +1,5 @@
-"""Run a query: embed its parts into their spaces, search each, cut off, fuse, build hits.
+"""Run a query: embed its parts into their spaces (`embedding.py`), search each, cut off, fuse
+(the arithmetic in `fusion.py`), rerank, build hits.
 
 Inside one space the parts are combined as weighted vector arithmetic (negatives subtract).
 Every cosine is mapped onto the model's calibrated 0-1 scale (`mmsearch.query.calibration`)
@@ -16,20 +17,25 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmsearch.config import Settings
-from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder, l2_normalise
-from mmsearch.errors import MediaError, QueryError
+from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder
+from mmsearch.errors import QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
-from mmsearch.media.paths import canonical_path
-from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds, logistic_with_evidence
+from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds
+from mmsearch.query.embedding import QueryEmbedder
 from mmsearch.query.filters import Filters
+from mmsearch.query.fusion import (
+    KEYWORD,
+    fuse_means,
+    fuse_ranks,
+    lift_keyword_matches,
+    scores_by_item,
+)
 from mmsearch.query.keywords import fts_expression, substring_expression, unspaced_expression
-from mmsearch.query.language import check_query_language
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
 from mmsearch.results import MAX_MOMENTS, Hit
@@ -38,29 +44,6 @@ from mmsearch.store.spaces import SpaceSet
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_WEIGHT = 0.5
-"""How hard a negative term pushes away, relative to a positive term of weight 1."""
-RRF_K = 60
-"""Reciprocal-rank-fusion constant (Cormack et al. 2009): flattens the head of each list."""
-KEYWORD_BONUS = 0.5
-"""For raw cosines (uncalibrated models): keyword matches (every content word of the query in
-the item's name or text) move this fraction of the way from their score to 1: a literal match is
-strong evidence the embedding can miss (names, places, rare words). Measured against reciprocal-rank fusion of the keyword list
-(`keyword_fusion = "rrf"`) on tuxpaint, whose file names spell their captions: 0.1 gave image
-mAP 0.314 / sound mAP 0.291, 0.3 0.476 / 0.435, 0.5 0.493 / 0.705, RRF 0.495 / 0.735; coco
-(names without words) and esc50 were unchanged by all. 0.5 comes close to RRF while scores stay
-on the scale that `min_score` and users read."""
-KEYWORD_LOG_ODDS = 4.5
-"""On a calibrated scale, a keyword match is evidence added in log-odds (its likelihood ratio,
-about 90, multiplies the match's odds: 0.1 becomes 0.91, 0.5 becomes 0.99). `KEYWORD_BONUS`
-was tuned on cosines; on calibrated scores it fell short (tuxpaint image mAP 0.304). Measured on
-tuxpaint (reranker on, `scripts/eval_retrieval.py --only tuxpaint,tuxpaint_sounds`): 1.5 gave
-image mAP 0.345 (reranking on probabilities), and with the reranker fed log-odds 3.0 gave 0.449
-/ sound mAP 0.724, 4.5 0.476 / 0.724, 6.0 0.491 / 0.724; coco unchanged. 4.5 is picked on that
-same data; 6 would make any literal match outrank every other kind of evidence."""
-KEYWORD = "keyword"
-_EXAMPLE_SECONDS = 600.0
-"""An example sound longer than this is judged by its first ten minutes."""
 MAX_K = 10_000
 """The most hits one search returns (beyond it, page through narrower queries)."""
 KINDS = (IMAGE, TEXT, AUDIO, VIDEO)
@@ -166,10 +149,10 @@ class Searcher:
         self.reranker = reranker
         self.catalog = catalog
         self.spaces = spaces
-        self._encoder = encoder
         self.settings = settings
         self.default_cutoffs = default_cutoffs
         self.scale = scale or ScoreScale()
+        self.embedder = QueryEmbedder(catalog, spaces, encoder, settings)
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
         self._best_source: dict[tuple[str, int], str | None] = {}  # ... -> that vector's source
         self._below: dict[int, float] = {}  # items seen only under the cut-off -> best score
@@ -178,7 +161,9 @@ class Searcher:
         if query.k < 1:
             raise QueryError(f"k must be at least 1, not {query.k}.")
         terms = list(query.terms)
-        wanted = self._query_vectors(query, terms)
+        wanted = self.embedder.vectors(
+            terms, query.images, query.audios, query.vectors, query.image_weight, query.audio_weight
+        )
         ranked: dict[str, list[tuple[int, float]]] = {}
         keyword_cosines: dict[int, float] = {}
         for space, (vector, weight) in wanted.items():
@@ -203,7 +188,7 @@ class Searcher:
         if self.scale.calibrated and KEYWORD not in ranked:
             fused = self._fuse_scores(ranked, weights, wanted, query)
         else:
-            fused = self._fuse_ranks(ranked, weights)
+            fused = fuse_ranks(ranked, weights)
         if self.reranker is not None and SEMANTIC in wanted:  # second stage (query/rerank.py)
             matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
             words = " ".join(t.text for t in terms if not t.negative)
@@ -358,101 +343,6 @@ class Searcher:
         times = self.catalog.vector_spans(list(chosen.values()))
         return {item: times[vid] for item, vid in chosen.items() if vid in times}
 
-    # -- embedding ----------------------------------------------------------------------------
-
-    def _query_vectors(
-        self, query: Query, terms: list[Term]
-    ) -> dict[str, tuple[np.ndarray, float]]:
-        """space -> (unit query vector, fusion weight)."""
-        if not terms and not query.images and not query.audios and not query.vectors:
-            raise QueryError(
-                "Nothing to search for: give query text, an example image or sound, or several."
-            )
-        out: dict[str, tuple[np.ndarray, float]] = {
-            space: (l2_normalise(vector), 1.0) for space, vector in query.vectors.items()
-        }
-        if terms:
-            encoder = self._encoder()
-            check_query_language([t.text for t in terms], encoder.languages, encoder.spec.name)
-            signed = np.array(
-                [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
-            )
-            # Most models have one text space; a composite has one per text tower, each searched.
-            for space, embed in encoder.text_spaces().items():
-                if space == SEMANTIC or space in self.spaces.dims:
-                    out[space] = (l2_normalise(signed @ embed([t.text for t in terms])), 1.0)
-        if query.images:
-            visual = np.stack([self._example_image(p) for p in query.images])
-            out[VISUAL] = (l2_normalise(visual.sum(axis=0)), query.image_weight)
-        if query.audios:
-            acoustic = np.stack([self._example_audio(p) for p in query.audios])
-            out[ACOUSTIC] = (l2_normalise(acoustic.sum(axis=0)), query.audio_weight)
-        return out
-
-    def _stored_vector(self, path: str, space: str) -> np.ndarray | None:
-        """An indexed, unchanged example's own vector (mean of its chunks), else None."""
-        row = self.catalog.item_by_path(path)
-        stat = Path(path).stat()
-        if row and row.status == "ok" and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
-            stored = self.catalog.item_vectors([row.id], space).get(row.id)
-            if stored is not None:
-                return l2_normalise(stored.mean(axis=0))
-        return None
-
-    def _example_audio(self, path: str) -> np.ndarray:
-        """The example sound's acoustic vector: from the catalog when it is indexed and unchanged."""
-        absolute = canonical_path(path)
-        if not Path(absolute).is_file():
-            raise QueryError(f"Example sound {path} does not exist.")
-        stored = self._stored_vector(absolute, ACOUSTIC)
-        if stored is not None:
-            return stored
-        encoder = self._encoder()
-        if encoder.audio is None or ACOUSTIC not in encoder.audio.spaces:
-            raise QueryError(
-                f"This index's model ({encoder.spec.name}) cannot compare sounds; search by text."
-            )
-        try:
-            from mmsearch.media.audio import decode_audio  # the audio stack: only for examples
-
-            waveform, _ = decode_audio(
-                absolute, rate=encoder.audio.sample_rate, max_seconds=_EXAMPLE_SECONDS
-            )
-            vectors = encoder.audio.example_vectors(encoder.audio.embed_recording([waveform]))
-        except MediaError as exc:
-            raise QueryError(f"Example sound {path} cannot be used: {exc.reason}") from exc
-        if ACOUSTIC not in vectors:
-            raise QueryError(f"Example sound {path} cannot be used: no audio the model could use.")
-        return vectors[ACOUSTIC]
-
-    def _example_image(self, path: str) -> np.ndarray:
-        """The example's visual vector: from the catalog when it is indexed and unchanged."""
-        absolute = canonical_path(path)
-        file = Path(absolute)
-        if not file.is_file():
-            raise QueryError(f"Example image {path} does not exist.")
-        stored = self._stored_vector(absolute, VISUAL)
-        if stored is not None:
-            return stored
-        encoder = self._encoder()
-        if not encoder.images:
-            raise QueryError(
-                f"This index's model ({encoder.spec.name}) cannot compare images; search by text."
-            )
-        from mmsearch.media.images import decode_image  # PIL: only for example images
-
-        try:
-            data = file.read_bytes()
-            decoded = decode_image(
-                data, path=absolute, max_pixels=self.settings.max_image_pixels,
-                min_side=encoder.input_size,
-            )
-        except (MediaError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, MediaError) else str(exc)
-            raise QueryError(f"Example image {path} cannot be used: {reason}") from exc
-        vectors = encoder.embed_images([encoder.prepare_image(decoded.image)])
-        return np.asarray(vectors[VISUAL][0], dtype=np.float32)
-
     # -- searching ----------------------------------------------------------------------------
 
     def _search_space(self, space: str, vector: np.ndarray, query: Query) -> list[tuple[int, float]]:
@@ -513,32 +403,16 @@ class Searcher:
     def _lift_keyword_matches(
         self, pairs: list[tuple[int, float]], vector: np.ndarray, matched: list[int], query: Query
     ) -> tuple[list[tuple[int, float]], dict[int, float]]:
-        """Score fusion: raise the keyword matches (see `KEYWORD_LOG_ODDS`); those the vector
-        search missed join, if their raised score passes the cut-off. Scores stay on their
-        scale, so they read the same and `min_score` means the same with or without keyword
-        evidence.
-
-        Returns the new ranking and the (calibrated) cosines of the raised items.
-        """
+        """The ranking with the keyword matches raised (`fusion.lift_keyword_matches`), and
+        their (calibrated) cosines; those the vector search missed are scored here."""
         if not matched:
             return pairs, {}
-        scores = dict(pairs)
-        scores.update(
-            self._item_scores([item for item in matched if item not in scores], SEMANTIC, vector)
-        )
-        cosines = {item: scores[item] for item in matched if item in scores}
-        for item, score in cosines.items():
-            scores[item] = self._with_keyword_evidence(score)
+        reached = {item for item, _ in pairs}
+        missed = self._item_scores([item for item in matched if item not in reached], SEMANTIC, vector)
         # The model's default cut-off hides weak vector matches; a literal match is not weak
         # (IMG_2041 must find IMG_2041.jpg). A min_score the user gives holds for everything.
         floor = query.min_score if query.min_score is not None else -1.0
-        ranked = [(i, s) for i, s in scores.items() if i not in cosines or s >= floor]
-        return sorted(ranked, key=lambda kv: -kv[1]), cosines
-
-    def _with_keyword_evidence(self, score: float) -> float:
-        if not self.scale.calibrated:
-            return score + KEYWORD_BONUS * (1.0 - score)
-        return logistic_with_evidence(score, KEYWORD_LOG_ODDS)
+        return lift_keyword_matches(pairs, missed, matched, floor, self.scale.calibrated)
 
     def _cutoff(self, space: str, query: Query) -> float:
         if query.min_score is not None:
@@ -552,46 +426,17 @@ class Searcher:
         wanted: dict[str, tuple[np.ndarray, float]],
         query: Query,
     ) -> list[tuple[int, float, dict[str, float]]]:
-        """(item, score, per-space scores), best first: the weighted mean of the item's
-        calibrated scores (0 in a space where it has no vector: a document does not look like
-        the example photo). Items under the cut-off after fusing join those it hid."""
+        """`fusion.fuse_means` of the lists, an item's score in a space its list did not reach
+        computed from its stored vectors. Items under the cut-off after fusing join those it hid."""
         if len(ranked) == 1:
-            return self._fuse_ranks(ranked, weights)
-        per_item: dict[int, dict[str, float]] = {}
-        for space, pairs in ranked.items():
-            for item, score in pairs:
-                per_item.setdefault(item, {})[space] = score
+            return fuse_ranks(ranked, weights)
+        per_item = scores_by_item(ranked)
         for space in ranked:
             missing = [item for item, scores in per_item.items() if space not in scores]
             for item, score in self._item_scores(missing, space, wanted[space][0]).items():
                 per_item[item][space] = score
-        total = sum(weights[space] for space in ranked)
         cutoff = min(self._cutoff(space, query) for space in ranked)
-        fused = []
-        for item, scores in per_item.items():
-            score = sum(weights[s] * scores.get(s, 0.0) for s in ranked) / total
-            if score < cutoff:
-                self._below[item] = max(score, self._below.get(item, -2.0))
-            else:
-                fused.append((item, score, scores))
-        return sorted(fused, key=lambda entry: -entry[1])
-
-    @staticmethod
-    def _fuse_ranks(
-        ranked: dict[str, list[tuple[int, float]]], weights: dict[str, float]
-    ) -> list[tuple[int, float, dict[str, float]]]:
-        """(item, score, per-space scores), best first, by weighted reciprocal-rank fusion.
-        One space keeps its score."""
-        per_item: dict[int, dict[str, float]] = {}
-        for space, pairs in ranked.items():
-            for item, score in pairs:
-                per_item.setdefault(item, {})[space] = score
-        if len(ranked) == 1:
-            (pairs,) = ranked.values()
-            return [(item, score, per_item[item]) for item, score in pairs]
-        fused: dict[int, float] = {}
-        for space, pairs in ranked.items():
-            for rank, (item, _) in enumerate(pairs):
-                fused[item] = fused.get(item, 0.0) + weights[space] / (RRF_K + rank + 1)
-        order = sorted(fused.items(), key=lambda kv: -kv[1])
-        return [(item, score, per_item[item]) for item, score in order]
+        fused, below = fuse_means(per_item, weights, list(ranked), cutoff)
+        for item, score in below.items():
+            self._below[item] = max(score, self._below.get(item, -2.0))
+        return fused

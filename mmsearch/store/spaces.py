@@ -12,10 +12,8 @@ is re-encoded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -29,21 +27,18 @@ from typing import Any
 import numpy as np
 
 from mmsearch.store.catalog import Catalog
-from mmsearch.store.vectors import EXACT, FaissStore, VectorStore, choose_factory, fsync_path
+from mmsearch.store.manifest import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    file_sha256,
+    file_stamp,
+    file_xxh3,
+    read_manifest,
+    write_json_atomic,
+)
+from mmsearch.store.vectors import EXACT, FaissStore, VectorStore, choose_factory
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 2
-"""2: each space records `max_id`, the highest catalog vector id its file holds."""
-_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "factory": str,
-    "dim": int,
-    "count": int,
-    "sha256": str,
-    "size": int,
-    "mtime_ns": int,
-}
 
 
 @dataclass(frozen=True)
@@ -56,79 +51,6 @@ class MilvusOptions:
 
 
 _PREFIX_KEY = "milvus_prefix"
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest, or {} when it is missing, unreadable or not shaped like one (the vector
-    files are then rebuilt from the catalog: the manifest only ever describes a cache)."""
-    path = folder / MANIFEST
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("%s is unreadable (%s); vector indexes will be rebuilt from the catalog", path, exc)
-        return {}
-    spaces = data.get("spaces") if isinstance(data, dict) else None
-    if not isinstance(spaces, dict) or not all(_entry_ok(e) for e in spaces.values()):
-        log.warning("%s is not a valid manifest; vector indexes will be rebuilt from the catalog", path)
-        return {}
-    return data
-
-
-def _entry_ok(entry: Any) -> bool:
-    if not isinstance(entry, dict):
-        return False
-    if entry.get("backend") == "milvus":  # no file: the collection is described instead
-        return all(isinstance(entry.get(k), t) for k, t in
-                   (("collection", str), ("dim", int), ("max_id", int), ("factory", str)))
-    for key, kind in _ENTRY_TYPES.items():
-        value = entry.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return False
-    max_id = entry.get("max_id")
-    return max_id is None or (isinstance(max_id, int) and not isinstance(max_id, bool))
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-_CHUNK = 8 << 20
-
-
-def file_xxh3(path: Path) -> str:
-    """A fast checksum of the whole file (xxh3-128): ~25 ms of hashing per 500 MB on top of
-    reading it (sha256 costs ~400 ms more; `scripts/bench_checksum.py`), cheap enough to check
-    every vector file each time it is loaded."""
-    import xxhash
-
-    digest = xxhash.xxh3_128()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class SpaceSet:
@@ -181,7 +103,7 @@ class SpaceSet:
     def refresh(self) -> None:
         """Catch up with the catalog; cheap (one small query and a stat) when nothing changed."""
         with self._lock:
-            if self._stores is None or _stamp(self.folder / MANIFEST) != self._manifest_stamp:
+            if self._stores is None or file_stamp(self.folder / MANIFEST) != self._manifest_stamp:
                 # First use, or another process saved new files (which also drop what it deleted).
                 self._stores = self._load()
             elif self.catalog.generation() != self._generation:
@@ -199,7 +121,7 @@ class SpaceSet:
     # -- loading ------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, VectorStore]:
-        self._manifest_stamp = _stamp(self.folder / MANIFEST)
+        self._manifest_stamp = file_stamp(self.folder / MANIFEST)
         manifest = read_manifest(self.folder)
         entries = manifest.get("spaces", {})
         generation = self.catalog.generation()
@@ -429,7 +351,7 @@ class SpaceSet:
                 "spaces": entries,
             }
             write_json_atomic(self.folder / MANIFEST, manifest)
-            self._manifest_stamp = _stamp(self.folder / MANIFEST)
+            self._manifest_stamp = file_stamp(self.folder / MANIFEST)
             self._dirty = False
 
     def _milvus_entry(self, space: str, store: VectorStore) -> dict[str, Any]:

@@ -258,15 +258,7 @@ class FaissStore(VectorStore):
         On failure (a full disk) the temp file is removed and the old file is left as it was.
         """
         faiss = _faiss()
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            faiss.write_index(self.index, str(tmp))
-            fsync_path(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_path(path.parent)
+        write_atomic(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
 
     @classmethod
     def load(cls, path: Path, factory: str) -> FaissStore:
@@ -293,3 +285,18 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` through `write(temp file)` in the same folder, fsync, then rename over it:
+    a crash leaves the old file or the new one. On failure (a full disk) the temp file is
+    removed and the old file is left as it was."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
