@@ -168,20 +168,27 @@ class Ingest:
             )
             with self._stage_lock:
                 if self._video_stage is None:
-                    self._video_stage = VideoStage(choice, self._decode_side, _DECODE_WHOLE_SECONDS)
+                    self._video_stage = VideoStage(choice, self._frame_side, _DECODE_WHOLE_SECONDS)
         return self._video_stage
 
-    def _decode_side(self, encoder: Encoder) -> int | None:
-        """The shortest side worth decoding an image to (None: full size). Reading text needs
-        more detail than the model's input."""
+    def _frame_side(self, encoder: Encoder) -> int | None:
+        """The shortest side a video's frames are decoded to: with text reading on, enough to
+        read by (a keyframe cannot be decoded again later, unlike a photo's file)."""
         side = encoder.input_size
         return max(side, OCR_SIDE) if side is not None and self._reader else side
 
-    def _read_text(self, image: Any) -> tuple[ReadWord, ...]:
-        """Reader thread: the text in an image (an OCR failure costs the words, not the image)."""
+    def _detailed(self, data: bytes, path: str) -> Any:
+        """An image decoded again for reading its text: the shorter side at OCR_SIDE or more."""
+        return decode_image(
+            data, path=path, max_pixels=self.settings.max_image_pixels, min_side=OCR_SIDE
+        ).image
+
+    def _read_text(self, image: Any, detail: Callable[[], Any] | None = None) -> tuple[ReadWord, ...]:
+        """Reader thread: the text in an image (an OCR failure costs the words, not the image).
+        `detail` decodes the image again with more pixels, asked only when text is seen."""
         t = time.perf_counter()
         try:
-            return self._reader.read(image) if self._reader else ()
+            return self._reader.read(image, detail) if self._reader else ()
         except ModelUnavailableError:
             raise
         except Exception:
@@ -519,9 +526,14 @@ class Ingest:
                     data,
                     path=entry.path,
                     max_pixels=self.settings.max_image_pixels,
-                    min_side=self._decode_side(encoder),
+                    # The model's size, also when reading text: the few photos a glance finds
+                    # text in are decoded again with more pixels (`_detailed`).
+                    min_side=encoder.input_size,
                 )
-                read = self._read_text(decoded.image) if self._reader else ()
+                read = (
+                    self._read_text(decoded.image, lambda: self._detailed(data, entry.path))
+                    if self._reader else ()
+                )
                 facts = ItemFacts(
                     entry.path, root, IMAGE, entry.size, entry.mtime_ns, digest,
                     width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
