@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,20 +83,27 @@ class Decoder:
             )
             with self._lock:
                 if self._video_stage is None:
-                    self._video_stage = VideoStage(choice, self.decode_side, _DECODE_WHOLE_SECONDS)
+                    self._video_stage = VideoStage(choice, self.frame_side, _DECODE_WHOLE_SECONDS)
         return self._video_stage
 
-    def decode_side(self, encoder: Encoder) -> int | None:
-        """The shortest side worth decoding an image to (None: full size). Reading text needs
-        more detail than the model's input."""
+    def frame_side(self, encoder: Encoder) -> int | None:
+        """The shortest side a video's frames are decoded to: with text reading on, enough to
+        read by (a keyframe cannot be decoded again later, unlike a photo's file)."""
         side = encoder.input_size
         return max(side, OCR_SIDE) if side is not None and self.reader else side
 
-    def read_text(self, image: Any) -> tuple[ReadWord, ...]:
-        """Reader thread: the text in an image (an OCR failure costs the words, not the image)."""
+    def _detailed(self, data: bytes, path: str) -> Any:
+        """An image decoded again for reading its text: the shorter side at OCR_SIDE or more."""
+        return decode_image(
+            data, path=path, max_pixels=self.settings.max_image_pixels, min_side=OCR_SIDE
+        ).image
+
+    def read_text(self, image: Any, detail: Callable[[], Any] | None = None) -> tuple[ReadWord, ...]:
+        """Reader thread: the text in an image (an OCR failure costs the words, not the image).
+        `detail` decodes the image again with more pixels, asked only when text is seen."""
         t = time.perf_counter()
         try:
-            return self.reader.read(image) if self.reader else ()
+            return self.reader.read(image, detail) if self.reader else ()
         except ModelUnavailableError:
             raise
         except Exception:
@@ -129,9 +137,14 @@ class Decoder:
                     data,
                     path=entry.path,
                     max_pixels=self.settings.max_image_pixels,
-                    min_side=self.decode_side(encoder),
+                    # The model's size, also when reading text: the few photos a glance finds
+                    # text in are decoded again with more pixels (`_detailed`).
+                    min_side=encoder.input_size,
                 )
-                read = self.read_text(decoded.image) if self.reader else ()
+                read = (
+                    self.read_text(decoded.image, lambda: self._detailed(data, entry.path))
+                    if self.reader else ()
+                )
                 facts = ItemFacts(
                     entry.path, root, IMAGE, entry.size, entry.mtime_ns, digest,
                     width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,

@@ -74,3 +74,48 @@ def test_a_word_run_together_with_others_in_the_image_still_finds_it(tmp_path: P
     assert catalog.keyword_search('"multimodal"', 5, inside_read_text='"multimodal"') == [item]
     catalog.delete_items([item])  # and a removed item is gone from it too
     assert catalog.keyword_search('"multimodal"', 5, inside_read_text='"multimodal"') == []
+
+
+def small_print(path: Path, word: str) -> Path:
+    """A large 'photo' whose only text is one line on a board, 1/20 of its width high: the
+    glance sees it, the words are read best from the full detail."""
+    image = Image.new("RGB", (2400, 1600), (70, 110, 150))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((300, 700, 1900, 880), fill=(250, 250, 245))
+    draw.text((330, 720), word, fill=(20, 20, 20), font=ImageFont.load_default(size=120))
+    image.save(path, quality=92)
+    return path
+
+
+def test_text_seen_in_the_small_copy_is_read_from_the_full_picture(tmp_path: Path) -> None:
+    """The glance looks at the copy decoded for the image model; the words come from the
+    picture decoded again with its detail."""
+    from mmsearch.encoders.ocr import TextReader
+
+    big = Image.open(small_print(tmp_path / "street.jpg", "Observatory")).convert("RGB")
+    small = big.resize((390, 260))
+    reader = TextReader()
+    asked = []
+
+    def detail() -> Image.Image:
+        asked.append(True)
+        return big
+
+    assert [w.text for w in reader.read(small, detail)] == ["Observatory"]
+    assert asked == [True]
+    plain = Image.new("RGB", (390, 260), (70, 110, 150))
+    assert reader.read(plain, lambda: pytest.fail("a plain photo was decoded again")) == ()
+
+
+def test_a_large_photo_indexed_small_is_still_read(tmp_path: Path) -> None:
+    """The image model decodes a 2400 px JPEG at a fraction of its size; its words are still
+    read and found."""
+    media = tmp_path / "media"
+    media.mkdir()
+    small_print(media / "DSC_0042.jpg", "Observatory")
+    make_image(media / "DSC_0043.jpg", COLOURS["red"], size=(2400, 1600))
+    settings = Settings(read_text_in_images=True)
+    with Library.open(tmp_path / "ix", model="offline-default", settings=settings) as lib:
+        lib.index([media])
+        assert lib.item(media / "DSC_0042.jpg").read_text == ["Observatory"]
+        assert Path(lib.search("observatory", k=1)[0].path).name == "DSC_0042.jpg"

@@ -331,15 +331,16 @@ def keep_places(
     first_order: Sequence[int], reranked: list[Candidate], kept: Collection[int]
 ) -> list[Candidate]:
     """`reranked` rearranged so the `kept` items fill the places they held in `first_order`
-    (each group in its reranked order); scores are capped by the one above to stay monotone."""
+    (each group in its reranked order). Each place keeps the score `reranked` has there, so the
+    scores stay monotone without ties: capping a moved item's score by the one above instead
+    gave a keyword match the reranker had scored low (0.42) to every hit below it too."""
     matched = iter([c for c in reranked if c[0] in kept])
     others = iter([c for c in reranked if c[0] not in kept])
+    places = sorted((score for _, score, _ in reranked), reverse=True)
     out: list[Candidate] = []
-    for item in first_order:
-        item_id, score, per_space = next(matched) if item in kept else next(others)
-        if out:
-            score = min(score, out[-1][1])
-        out.append((item_id, score, per_space))
+    for place, item in enumerate(first_order):
+        item_id, _, per_space = next(matched) if item in kept else next(others)
+        out.append((item_id, places[place], per_space))
     return out
 
 

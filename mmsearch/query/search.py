@@ -154,7 +154,8 @@ class Searcher:
         self.scale = scale or ScoreScale()
         self.embedder = QueryEmbedder(catalog, spaces, encoder, settings)
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
-        self._best_source: dict[tuple[str, int], str | None] = {}  # ... -> that vector's source
+        # (space, video item) -> the source of its best vector: a keyframe, its soundtrack, speech
+        self._video_source: dict[tuple[str, int], str | None] = {}
         self._below: dict[int, float] = {}  # items seen only under the cut-off -> best score
 
     def search(self, query: Query) -> Hits:
@@ -252,8 +253,8 @@ class Searcher:
         # of 12 check-half films, against 8 of 12 so (scripts/eval_video.py).
         heard = {
             item for item, _, _ in fused
-            if self._best_source.get((SEMANTIC, item), VIDEO_FRAME) != VIDEO_FRAME
-        }
+            if self._video_source.get((SEMANTIC, item), VIDEO_FRAME) != VIDEO_FRAME
+        }  # videos only: a photo or a sound in it would void the keyword matches' places
         if not self.scale.calibrated:
             return self.reranker.rerank(words, vector, fused, keyword_matches, proposed, heard)
         reranked = self.reranker.rerank(
@@ -378,7 +379,8 @@ class Searcher:
             elif score > best.get(item, -2.0):
                 best[item] = score
                 self._best_vector[(space, item)] = vid
-                self._best_source[(space, item)] = source
+                if kind == VIDEO:
+                    self._video_source[(space, item)] = source
         return sorted(best.items(), key=lambda kv: -kv[1])
 
     def _allowed_vectors(self, space: str, query: Query) -> np.ndarray | None:
