@@ -35,7 +35,9 @@ def make_random_checkpoint(arch: str, path: str | Path, *, seed: int = 0) -> str
     path = Path(path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = open_clip.create_model(arch, pretrained=None)
+    # pretrained_text=False: a Hugging Face text tower (xlm-roberta-...) is built from its config
+    # alone, not from the hub's pretrained weights.
+    model = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
     torch.save(model.state_dict(), path)
     return str(path)
 
