@@ -257,7 +257,7 @@ def test_an_english_openclip_index_refuses_a_chinese_query_in_one_line(
         patch.setenv("MMSEARCH_CACHE_DIR", str(cache))
         with Library.open(tmp_path / "index", model=f"open_clip:{SMALL_ARCH}@{checkpoint}") as lib:
             lib.index([media])
-            assert lib.encoder.languages == ("en",)
+            assert lib.encoder().languages == ("en",)
             with pytest.raises(QueryError, match="offline-multilingual"):
                 lib.search("一只猫")
             assert len(lib.search("a cat", k=2, min_score=-1)) == 2
