@@ -110,8 +110,10 @@ class HfTokenizer:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.context_length), dtype=np.int64)
-        encoded = self._tokenizer.encode_batch([clean_text(t, lower=False) for t in texts])
-        return np.asarray([e.ids for e in encoded], dtype=np.int64)
+        # One at a time: `encode_batch` starts tokenizers' thread pool, which then warns on
+        # stderr at every later fork (indexing runs ffmpeg); a batch here is tiny next to the tower.
+        rows = [self._tokenizer.encode(clean_text(t, lower=False)).ids for t in texts]
+        return np.asarray(rows, dtype=np.int64)
 
     def trim(self, tokens: np.ndarray) -> np.ndarray:
         """Drop the padding columns after the batch's longest text.

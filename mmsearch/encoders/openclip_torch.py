@@ -36,6 +36,7 @@ from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device, intra_op_threads
+from mmsearch.encoders.hf_tokenizer import cached_folder, hub_howto
 from mmsearch.encoders.hub import hub_reachable
 from mmsearch.encoders.openclip_spec import spec_weights, text_languages
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
@@ -247,8 +248,7 @@ class TorchOpenClipEncoder(Encoder):
         self._tower = ImageTower(self._model)
         self._tokenize_lock = threading.Lock()
         self._dim = self._embed_dim(arch)
-        # The tokenizer's first: it is what cuts a text. A Hugging Face text tower reports its
-        # position table instead (XLM-R: 514), while open_clip's tokenizer cuts at 77.
+        # The tokenizer's: it cuts the text (an HF tower reports its 514 positions instead).
         self._context_length = int(
             getattr(self._tokenizer, "context_length", None)
             or getattr(self._model, "context_length", None)
@@ -269,16 +269,14 @@ class TorchOpenClipEncoder(Encoder):
     def _build_model(self, arch: str, overrides: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:
         text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
         hf_text = text_cfg.get("hf_model_name")
-        if hf_text and not os.path.isdir(hf_text) and not _hub_file_cached(hf_text, "config.json"):
-            # Building this text tower reads its config from the hub even when the weights
-            # are local; find out now rather than after the hub client's retries.
-            if not hub_reachable():
-                from mmsearch.encoders.hf_tokenizer import hub_howto
-
-                raise ModelUnavailableError(
-                    f"OpenCLIP {arch} uses the Hugging Face text model {hf_text!r}, whose config "
-                    f"is not in the Hugging Face cache and the hub cannot be reached: {hub_howto(hf_text)}."
-                )
+        missing = hf_text and not os.path.isdir(hf_text) and not _hub_file_cached(hf_text, "config.json")
+        # Building this text tower reads its config from the hub even when the weights are
+        # local; find out now rather than after the hub client's retries.
+        if missing and not hub_reachable():
+            raise ModelUnavailableError(
+                f"OpenCLIP {arch} uses the Hugging Face text model {hf_text!r}, whose config "
+                f"is not in the Hugging Face cache and the hub cannot be reached: {hub_howto(hf_text)}."
+            )
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch,
@@ -311,8 +309,6 @@ class TorchOpenClipEncoder(Encoder):
         kwargs: dict[str, Any] = {}
         hf_name = text_cfg.get("hf_tokenizer_name")
         if hf_name and not hub_reachable():
-            from mmsearch.encoders.hf_tokenizer import cached_folder
-
             # transformers would retry the hub for every tokenizer file before falling back to
             # the cache; ask for the cache only, and say what to do when it is not there.
             cached_folder(hf_name, f"The model {self.spec.name}")
@@ -323,8 +319,8 @@ class TorchOpenClipEncoder(Encoder):
             source = text_cfg.get("hf_tokenizer_name") or arch
             raise ModelUnavailableError(
                 f"The tokenizer for OpenCLIP {arch} ({source}) could not be loaded: "
-                f"{_first_line(exc)}. It comes from the Hugging Face hub: run mmsearch once with "
-                "network access to fill the Hugging Face cache."
+                f"{_first_line(exc)}. It comes from the Hugging Face hub: "
+                + (hub_howto(hf_name) if hf_name else "run mmsearch once with network access") + "."
             ) from exc
 
     def _embed_dim(self, arch: str) -> int:
