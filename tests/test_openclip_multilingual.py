@@ -252,7 +252,7 @@ def test_an_english_openclip_index_refuses_a_chinese_query_in_one_line(
     media = tmp_path / "media"
     media.mkdir()
     for name in ("chelsea", "coffee"):
-        Image.fromarray(skimage_data.__getattribute__(name)()).convert("RGB").save(media / f"{name}.jpg")
+        Image.fromarray(getattr(skimage_data, name)()).convert("RGB").save(media / f"{name}.jpg")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMSEARCH_CACHE_DIR", str(cache))
         with Library.open(tmp_path / "index", model=f"open_clip:{SMALL_ARCH}@{checkpoint}") as lib:
