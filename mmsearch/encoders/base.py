@@ -122,8 +122,10 @@ class Encoder(ABC):
     input_size: int | None = None
     """Shorter image side the model needs, so large JPEGs can be decoded already reduced."""
     languages: tuple[str, ...] | None = None
-    """ISO 639-1 codes of the languages its text tower understands; None when not known (a
-    checkpoint of the user's own), and then no query is refused for its language."""
+    """ISO 639-1 codes of the languages its text tower understands; None when not known (CLAP,
+    OpenCLIP towers whose tokenizer `openclip_spec.text_languages` does not list), and then no
+    query is refused for its language. An OpenCLIP checkpoint of the user's own is taken to read
+    what its architecture reads."""
 
     @property
     @abstractmethod

@@ -134,7 +134,7 @@ class ClipTokenizer:
     def encode(self, text: str) -> list[int]:
         """The ids of `text` without start and end tokens."""
         ids: list[int] = []
-        for word in self._pattern.findall(_clean(text)):
+        for word in self._pattern.findall(clean_text(text)):
             ids.extend(self._word_ids(word))
         return ids
 
@@ -179,10 +179,12 @@ class ClipTokenizer:
 _PLAIN = frozenset(chr(c) for c in range(32, 127) if chr(c) != "&") | frozenset("\t\n\r")
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str, *, lower: bool = True) -> str:
+    """open_clip's cleaning: mojibake fixed (ftfy), HTML unescaped twice, whitespace collapsed,
+    and lower-cased (CLIP's tokenizer; its Hugging Face tokenizers keep the case)."""
     if not set(text) <= _PLAIN:
         import ftfy
 
         text = ftfy.fix_text(text)
-    text = html.unescape(html.unescape(text)).strip()
-    return " ".join(text.split()).lower()
+    text = " ".join(html.unescape(html.unescape(text)).strip().split())
+    return text.lower() if lower else text

@@ -5,9 +5,10 @@ On CPU a model's text and image towers are exported to ONNX once per model and c
 tower runs in onnxruntime, a plain CLIP text tower in numpy on mapped weights
 (`clip_text_numpy`; others in onnxruntime). A text query loads only the text tower, an image
 example only the image tower, and neither imports torch (which alone costs seconds and ~500 MB). The tokenizer and the
-image transform have numpy twins (`clip_tokenizer`, `_Preprocess`). On a GPU, when the model has
-no torch-free twin (Hugging Face tokenizers, unusual transforms), or with
-`MMSEARCH_OPENCLIP_BACKEND=torch`, the model runs in torch (`openclip_torch`).
+image transform have torch-free twins (`clip_tokenizer`; `hf_tokenizer` for Hugging Face text
+towers such as XLM-R's; `_Preprocess`). On a GPU, when the model has no torch-free twin
+(unusual tokenizers or transforms), or with `MMSEARCH_OPENCLIP_BACKEND=torch`, the model runs
+in torch (`openclip_torch`).
 
 The export folder is found from the spec alone (architecture, weights option, open_clip
 version, export version), so a query never resolves a pretrained tag through open_clip; it is
@@ -33,7 +34,7 @@ import numpy as np
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device
-from mmsearch.encoders.openclip_spec import spec_weights
+from mmsearch.encoders.openclip_spec import spec_weights, text_languages
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError
 from mmsearch.media.kinds import IMAGE
@@ -108,6 +109,10 @@ class OpenClipEncoder(Encoder):
         if self._torch is None and not self._meta:
             self._torch = self._load_torch()
         if self._meta:
+            tokenizer = self._meta.get("tokenizer") or {}  # exports before it: CLIP's
+            self.languages = text_languages(
+                self.architecture, {"hf_tokenizer_name": tokenizer.get("name", "")}
+            )
             self._dim = int(self._meta["dim"])
             self._context_length = int(self._meta["context_length"])
             self._preprocess = _Preprocess(self._meta["preprocess"])
@@ -116,6 +121,7 @@ class OpenClipEncoder(Encoder):
             self._towers = _Towers(self.export_dir, self.device, int8=int8)  # type: ignore[arg-type]
         else:
             self.export_dir = None
+            self.languages = self._torch.languages
             self._dim = self._torch.spaces[SEMANTIC]
             self._context_length = self._torch._context_length
             self.input_size = self._torch.input_size
@@ -320,9 +326,7 @@ class _Towers:
     def texts(self, texts: list[str], context: int, meta: Mapping[str, Any]) -> np.ndarray:
         with self._lock:  # one tokenizer cache; sessions open once
             if self._text is None:
-                from mmsearch.encoders.clip_tokenizer import ClipTokenizer
-
-                self._tokenizer = ClipTokenizer(self._folder / "bpe_merges.txt", context)
+                self._tokenizer = _tokenizer(self._folder, context, meta)
                 if meta.get("text_runtime") == "numpy":
                     from mmsearch.encoders.clip_text_numpy import NumpyTextTower
 
@@ -397,6 +401,18 @@ class _Towers:
                 f"The OpenCLIP export at {self._folder} cannot be opened ({exc}); delete that "
                 "folder and run again to export the model anew."
             ) from exc
+
+
+def _tokenizer(folder: Path, context: int, meta: Mapping[str, Any]) -> Any:
+    """The export's torch-free tokenizer: CLIP's byte pairs, or a Hugging Face tokenizer."""
+    entry = meta.get("tokenizer") or {"kind": "clip"}
+    if entry.get("kind") == "hf":
+        from mmsearch.encoders.hf_tokenizer import HfTokenizer
+
+        return HfTokenizer(folder / str(entry["file"]), context, int(entry["pad_id"]))
+    from mmsearch.encoders.clip_tokenizer import ClipTokenizer
+
+    return ClipTokenizer(folder / "bpe_merges.txt", context)
 
 
 class _Preprocess:

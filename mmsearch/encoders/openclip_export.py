@@ -4,7 +4,9 @@ This is the only OpenCLIP module that needs torch on CPU, and it runs once per m
 checkpoint): it builds the model with open_clip, writes the text tower and the image tower as
 separate ONNX files whose weights sit in a side file (onnxruntime maps it instead of parsing a
 protobuf copy), or, for plain CLIP text towers, the text weights for `clip_text_numpy` (a
-query then imports no runtime at all); it copies the tokenizer's merge list and records what a query needs (dimension, context, preprocessing) in `meta.json`.
+query then imports no runtime at all); it copies the tokenizer (CLIP's merge list, or the
+Hugging Face tokenizer of an `hf_model_name` text tower such as XLM-R's, see `hf_tokenizer`) and
+records what a query needs (dimension, context, tokenizer, preprocessing) in `meta.json`.
 The folder becomes visible under its final name only once every file is written and checked.
 
 The check: both towers must give, on sample photos and captions, vectors whose cosine with
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.clip_text_numpy import NumpyTextTower, write_weights
+from mmsearch.encoders.hf_tokenizer import TOKENIZER_FILE, HfTokenizer, save_backend
 from mmsearch.encoders.onnx_cache import quiet_export
 from mmsearch.encoders.openclip_torch import ImageTower
 from mmsearch.errors import ModelUnavailableError
@@ -51,8 +54,12 @@ _CHECK_CAPTIONS = (
     "a photo of a dog",
     "An airport filled with large passenger jets parked next to each other.",
     "two cats asleep on a red sofa",
+    "一只猫在红色的沙发上睡觉",  # multilingual towers (XLM-R) read it; CLIP's BPE takes any text
+    "Ünïcödé café — naïve façade &amp; 東京",
     "x " * 100,  # longer than the context: cut at 77 tokens
 )
+# open_clip's Hugging Face text towers whose padding never changes a vector (see `HfTokenizer.trim`).
+_TRIMMABLE_POOLERS = ("MeanPooler", "ClsPooler", "ClsLastHiddenStatePooler")
 
 
 class ExportUnsupported(Exception):
@@ -91,11 +98,9 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
     import open_clip
     import torch
 
-    from mmsearch.encoders.clip_tokenizer import ClipTokenizer
-
     model, preprocess, tokenizer = source._model, source._preprocess, source._tokenizer
     arch, checkpoint = source.architecture, source.checkpoint
-    _check_tokenizer(tokenizer)
+    hf_tokenizer = _check_tokenizer(tokenizer)
     steps = preprocess_steps(preprocess)
     context = int(source._context_length)
     texts = list(_CHECK_CAPTIONS)
@@ -110,23 +115,22 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        # The tokenizer first: a mismatch is found before a minute of exporting.
+        text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
+        hf_name = str(text_cfg.get("hf_tokenizer_name") or getattr(hf_tokenizer, "name_or_path", ""))
+        ours, tokenizer_meta = _write_tokenizer(hf_tokenizer, hf_name, work, context)
+        ids = ours(texts)
+        if not np.array_equal(ids, tokens.numpy()):
+            raise ExportUnsupported(f"the tokenizer of {arch} differs from open_clip's own")
         text_tower, trimmed = _text_tower(model, torch)
         # Plain CLIP text towers run in numpy (no runtime to import for a query); others in
         # onnxruntime.
-        numpy_text = trimmed and write_weights(model, work)
+        numpy_text = hf_tokenizer is None and trimmed and write_weights(model, work)
         if not numpy_text:
             axes = {0: "batch", 1: "tokens"} if trimmed else {0: "batch"}
             export_onnx(text_tower, tokens, work / TEXT_ONNX, "tokens", axes)
         image_outputs = [FEATURES, PATCHES] if image_tower.patches else [FEATURES]
         export_onnx(image_tower, pixels, work / IMAGE_ONNX, "pixels", {0: "batch"}, image_outputs)
-        import open_clip.tokenizer as oc_tokenizer
-
-        with gzip.open(oc_tokenizer.default_bpe()) as packed:
-            (work / MERGES).write_bytes(packed.read())
-        ours = ClipTokenizer(work / MERGES, context)
-        ids = ours(texts)
-        if not np.array_equal(ids, tokens.numpy()):
-            raise ExportUnsupported(f"the tokenizer of {arch} differs from CLIP's own")
         trim = ours.trim if trimmed else (lambda rows: rows)
         if numpy_text:
             text_run = NumpyTextTower(work)
@@ -165,6 +169,7 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
             "open_clip": open_clip.__version__,
             "dim": int(want_text.shape[1]),
             "context_length": context,
+            "tokenizer": tokenizer_meta,
             "trim_tokens": trimmed,
             "patches": want_patches is not None,
             "text_runtime": "numpy" if numpy_text else "onnxruntime",
@@ -188,13 +193,18 @@ def export_towers(source: Any, target: Path, *, photos: list[Any] | None = None)
 
 
 def _text_tower(model: Any, torch: Any) -> tuple[Any, bool]:
-    """The text tower; for CLIP's causal transformer one that takes only the tokens it needs."""
+    """The text tower, and whether it may be given only the tokens up to the batch's last real
+    one: CLIP's causal transformer (cut after its end token), a Hugging Face tower that masks
+    its padding out (cut after the last non-padding token)."""
     import open_clip
 
     pool = getattr(model, "text_pool_type", None)
     causal = getattr(model, "attn_mask", None) is not None
     if type(model) is open_clip.CLIP and causal and pool == "argmax":
         return TrimmedTextTower(model, torch), True
+    text = getattr(model, "text", None)
+    if type(text).__name__ == "HFTextEncoder" and type(text.pooler).__name__ in _TRIMMABLE_POOLERS:
+        return FullTextTower(model), True
     return FullTextTower(model), False
 
 
@@ -315,11 +325,37 @@ def _synthetic_photos() -> list[Any]:
 # Tokenizer and preprocessing: only what has a torch-free twin
 
 
-def _check_tokenizer(tokenizer: Any) -> None:
+def _check_tokenizer(tokenizer: Any) -> Any:
+    """None for CLIP's own tokenizer; for open_clip's `HFTokenizer`, the transformers tokenizer
+    inside it. Raises `ExportUnsupported` for anything that `ClipTokenizer` or `HfTokenizer`
+    does not reproduce."""
     name = type(tokenizer).__name__
     clean = getattr(getattr(tokenizer, "clean_fn", None), "__name__", "")
-    if name != "SimpleTokenizer" or clean != "_clean_lower" or tokenizer.reduction_fn is not None:
-        raise ExportUnsupported(f"tokenizer {name} ({clean or 'custom'}) has no torch-free twin")
+    if name == "SimpleTokenizer" and clean == "_clean_lower" and tokenizer.reduction_fn is None:
+        return None
+    if name == "HFTokenizer" and clean == "_clean_whitespace":
+        inner = tokenizer.tokenizer
+        plain = not getattr(tokenizer, "tokenizer_mode", "") and not tokenizer.strip_sep_token
+        if plain and getattr(inner, "backend_tokenizer", None) is not None and inner.pad_token_id is not None:
+            return inner
+    raise ExportUnsupported(f"tokenizer {name} ({clean or 'custom'}) has no torch-free twin")
+
+
+def _write_tokenizer(hf: Any, hf_name: str, work: Path, context: int) -> tuple[Any, dict[str, Any]]:
+    """Write the tokenizer's files into the export (CLIP's merge list, or transformers'
+    tokenizer `hf` of the hub's `hf_name`); (its torch-free twin, its meta entry)."""
+    if hf is None:
+        import open_clip.tokenizer as oc_tokenizer
+
+        from mmsearch.encoders.clip_tokenizer import ClipTokenizer
+
+        with gzip.open(oc_tokenizer.default_bpe()) as packed:
+            (work / MERGES).write_bytes(packed.read())
+        return ClipTokenizer(work / MERGES, context), {"kind": "clip"}
+    save_backend(hf.backend_tokenizer, work / TOKENIZER_FILE)
+    pad_id = int(hf.pad_token_id)
+    meta = {"kind": "hf", "file": TOKENIZER_FILE, "pad_id": pad_id, "name": hf_name}
+    return HfTokenizer(work / TOKENIZER_FILE, context, pad_id), meta
 
 
 def preprocess_steps(preprocess: Any) -> dict[str, Any]:

@@ -36,8 +36,9 @@ from PIL import Image
 
 from mmsearch.encoders.base import SEMANTIC, VISUAL, Encoder, ModelSpec, l2_normalise
 from mmsearch.encoders.device import Device, choose_device, intra_op_threads
+from mmsearch.encoders.hf_tokenizer import cached_folder, hub_howto
 from mmsearch.encoders.hub import hub_reachable
-from mmsearch.encoders.openclip_spec import spec_weights
+from mmsearch.encoders.openclip_spec import spec_weights, text_languages
 from mmsearch.encoders.regions import RegionCodes, pooled_patches
 from mmsearch.errors import ModelUnavailableError, UnknownModelError
 
@@ -247,11 +248,13 @@ class TorchOpenClipEncoder(Encoder):
         self._tower = ImageTower(self._model)
         self._tokenize_lock = threading.Lock()
         self._dim = self._embed_dim(arch)
+        # The tokenizer's: it cuts the text (an HF tower reports its 514 positions instead).
         self._context_length = int(
-            getattr(self._model, "context_length", None)
-            or getattr(self._tokenizer, "context_length", None)
+            getattr(self._tokenizer, "context_length", None)
+            or getattr(self._model, "context_length", None)
             or 77
         )
+        self.languages = text_languages(arch, (open_clip.get_model_config(arch) or {}).get("text_cfg", {}))
         logger.info(
             "Loaded OpenCLIP %s from %s on %s (%s), %d-d",
             arch,
@@ -266,15 +269,14 @@ class TorchOpenClipEncoder(Encoder):
     def _build_model(self, arch: str, overrides: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:
         text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
         hf_text = text_cfg.get("hf_model_name")
-        if hf_text and not os.path.isdir(hf_text) and not _hub_file_cached(hf_text, "config.json"):
-            # Building this text tower reads its config from the hub even when the weights
-            # are local; find out now rather than after the hub client's retries.
-            if not hub_reachable():
-                raise ModelUnavailableError(
-                    f"OpenCLIP {arch} uses the Hugging Face text model {hf_text!r}, whose config "
-                    "is not in the Hugging Face cache and the hub cannot be reached. Run mmsearch "
-                    "once with network access to fill the cache."
-                )
+        missing = hf_text and not os.path.isdir(hf_text) and not _hub_file_cached(hf_text, "config.json")
+        # Building this text tower reads its config from the hub even when the weights are
+        # local; find out now rather than after the hub client's retries.
+        if missing and not hub_reachable():
+            raise ModelUnavailableError(
+                f"OpenCLIP {arch} uses the Hugging Face text model {hf_text!r}, whose config "
+                f"is not in the Hugging Face cache and the hub cannot be reached: {hub_howto(hf_text)}."
+            )
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch,
@@ -305,9 +307,11 @@ class TorchOpenClipEncoder(Encoder):
     def _build_tokenizer(self, arch: str) -> Any:
         text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
         kwargs: dict[str, Any] = {}
-        if text_cfg.get("hf_tokenizer_name") and not hub_reachable():
+        hf_name = text_cfg.get("hf_tokenizer_name")
+        if hf_name and not hub_reachable():
             # transformers would retry the hub for every tokenizer file before falling back to
-            # the cache; ask for the cache only.
+            # the cache; ask for the cache only, and say what to do when it is not there.
+            cached_folder(hf_name, f"The model {self.spec.name}")
             kwargs["local_files_only"] = True
         try:
             return open_clip.get_tokenizer(arch, **kwargs)
@@ -315,8 +319,8 @@ class TorchOpenClipEncoder(Encoder):
             source = text_cfg.get("hf_tokenizer_name") or arch
             raise ModelUnavailableError(
                 f"The tokenizer for OpenCLIP {arch} ({source}) could not be loaded: "
-                f"{_first_line(exc)}. It comes from the Hugging Face hub: run mmsearch once with "
-                "network access to fill the Hugging Face cache."
+                f"{_first_line(exc)}. It comes from the Hugging Face hub: "
+                + (hub_howto(hf_name) if hf_name else "run mmsearch once with network access") + "."
             ) from exc
 
     def _embed_dim(self, arch: str) -> int:

@@ -34,6 +34,11 @@ LATIN_MIN_WORDS = 3
 LATIN_MIN_CONFIDENCE = 0.5
 UNREAD_CHANCE = 0.05
 MULTILINGUAL_PRESET = "offline-multilingual"
+MULTILINGUAL_OPENCLIP = "open_clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k"
+"""Suggested beside the preset for users with a network: its weights (~1.5 GB) and XLM-R's
+tokenizer come from the Hugging Face hub once, then run offline (`encoders/hf_tokenizer.py`)."""
+LISTED_LANGUAGES = 16
+"""A model reading more languages than this is said to read "N languages" in a refusal."""
 
 _NAMES = {
     "ar": "Arabic", "bg": "Bulgarian", "cs": "Czech", "de": "German", "el": "Greek",
@@ -107,10 +112,16 @@ def check_query_language(texts: Sequence[str], languages: Sequence[str] | None, 
         return
     if tuple(languages) == ("en",):
         advice = (f"build an index with `mmsearch index FOLDER --model {MULTILINGUAL_PRESET} "
-                  "--index NEW_FOLDER` to search in other languages, or write the query in English.")
+                  "--index NEW_FOLDER` to search in other languages (or, where the weights can be "
+                  f"downloaded once, `--model {MULTILINGUAL_OPENCLIP}`), or write the query in English.")
+    elif len(languages) > LISTED_LANGUAGES:
+        advice = "write the query in another language, e.g. English."
     else:
         advice = "write the query in one of those."
-    reads = ", ".join(language_name(c) for c in languages)
+    if len(languages) > LISTED_LANGUAGES:
+        reads = f"{len(languages)} languages, not this one"
+    else:
+        reads = ", ".join(language_name(c) for c in languages)
     raise QueryError(
         f"The query is written in {written}, which this index's model {model} does not "
         f"understand (it reads {reads}): {advice}"
