@@ -135,11 +135,14 @@ if run:
     run.__enter__()
 import numpy
 mark("numpy")
-from mmsearch.config import load_settings
+try:  # what `mmsearch search` reads its settings with (before config_quick: pydantic-settings)
+    from mmsearch.config_quick import load_settings
+except ImportError:
+    from mmsearch.config import load_settings
 settings = load_settings(from_cli=True, index=sys.argv[1])
-mark("settings (pydantic-settings)")
+mark("settings")
 from mmsearch.library import Library
-mark("import Library (catalog, sqlite_utils, query)")
+mark("import Library (catalog, query)")
 lib = Library.open(settings.index_path(), create=False, readonly=True, settings=settings)
 mark("open the index")
 lib.encoder().embed_texts([sys.argv[2]])

@@ -17,11 +17,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmsearch.config import Settings
 from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
@@ -35,6 +34,9 @@ from mmsearch.query.rerank import Reranker
 from mmsearch.results import MAX_MOMENTS, Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
 
 log = logging.getLogger(__name__)
 
