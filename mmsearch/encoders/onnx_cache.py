@@ -15,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import importlib.metadata
 import json
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -79,6 +77,8 @@ def require_weights(weights: Path, pip_name: str) -> Path:
 
 def package_version(dist: str) -> str:
     """The installed version of `dist`, part of cache keys so an upgrade re-exports."""
+    import importlib.metadata  # here: ~10-20 ms (email, zipfile, csv) a search never needs
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -118,6 +118,8 @@ def model_key(name: str, pip_name: str, weights: Path) -> str:
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temp path beside `target` that replaces it only if the block finishes."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
