@@ -31,6 +31,7 @@ from mmsearch.query.keywords import fts_expression, substring_expression, unspac
 from mmsearch.query.language import check_query_language
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
+from mmsearch.query.words import remember_words, uncached_words
 from mmsearch.results import MAX_MOMENTS, Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
@@ -379,10 +380,15 @@ class Searcher:
             signed = np.array(
                 [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
             )
+            texts = [t.text for t in terms]
             # Most models have one text space; a composite has one per text tower, each searched.
             for space, embed in encoder.text_spaces().items():
                 if space == SEMANTIC or space in self.spaces.dims:
-                    out[space] = (l2_normalise(signed @ embed([t.text for t in terms])), 1.0)
+                    words = self._words_with_query(encoder, terms) if space == SEMANTIC else []
+                    vectors = embed(texts + words)
+                    if words:
+                        remember_words(encoder, words, vectors[len(texts) :])
+                    out[space] = (l2_normalise(signed @ vectors[: len(texts)]), 1.0)
         if query.images:
             visual = np.stack([self._example_image(p) for p in query.images])
             out[VISUAL] = (l2_normalise(visual.sum(axis=0)), query.image_weight)
@@ -390,6 +396,18 @@ class Searcher:
             acoustic = np.stack([self._example_audio(p) for p in query.audios])
             out[ACOUSTIC] = (l2_normalise(acoustic.sum(axis=0)), query.audio_weight)
         return out
+
+    def _words_with_query(self, encoder: Encoder, terms: list[Term]) -> list[str]:
+        """The reranker's word texts not embedded yet, where the model embeds them with the
+        query for less than on their own (`Encoder.joint_text_batches`): for OpenCLIP's numpy
+        tower, whose every run reads all its weights, a cold text search's two runs (query,
+        then words) cost ~20 ms more than one (ARCHITECTURE.md, "The CLI's cold path")."""
+        if self.reranker is None or not encoder.joint_text_batches:
+            return []
+        if encoder.text_spaces().get(SEMANTIC) != encoder.embed_texts:
+            return []  # the words are embedded by `embed_texts`: the same tower only
+        words = self.reranker.word_texts(" ".join(t.text for t in terms if not t.negative))
+        return uncached_words(encoder, words)
 
     def _stored_vector(self, path: str, space: str) -> np.ndarray | None:
         """An indexed, unchanged example's own vector (mean of its chunks), else None."""
