@@ -99,16 +99,16 @@ def _read(init: dict[str, Any], toml: dict[str, Any]) -> dict[str, Any]:
     if not set(init) <= set(FIELDS) or not set(toml) <= set(FIELDS):
         raise _Unsure  # keys the model ignores or matches in other ways
     values = {}
-    for name, (kind, optional, default, rules) in FIELDS.items():
+    for name, (kind, _, default, rules) in FIELDS.items():
         names = env_names(name)
         if len(names) > 1:
             raise _Unsure  # the same variable in two spellings: the model picks one
         if name in init:
-            value = _typed(kind, optional, init[name])
+            value = _typed(kind, init[name])
         elif names:
-            value = _from_text(kind, optional, os.environ[names[0]])
+            value = _from_text(kind, os.environ[names[0]])
         elif name in toml:
-            value = _typed(kind, optional, toml[name])
+            value = _typed(kind, toml[name])
         else:
             values[name] = default
             continue
@@ -122,31 +122,26 @@ def _read(init: dict[str, Any], toml: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _typed(kind: str, optional: bool, value: Any) -> Any:
+def _typed(kind: str, value: Any) -> Any:
     """A value as the model holds it, from one already typed (TOML, an option), or _Unsure."""
-    if kind == "path":
-        if isinstance(value, Path):
-            return value
-        if type(value) is str and value:
-            return Path(value)
-    elif kind in ("str", "choice"):
-        if type(value) is str:
-            return value
-    elif kind == "int":
-        if type(value) is int:
-            return value
-    elif kind == "float":
-        if type(value) is float and math.isfinite(value):
-            return value
-        if type(value) is int and abs(value) < 2**53:
-            return float(value)
-    elif kind == "bool":
-        if type(value) is bool:
-            return value
+    if kind == "path" and isinstance(value, Path):
+        return value
+    if kind == "path" and type(value) is str and value:
+        return Path(value)
+    if kind in ("str", "choice") and type(value) is str:
+        return value
+    if kind == "int" and type(value) is int:
+        return value
+    if kind == "float" and type(value) is float and math.isfinite(value):
+        return value
+    if kind == "float" and type(value) is int and abs(value) < 2**53:
+        return float(value)
+    if kind == "bool" and type(value) is bool:
+        return value
     raise _Unsure
 
 
-def _from_text(kind: str, optional: bool, text: str) -> Any:
+def _from_text(kind: str, text: str) -> Any:
     """A value as the model holds it, from an environment variable's text, or _Unsure."""
     if kind == "path":
         return Path(text)

@@ -39,7 +39,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import DATA, ROOT, baseline_tree, measured, print_phase_table, print_phases, run  # scripts are not a package
+from benchkit import (  # scripts are not a package
+    DATA,
+    ROOT,
+    baseline_tree,
+    measured,
+    print_phase_table,
+    print_phases,
+    run,
+)
 
 WORK = ROOT / "indexes" / "bench"
 ARCH = "ViT-B-32-256"
