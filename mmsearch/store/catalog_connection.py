@@ -55,7 +55,15 @@ class ReadDatabase:
         self.conn = conn
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> sqlite3.Cursor:
-        return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+        was_in_transaction = self.conn.in_transaction
+        try:
+            return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+        except Exception:
+            # A refused write (the doctor's FTS check) leaves the transaction sqlite3 opened for
+            # it, which would pin every later read to this snapshot: end it, as sqlite_utils does.
+            if not was_in_transaction and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
         """Rows as dicts of column name to value."""
