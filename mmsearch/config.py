@@ -8,16 +8,12 @@ what is allowed and how to fix it; `load_settings` is the entry point the shells
 from __future__ import annotations
 
 import json
-import os
-import re
 import shlex
-import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -25,102 +21,28 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from mmsearch.config_sources import (
+    CLI_NAMES,
+    DEFAULT_MODEL,
+    ENV_PREFIX,
+    FIELD_CHECKS,
+    SettingsPaths,
+    check_home,
+    config_file,
+    home_dir,
+    index_source,
+    read_config_file,
+)
+from mmsearch.config_sources import env_value as _env_value
 from mmsearch.errors import ConfigError
 
-DEFAULT_MODEL = "offline-default"
-ENV_PREFIX = "MMSEARCH_"
-_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
+__all__ = [
+    "DEFAULT_MODEL", "ENV_PREFIX", "Settings", "allowed_values", "config_file", "home_dir",
+    "load_settings", "read_config_file",
+]
 
 
-def _checkout_root() -> Path | None:
-    """The source checkout this package runs from, if any (an editable install in a git clone)."""
-    root = Path(__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / ".git").exists():
-        return root
-    return None
-
-
-def home_dir() -> Path:
-    """Where indexes, the config file and model caches live unless told otherwise.
-
-    `MMSEARCH_HOME` wins; in a checkout it is the checkout's `indexes/` folder (git-ignored);
-    otherwise the platform's user data folder.
-    """
-    env = os.environ.get("MMSEARCH_HOME")
-    if env:
-        return Path(env).expanduser()
-    root = _checkout_root()
-    if root is not None:
-        return root / "indexes"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("mmsearch", appauthor=False))
-
-
-def config_file() -> Path:
-    env = os.environ.get("MMSEARCH_CONFIG")
-    return Path(env).expanduser() if env else home_dir() / "config.toml"
-
-
-def _env_value(name: str) -> str | None:
-    """The raw value of `MMSEARCH_<NAME>` (matched case-insensitively, as pydantic-settings does)."""
-    wanted = (ENV_PREFIX + name).upper()
-    for key, value in os.environ.items():
-        if key.upper() == wanted and value != "":
-            return value
-    return None
-
-
-def read_config_file(path: Path | None = None) -> dict[str, Any]:
-    """The parsed config file (`{}` when there is none).
-
-    Raises:
-        ConfigError: the file is a folder, unreadable, not UTF-8 or not valid TOML; or
-            `MMSEARCH_CONFIG` names a file that does not exist.
-    """
-    path = path or config_file()
-    explicit = bool(os.environ.get("MMSEARCH_CONFIG"))
-    try:
-        if not path.exists():
-            if explicit:
-                raise ConfigError(
-                    f"MMSEARCH_CONFIG={path} names no file; create it or unset MMSEARCH_CONFIG."
-                )
-            return {}
-        if path.is_dir():
-            raise ConfigError(
-                f"The config file {path} is a folder, not a file; move it away "
-                "or point MMSEARCH_CONFIG at a TOML file."
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"The config file {path} cannot be read ({exc.strerror or exc}); "
-            "fix its permissions or move it away."
-        ) from None
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"The config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
-            "fix it or move it away."
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        reason = str(exc)
-        where = re.search(r"\s*\((at line \d+, column \d+|at end of document)\)$", reason)
-        if where:
-            reason = f"{reason[: where.start()]} {where.group(1)}"
-        raise ConfigError(
-            f"The config file {path} is not valid TOML: {reason}. "
-            "Fix that line (TOML is `name = value`, text in quotes) or move the file away."
-        ) from None
-
-
-# Set by `load_settings(from_cli=True)`: name values given directly as --options, not keywords.
-_CLI_NAMES: ContextVar[bool] = ContextVar("mmsearch_cli_names", default=False)
-
-
-class Settings(BaseSettings):
+class Settings(SettingsPaths, BaseSettings):
     """Every knob a user may set, in `config.toml` or as `MMSEARCH_<NAME>`.
 
     Constructing one validates every value; a bad one raises `ConfigError` (one line).
@@ -221,28 +143,12 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, values)) from None
-        if values.get("index") is not None:
-            self._index_source = "init"
-        elif _env_value("index") is not None:
-            self._index_source = "env"
-        elif self.index is not None:
-            self._index_source = "file"
+        self._index_source = index_source(values, self.index)
 
-    @field_validator("device")
+    @field_validator(*FIELD_CHECKS)
     @classmethod
-    def _check_device(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not _DEVICE.fullmatch(value):
-            raise ValueError("unknown device")
-        return value
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("the model name is empty")
-        return value
+    def _check(cls, value: str, info: ValidationInfo) -> str:
+        return FIELD_CHECKS[info.field_name](value)  # shared with the quick reader
 
     @classmethod
     def settings_customise_sources(
@@ -255,26 +161,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = InitSettingsSource(settings_cls, init_kwargs=read_config_file())
         return (init_settings, env_settings, toml)
-
-    def index_path(self) -> Path:
-        """The index folder.
-
-        Raises:
-            ConfigError: the path names an existing file rather than a folder.
-        """
-        path = (self.index or home_dir() / "default").expanduser()
-        if path.is_file():
-            raise ConfigError(
-                f"{_index_label(self._index_source, path)} is a file, not an index folder; "
-                "give a folder path."
-            )
-        return path
-
-    def model_cache(self) -> Path:
-        return (self.cache_dir or home_dir() / "models").expanduser()
-
-    def workers(self) -> int:
-        return self.decode_workers or (os.cpu_count() or 1)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A validated copy with the non-None `changes` applied (what the shells use for flags).
@@ -305,34 +191,18 @@ def load_settings(*, from_cli: bool = False, **overrides: Any) -> Settings:
     Raises:
         ConfigError: one line naming the bad value, its source, the allowed range and the fix.
     """
-    _check_home()
-    token = _CLI_NAMES.set(from_cli)
+    check_home()
+    token = CLI_NAMES.set(from_cli)
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         settings.index_path()  # refuse an index path that names a file now, not later
     finally:
-        _CLI_NAMES.reset(token)
+        CLI_NAMES.reset(token)
     return settings
-
-
-def _check_home() -> None:
-    env = os.environ.get("MMSEARCH_HOME")
-    if env and Path(env).expanduser().is_file():
-        raise ConfigError(f"MMSEARCH_HOME={env} is a file, not a folder; give a folder path.")
 
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def _index_label(source: str | None, path: Path) -> str:
-    if source == "init":
-        return f"--index {shlex.quote(str(path))}" if _CLI_NAMES.get() else f"index={str(path)!r}"
-    if source == "env":
-        return f"MMSEARCH_INDEX={path}"
-    if source == "file":
-        return f"index = {json.dumps(str(path), ensure_ascii=False)} in {config_file()}"
-    return f"The index location {path}"
 
 
 def allowed_values(name: str) -> str:
@@ -392,7 +262,7 @@ def _describe(exc: ValidationError, init_values: dict[str, Any]) -> str:
         shown = init_values[name]
         label = (
             f"{_option(name)} {shlex.quote(str(shown))}"
-            if _CLI_NAMES.get()
+            if CLI_NAMES.get()
             else f"{name}={shown!r}"
         )
         return f"{label} is not valid for {name}: {message}{extra}. Use {allowed}."

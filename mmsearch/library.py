@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmsearch import collection
-from mmsearch.config import Settings, load_settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.errors import IndexDamagedError
 from mmsearch.library_guard import storage_errors, write_lock
@@ -34,6 +33,7 @@ from mmsearch.store.spaces import MilvusOptions, SpaceSet
 from mmsearch.version import __version__
 
 if TYPE_CHECKING:
+    from mmsearch.config import Settings
     from mmsearch.ingest_run import ProgressCallback
     from mmsearch.learning import TuneReport
     from mmsearch.watch import WatchBatch, WatchNotice
@@ -119,7 +119,10 @@ class Library:
             IndexNotFoundError, IndexDamagedError, ModelMismatchError, UnknownModelError,
             IndexFormatError, ConfigError.
         """
-        settings = settings or load_settings()
+        if settings is None:
+            from mmsearch.config import load_settings
+
+            settings = load_settings()
         folder, catalog, readonly = open_catalog(
             path if path is not None else settings.index_path(), create=create, readonly=readonly
         )

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmsearch import collection
-from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.errors import MediaError, MmsearchError
 from mmsearch.query.proposals import PooledRegions
@@ -21,6 +20,7 @@ from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
 
 if TYPE_CHECKING:
+    from mmsearch.config import Settings
     from mmsearch.ingest_run import ProgressCallback
 
 

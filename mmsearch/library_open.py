@@ -7,14 +7,17 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.encoders.registry import load_encoder, resolve_model, upgrade_spec
 from mmsearch.errors import IndexDamagedError, IndexNotFoundError, ModelMismatchError
 from mmsearch.media.paths import canonical_path
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import MANIFEST, SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, ModelSpec
 from mmsearch.encoders.registry import default_cutoffs, score_calibration
 from mmsearch.errors import QueryError
@@ -19,6 +19,9 @@ from mmsearch.query.rerank import Reranker
 from mmsearch.query.search import Query, Searcher
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
 
 
 def vector_query(

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import cold_search_phases, measured, run  # scripts are not a package
+from benchkit import baseline_tree, measured, print_phase_table, run  # scripts are not a package
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "indexes" / "samples"
@@ -61,16 +61,12 @@ def main() -> None:
                    stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         work = Path(tmp)
-        baseline = work / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(baseline),
-                        args.baseline], check=True)
-        try:
+        with baseline_tree(args.baseline, work / "baseline") as baseline:
             index = work / "index"
             run([sys.executable, "-m", "mmsearch", "index", str(SAMPLES), "--index", str(index)], env)
             trees = {"this tree": ROOT, f"baseline {args.baseline}": baseline}
-            for tree in trees.values():
-                subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "mmsearch")],
-                               check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mmsearch")],
+                           check=True, stdout=subprocess.DEVNULL)
             queries = searches(work)
             samples: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             for round_no in range(args.rounds + 1):  # round 0 warms caches and is not counted
@@ -97,29 +93,6 @@ def main() -> None:
                 print(f"{what:<14} " + "; ".join(line) + f"; this/baseline: {ratio:.2f}x time, {cpu:.2f}x CPU")
             if args.phases:
                 print_phase_table(trees, index, queries["text"][0], env, args.rounds)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
-
-
-def print_phase_table(trees: dict[str, Path], index: Path, query: str, env: dict[str, str], rounds: int) -> None:
-    """The text search phase by phase, the trees taking turns; medians of CPU ms."""
-    ms: dict[tuple[str, str], list[float]] = {}
-    order: list[str] = []
-    for round_no in range(rounds):
-        names = list(trees) if round_no % 2 else list(trees)[::-1]
-        for name in names:
-            tree = trees[name]
-            for phase, value in cold_search_phases(index, query, {**env, "PYTHONPATH": str(tree)}, cwd=tree):
-                ms.setdefault((phase, name), []).append(value)
-                if phase not in order:
-                    order.append(phase)
-    print(f"\n== cold text search phase by phase, CPU ms, medians of {rounds} interleaved rounds")
-    print(f"{'phase':<46} " + " ".join(f"{name:>22}" for name in trees))
-    for phase in order:
-        print(f"{phase:<46} " + " ".join(
-            f"{statistics.median(ms[(phase, name)]) if (phase, name) in ms else float('nan'):>22.0f}" for name in trees))
-    totals = [sum(statistics.median(v) for (p, n), v in ms.items() if n == name) for name in trees]
-    print(f"{'total (sum of medians)':<46} " + " ".join(f"{t:>22.0f}" for t in totals))
 
 
 if __name__ == "__main__":

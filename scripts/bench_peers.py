@@ -14,7 +14,11 @@ inside every round, so a busy machine slows all of them alike; the ratios are wh
 
 Usage:
     .venv/bin/python scripts/bench_peers.py [--rounds 3] [--index-rounds 1] [--limit 409]
-        [--no-naive] [--fast-mode] [--breakdown | --phases]
+        [--no-naive] [--fast-mode] [--breakdown | --phases] [--baseline REV]
+
+mmsearch is the code of this tree (or of PYTHONPATH's, when set). With --baseline, the code of
+git revision REV (a temporary worktree) runs the same cold searches too, taking turns with this
+tree and rclip in every round; with --phases, both trees are timed phase by phase.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -34,7 +39,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import DATA, ROOT, measured, print_phases, run  # scripts are not a package
+from benchkit import (  # scripts are not a package
+    DATA,
+    ROOT,
+    baseline_tree,
+    measured,
+    print_phase_table,
+    print_phases,
+    run,
+)
 
 WORK = ROOT / "indexes" / "bench"
 ARCH = "ViT-B-32-256"
@@ -192,6 +205,7 @@ class Bench:
         self.rclip_models = WORK / "rclip-data"
         if args.rclip:
             export_rclip_models(self.checkpoint, self.rclip_models)
+        self.baseline: Path | None = None  # the code tree of --baseline, when given
         self.samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
         self.stages: dict[str, list[dict[str, float]]] = defaultdict(list)
         # One pair of indexes per photo folder: an index built over another folder (another
@@ -276,6 +290,13 @@ class Bench:
             ("cold image search", "mmsearch", lambda: run(measured([self.mm, "search", "--image", example, *full]), self.env)),
             ("no-change re-run", "mmsearch", lambda: self.mm_index(self.full_index, self.model)),
         ]
+        if self.baseline is not None:
+            # The same console script: PYTHONPATH puts the baseline's modules first.
+            base_env = {**self.env, "PYTHONPATH": str(self.baseline)}
+            jobs += [
+                ("cold text search", "mmsearch baseline", lambda: run(measured([self.mm, "search", query, *full]), base_env)),
+                ("cold image search", "mmsearch baseline", lambda: run(measured([self.mm, "search", "--image", example, *full]), base_env)),
+            ]
         if self.args.floor:
             export = next((self.cache / "open_clip").glob(f"{ARCH}-*"))
             jobs.append(("cold text search", "floor (no CLI)", lambda: run(measured(
@@ -286,7 +307,9 @@ class Bench:
                 ("cold image search", "rclip", lambda: run(measured([self.rclip, "-n", "-f", "-t", "10", example]), rclip_env, cwd=self.photos)),
                 ("no-change re-run", "rclip", lambda: run(measured([self.rclip, "-f", "-t", "10", query]), rclip_env, cwd=self.photos)),
             ]
-        order = sorted(jobs, key=lambda job: (job[0], (job[1] == "rclip") ^ (round_no % 2 == 1)))
+        tools = sorted({tool for _, tool, _ in jobs})
+        turn = {tool: (i + round_no) % len(tools) for i, tool in enumerate(tools)}  # rotates per round
+        order = sorted(jobs, key=lambda job: (job[0], turn[job[1]]))
         for what, tool, job in order:
             self.record(what, tool, job())
 
@@ -315,6 +338,14 @@ class Bench:
                         cpu_ratio = statistics.median(s[2] for s in samples) / rclip_cpu
                         print(f"{'':<20} {tool} / rclip time: {ratio:.2f}x "
                               f"(CPU time: {cpu_ratio:.2f}x)")
+
+            if "mmsearch baseline" in tools:
+                ratio, cpu_ratio = (
+                    statistics.median(s[i] for s in tools["mmsearch"])
+                    / statistics.median(s[i] for s in tools["mmsearch baseline"])
+                    for i in (0, 2)
+                )
+                print(f"{'':<20} mmsearch / mmsearch baseline time: {ratio:.2f}x (CPU time: {cpu_ratio:.2f}x)")
 
         for tool, runs in self.stages.items():
             # Wall seconds on the main thread (model, writes) and summed over the reader threads
@@ -434,6 +465,7 @@ def main() -> None:
                         help="also time the least a cold text search costs in Python (no CLI)")
     parser.add_argument("--breakdown", action="store_true",
                         help="only: per-image decode and model time at batch 8/16/32, and an operator profile")
+    parser.add_argument("--baseline", metavar="REV", help="also time the cold searches with this git revision")
     parser.add_argument("--phases", action="store_true",
                         help="only: a cold text search phase by phase (after preparing the index)")
     args = parser.parse_args()
@@ -441,11 +473,25 @@ def main() -> None:
     if args.breakdown:
         breakdown(bench)
         return
-    if args.phases:
-        bench.prepare()
-        print_phases(bench.full_index, QUERIES[0], bench.env)
-        return
+    with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
+        if args.baseline:
+            with baseline_tree(args.baseline, Path(tmp) / "baseline") as tree:
+                bench.baseline = tree
+                measure(bench, args)
+        else:
+            measure(bench, args)
+
+
+def measure(bench: Bench, args: argparse.Namespace) -> None:
     bench.prepare()
+    if args.phases:
+        if bench.baseline is None:
+            print_phases(bench.full_index, QUERIES[0], bench.env)
+        else:
+            this = Path(bench.env.get("PYTHONPATH") or ROOT).resolve()
+            trees = {"this tree": this, f"baseline {args.baseline}": bench.baseline}
+            print_phase_table(trees, bench.full_index, QUERIES[0], bench.env, args.rounds)
+        return
     for round_no in range(args.rounds):
         print(f"round {round_no + 1}: searches", flush=True)
         bench.searches(round_no)

@@ -14,7 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +136,14 @@ if run:
     run.__enter__()
 import numpy
 mark("numpy")
-from mmsearch.config import load_settings
+try:  # what `mmsearch search` reads its settings with (before config_quick: pydantic-settings)
+    from mmsearch.config_quick import load_settings
+except ImportError:
+    from mmsearch.config import load_settings
 settings = load_settings(from_cli=True, index=sys.argv[1])
-mark("settings (pydantic-settings)")
+mark("settings")
 from mmsearch.library import Library
-mark("import Library (catalog, sqlite_utils, query)")
+mark("import Library (catalog, query)")
 lib = Library.open(settings.index_path(), create=False, readonly=True, settings=settings)
 mark("open the index")
 lib.encoder().embed_texts([sys.argv[2]])
@@ -163,6 +167,42 @@ def cold_search_phases(index: Path, query: str, env: dict[str, str], cwd: Path |
               (line.removeprefix("PHASE ").split("\t") for line in out.splitlines() if line.startswith("PHASE "))]
     phases.append(("interpreter start and teardown", cpu * 1000 - sum(ms for _, ms in phases)))
     return phases
+
+
+@contextmanager
+def baseline_tree(revision: str, where: Path) -> Iterator[Path]:
+    """The code of git `revision` checked out at `where` (a temporary worktree, removed after),
+    its modules compiled as an install would, for a benchmark to run against this tree."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(where), revision],
+                   check=True)
+    try:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(where / "mmsearch")],
+                       check=True, stdout=subprocess.DEVNULL)
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False)
+
+
+def print_phase_table(trees: dict[str, Path], index: Path, query: str, env: dict[str, str], rounds: int) -> None:
+    """The cold text search phase by phase in each tree (name -> code tree), the trees taking
+    turns; medians of CPU ms."""
+    ms: dict[tuple[str, str], list[float]] = {}
+    order: list[str] = []
+    for round_no in range(rounds):
+        names = list(trees) if round_no % 2 else list(trees)[::-1]
+        for name in names:
+            tree = trees[name]
+            for phase, value in cold_search_phases(index, query, {**env, "PYTHONPATH": str(tree)}, cwd=tree):
+                ms.setdefault((phase, name), []).append(value)
+                if phase not in order:
+                    order.append(phase)
+    print(f"\n== cold text search phase by phase, CPU ms, medians of {rounds} interleaved rounds")
+    print(f"{'phase':<46} " + " ".join(f"{name:>22}" for name in trees))
+    for phase in order:
+        print(f"{phase:<46} " + " ".join(
+            f"{statistics.median(ms[(phase, name)]) if (phase, name) in ms else float('nan'):>22.0f}" for name in trees))
+    totals = [sum(statistics.median(v) for (p, n), v in ms.items() if n == name) for name in trees]
+    print(f"{'total (sum of medians)':<46} " + " ".join(f"{t:>22.0f}" for t in totals))
 
 
 def print_phases(index: Path, query: str, env: dict[str, str], cwd: Path | None = None) -> None:

@@ -48,3 +48,18 @@ def test_keyword_search_finds_file_name_words(tmp_path: Path) -> None:
     assert catalog.keyword_search("red car", 5) == [item]
     assert catalog.keyword_search("red boat", 5) == []  # every word must match
     assert catalog.keyword_search("boat", 5) == []
+
+
+def test_a_read_only_catalog_reads_without_sqlite_utils_and_sees_later_commits(tmp_path: Path) -> None:
+    """Searches open the catalog read-only on plain sqlite3 (no sqlite_utils import): rows come
+    back as they did, and a refused write (the doctor's full-text check) does not leave a
+    transaction open that would hide what another process commits afterwards."""
+    writer = Catalog(tmp_path / "c.db")
+    item, _, _ = writer.write_item(facts("/r/a.jpg"), {"visual": np.ones((1, 4), np.float32)})
+    reader = Catalog(tmp_path / "c.db", readonly=True)
+    assert type(reader.db).__name__ == "ReadDatabase"
+    assert reader.items_by_id([item])[item]["path"] == "/r/a.jpg"
+    assert reader.integrity_problems() == []
+    assert reader.vector_count("visual") == 1
+    writer.write_item(facts("/r/b.jpg"), {"visual": np.ones((1, 4), np.float32)})
+    assert reader.vector_count("visual") == 2

@@ -84,3 +84,25 @@ def test_a_search_loads_neither_the_indexing_pipeline_nor_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED=\n" in out.stdout + "\n", out.stdout
+
+
+def test_package_versions_are_read_without_importlib_metadata() -> None:
+    """Cache keys hold package versions (an OpenCLIP export is named by open_clip's): they are
+    what `importlib.metadata` says, for every installed distribution in any spelling, and
+    reading one does not import it (~15-20 ms of a cold search)."""
+    code = (
+        "import sys\nfrom mmsearch.encoders.onnx_cache import package_version\n"
+        "v = package_version('open_clip_torch')\n"
+        "print('METADATA=' + str('importlib.metadata' in sys.modules))\n"
+        "import importlib.metadata as md\n"
+        "names = sorted({d.metadata['Name'] for d in md.distributions()})\n"
+        "spellings = [s for n in names for s in (n, n.upper(), n.replace('-', '.'))]\n"
+        "wrong = [(n, package_version(n)) for n in spellings if package_version(n) != md.version(n)]\n"
+        "print('WRONG=' + repr(wrong) + ' ' + str(len(names)))\n"
+        "print('MISSING=' + package_version('no-such-distribution-x'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\n")
+    assert lines[0] == "METADATA=False"
+    assert lines[1].startswith("WRONG=[] ") and int(lines[1].split()[1]) > 20
+    assert lines[2] == "MISSING=unknown"

@@ -83,3 +83,36 @@ def test_tune_trains_the_patch_head_of_an_openclip_index(tmp_path: Path, checkpo
         assert any(setting.startswith("head") for setting in report.tried), report.tried
         hits = lib.search("a red square", k=5, min_score=-1)
         assert len(hits) == 5
+
+
+def test_a_text_search_runs_the_text_tower_once(tmp_path: Path, checkpoint: str, monkeypatch) -> None:
+    """The query and the reranker's words go through the text tower in one run (each run reads
+    all its weights: ~20 ms of a cold search), and find what a run each finds, scored alike."""
+    from mmsearch.encoders import openclip
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        Image.fromarray(getattr(skimage_data, name)()).save(media / f"{name}.jpg")
+    model = f"open_clip:{SMALL_ARCH}@{checkpoint}"
+    with Library.open(tmp_path / "index", model=model) as lib:
+        lib.index([media])
+    runs: list[list[str]] = []
+    texts = openclip._Towers.texts
+    monkeypatch.setattr(openclip._Towers, "texts", lambda self, t, *a: runs.append(list(t)) or texts(self, t, *a))
+
+    def search(joint: bool) -> list[tuple[str, float, float]]:
+        runs.clear()
+        with Library.open(tmp_path / "index", readonly=True) as lib:  # a fresh word cache
+            monkeypatch.setattr(lib.encoder(), "joint_text_batches", joint)
+            hits = lib.search("a rocket on the launch pad", k=4, min_score=-1)
+        return [(Path(h.path).name, h.score, h.scores.get("rerank", 0.0)) for h in hits]
+
+    separate = search(joint=False)
+    assert runs == [["a rocket on the launch pad"], ["a photo of a rocket.", "a photo of a launch.",
+                                                      "a photo of a pad."]]
+    joint = search(joint=True)
+    assert runs == [["a rocket on the launch pad", "a photo of a rocket.", "a photo of a launch.",
+                     "a photo of a pad."]]
+    assert [h[0] for h in joint] == [h[0] for h in separate]
+    assert all(abs(a[1] - b[1]) < 1e-5 and abs(a[2] - b[2]) < 1e-5 for a, b in zip(joint, separate))

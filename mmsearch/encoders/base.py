@@ -126,6 +126,12 @@ class Encoder(ABC):
     OpenCLIP towers whose tokenizer `openclip_spec.text_languages` does not list), and then no
     query is refused for its language. An OpenCLIP checkpoint of the user's own is taken to read
     what its architecture reads."""
+    joint_text_batches: bool = False
+    """True when one `embed_texts` call on several lists of texts costs clearly less than a
+    call each (a tower whose run reads all its weights once per call), with the same vectors
+    but for float rounding: a text search then embeds its query and the reranker's words in
+    one batch (`Searcher`). False keeps a call each (MiniLM's first small batches run in numpy
+    only under a token budget a joint batch could exceed)."""
 
     @property
     @abstractmethod

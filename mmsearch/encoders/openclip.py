@@ -222,6 +222,8 @@ class OpenClipEncoder(Encoder):
         """Words that fit one text embedding: about 50 for CLIP's 77-token context."""
         return max(8, int((self._context_length - 2) * _WORDS_PER_TOKEN) + 1)
 
+    joint_text_batches = True  # each run of the text tower reads its ~150 MB of weights
+
     def word_template(self, kind: str) -> str:
         """CLIP's own prompt for a single word matched with image regions (its zero-shot
         ImageNet prompts); bare words elsewhere."""

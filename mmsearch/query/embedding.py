@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmsearch.config import Settings
 from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VISUAL, Encoder, l2_normalise
 from mmsearch.errors import MediaError, QueryError
 from mmsearch.media.paths import canonical_path
 from mmsearch.query.language import check_query_language
 from mmsearch.query.parse import Term
+from mmsearch.query.words import remember_words
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:  # pydantic stays off a cold search's path (config_quick)
+    from mmsearch.config import Settings
 
 NEGATIVE_WEIGHT = 0.5
 """How hard a negative term pushes away, relative to a positive term of weight 1."""
@@ -28,12 +32,17 @@ class QueryEmbedder:
     """Embeds queries for one index with its model."""
 
     def __init__(
-        self, catalog: Catalog, spaces: SpaceSet, encoder: Callable[[], Encoder], settings: Settings
+        self, catalog: Catalog, spaces: SpaceSet, encoder: Callable[[], Encoder], settings: Settings,
+        along: Callable[[Encoder, Sequence[Term]], list[str]] | None = None,
     ) -> None:
+        """`along`: texts to embed in the same run as a query's terms in the `semantic` space
+        (the reranker's words, where the model says one run costs less than two); their
+        vectors are remembered for the reranker (`query.words`)."""
         self.catalog = catalog
         self.spaces = spaces
         self._encoder = encoder
         self.settings = settings
+        self._along = along
 
     def vectors(
         self,
@@ -64,10 +73,15 @@ class QueryEmbedder:
             signed = np.array(
                 [(-NEGATIVE_WEIGHT if t.negative else 1.0) * t.weight for t in terms], np.float32
             )
+            texts = [t.text for t in terms]
             # Most models have one text space; a composite has one per text tower, each searched.
             for space, embed in encoder.text_spaces().items():
                 if space == SEMANTIC or space in self.spaces.dims:
-                    out[space] = (l2_normalise(signed @ embed([t.text for t in terms])), 1.0)
+                    words = self._along(encoder, terms) if space == SEMANTIC and self._along else []
+                    vectors = embed(texts + words)
+                    if words:
+                        remember_words(encoder, words, vectors[len(texts) :])
+                    out[space] = (l2_normalise(signed @ vectors[: len(texts)]), 1.0)
         if images:
             visual = np.stack([self._example_image(p) for p in images])
             out[VISUAL] = (l2_normalise(visual.sum(axis=0)), image_weight)

@@ -49,7 +49,13 @@ from mmsearch.query.proposals import (
     PooledRegions,
     TunedAdapter,
 )
-from mmsearch.query.words import content_words, image_word_vectors, one_blas_thread, zscore
+from mmsearch.query.words import (
+    content_words,
+    image_word_texts,
+    image_word_vectors,
+    one_blas_thread,
+    zscore,
+)
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -93,6 +99,13 @@ class Reranker:
         self.adapter = adapter
         self.region_weight = adapter.region_weight if adapter is not None else region_weight
         self.pooled = pooled
+
+    def word_texts(self, text: str) -> list[str]:
+        """The texts the second stage embeds for a query's positive words `text` (its content
+        words in the image template), for a searcher that embeds them with the query."""
+        if self.region_weight <= 0 and (self.adapter is None or not self.adapter.adapts):
+            return []
+        return image_word_texts(self._encoder(), content_words(text))
 
     @property
     def proposes(self) -> bool:

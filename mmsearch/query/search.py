@@ -17,11 +17,10 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmsearch.config import Settings
 from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder
 from mmsearch.errors import QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
@@ -38,9 +37,13 @@ from mmsearch.query.fusion import (
 from mmsearch.query.keywords import fts_expression, substring_expression, unspaced_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
+from mmsearch.query.words import uncached_words
 from mmsearch.results import MAX_MOMENTS, Hit
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.spaces import SpaceSet
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +155,7 @@ class Searcher:
         self.settings = settings
         self.default_cutoffs = default_cutoffs
         self.scale = scale or ScoreScale()
-        self.embedder = QueryEmbedder(catalog, spaces, encoder, settings)
+        self.embedder = QueryEmbedder(catalog, spaces, encoder, settings, self._words_with_query)
         self._best_vector: dict[tuple[str, int], int] = {}  # (space, item) -> its best vector id
         # (space, video item) -> the source of its best vector: a keyframe, its soundtrack, speech
         self._video_source: dict[tuple[str, int], str | None] = {}
@@ -233,6 +236,18 @@ class Searcher:
         hits.cutoff = min((self._cutoff(space, query) for space in wanted), default=None)
         hits.calibrated = self.scale.calibrated
         return hits
+
+    def _words_with_query(self, encoder: Encoder, terms: Sequence[Term]) -> list[str]:
+        """The reranker's word texts not embedded yet, where the model embeds them with the
+        query for less than on their own (`Encoder.joint_text_batches`): for OpenCLIP's numpy
+        tower, whose every run reads all its weights, a cold text search's two runs (query,
+        then words) cost ~20 ms more than one (ARCHITECTURE.md, "The CLI's cold path")."""
+        if self.reranker is None or not encoder.joint_text_batches:
+            return []
+        if encoder.text_spaces().get(SEMANTIC) != encoder.embed_texts:
+            return []  # the words are embedded by `embed_texts`: the same tower only
+        words = self.reranker.word_texts(" ".join(t.text for t in terms if not t.negative))
+        return uncached_words(encoder, words)
 
     def _reranked(
         self,

@@ -63,19 +63,31 @@ def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     return controller.limit(limits=1, user_api="blas")
 
 
-def word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
-    """Unit text vectors of single words, `(len(words), dim)`, from a small per-model cache."""
+def uncached_words(encoder: Encoder, words: Sequence[str]) -> list[str]:
+    """Those of `words` that `word_vectors` would have to embed."""
+    with _blas_lock:
+        cache = _word_vectors.get(encoder, {})
+        return [w for w in words if w not in cache]
+
+
+def remember_words(encoder: Encoder, words: Sequence[str], vectors: np.ndarray) -> None:
+    """Keep `vectors` (unit rows, one per word, embedded elsewhere: with a query) for
+    `word_vectors`."""
     with _blas_lock:
         cache = _word_vectors.setdefault(encoder, OrderedDict())
-        missing = [w for w in words if w not in cache]
+        for word, vector in zip(words, vectors):
+            cache[word] = vector
+        while len(cache) > WORD_CACHE:
+            cache.popitem(last=False)
+
+
+def word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
+    """Unit text vectors of single words, `(len(words), dim)`, from a small per-model cache."""
+    missing = uncached_words(encoder, words)
     if missing:
-        fresh = encoder.embed_texts(missing)
-        with _blas_lock:
-            for word, vector in zip(missing, fresh):
-                cache[word] = vector
-            while len(cache) > WORD_CACHE:
-                cache.popitem(last=False)
+        remember_words(encoder, missing, encoder.embed_texts(missing))
     with _blas_lock:
+        cache = _word_vectors.setdefault(encoder, OrderedDict())
         rows = []
         for word in words:
             vector = cache.get(word)
@@ -90,8 +102,13 @@ def word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
 def image_word_vectors(encoder: Encoder, words: Sequence[str]) -> np.ndarray:
     """`word_vectors` of query words written in the model's image template, as they are
     matched with image regions (the offline bridge's "a photo of a dog.")."""
+    return word_vectors(encoder, image_word_texts(encoder, words))
+
+
+def image_word_texts(encoder: Encoder, words: Sequence[str]) -> list[str]:
+    """Query words as `image_word_vectors` embeds them: in the model's image template."""
     template = encoder.word_template(IMAGE)
-    return word_vectors(encoder, [template.format(name=w) for w in words])
+    return [template.format(name=w) for w in words]
 
 
 def content_words(text: str, limit: int = 16) -> list[str]:

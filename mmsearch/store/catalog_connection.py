@@ -10,8 +10,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from mmsearch.errors import IndexFormatError, ReadOnlyIndexError
+from mmsearch.store.catalog_errors import sqlite_message, translate_errors
+from mmsearch.store.catalog_schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
 
 
 def _import_sqlite_utils() -> Any:
@@ -20,6 +31,8 @@ def _import_sqlite_utils() -> Any:
     cold search. The block lasts only for this import; a later `import pandas` works as usual."""
     import sys
 
+    if "sqlite_utils" in sys.modules:  # imported already: no window where pandas is blocked
+        return sys.modules["sqlite_utils"]
     blocked = "pandas" not in sys.modules
     if blocked:
         sys.modules["pandas"] = None  # type: ignore[assignment]  # makes `import pandas` fail
@@ -31,15 +44,38 @@ def _import_sqlite_utils() -> Any:
     return sqlite_utils
 
 
-sqlite_utils = _import_sqlite_utils()
+class ReadDatabase:
+    """A read-only connection with the part of `sqlite_utils.Database` that reading uses.
 
-from mmsearch.errors import IndexFormatError, ReadOnlyIndexError
-from mmsearch.store.catalog_errors import sqlite_message, translate_errors
-from mmsearch.store.catalog_schema import MIGRATIONS, SCHEMA_VERSION
+    A search opens the catalog read-only and only reads it; importing sqlite_utils for that
+    was ~25 ms of a ~360 ms cold search (ARCHITECTURE.md, "The CLI's cold path"). Writable
+    catalogs (creating, migrating, indexing) use sqlite_utils itself."""
 
-log = logging.getLogger(__name__)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
-BUSY_TIMEOUT_MS = 10_000
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> sqlite3.Cursor:
+        was_in_transaction = self.conn.in_transaction
+        try:
+            return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+        except Exception:
+            # A refused write (the doctor's FTS check) leaves the transaction sqlite3 opened for
+            # it, which would pin every later read to this snapshot: end it, as sqlite_utils does.
+            if not was_in_transaction and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Rows as dicts of column name to value."""
+        cursor = self.execute(sql, params)
+        keys = [d[0] for d in cursor.description]
+        return (dict(zip(keys, row)) for row in cursor)
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class CatalogConnection:
@@ -49,7 +85,7 @@ class CatalogConnection:
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
-        self._connections: list[sqlite_utils.Database] = []
+        self._connections: list[sqlite_utils.Database | ReadDatabase] = []
         self._connections_lock = threading.Lock()
         self._immutable = False
         with translate_errors(self.path):
@@ -88,11 +124,13 @@ class CatalogConnection:
     # -- connections --------------------------------------------------------------------------
 
     @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection."""
-        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+    def db(self) -> Any:
+        """This thread's connection: a `sqlite_utils.Database`, or a `ReadDatabase` when the
+        catalog is open read-only."""
+        db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite_utils.Database(self._connect())
+            conn = self._connect()
+            db = ReadDatabase(conn) if self.readonly else _import_sqlite_utils().Database(conn)
             with self._connections_lock:
                 self._connections.append(db)
             self._local.db = db
