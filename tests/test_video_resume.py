@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,17 @@ def parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMSEARCH_VIDEO_COMMIT_SECONDS", str(PART))
 
 
+def colours_of(shots: int, colours: list[str] = CYCLE) -> list[str]:
+    """Gray first, white last (each once, so a search for it has one right moment), and
+    `colours` cycling between."""
+    return ["gray", *(colours[n % len(colours)] for n in range(shots - 2)), "white"]
+
+
 def long_film(path: Path, shots: int = 30, colours: list[str] = CYCLE) -> Path:
-    """`shots` shots of 6 s cycling through `colours`, a low hum under the even ones and a high
-    whistle under the odd ones (3 minutes by default), at 10 frames a second."""
+    """`shots` shots of 6 s (`colours_of`; 3 minutes by default), a low hum under the even ones
+    and a high whistle under the odd ones, at 10 frames a second."""
     sound = soundtrack([(tone(150 if n % 2 == 0 else 3000, SHOT), SHOT) for n in range(shots)], RATE)
-    return film(path, [colours[n % len(colours)] for n in range(shots)], seconds=SHOT, sound=sound, fps=10)
+    return film(path, colours_of(shots, colours), seconds=SHOT, sound=sound, fps=10)
 
 
 def windows(index: Path) -> dict[int, tuple[str, str | None, float, float, bytes]]:
@@ -77,7 +84,8 @@ def kill_part_way(media: Path, index: Path) -> float | None:
 
 
 def shot_colour(seconds: float) -> str:
-    return CYCLE[int((seconds + 0.05) // SHOT) % len(CYCLE)]
+    """The colour of the 3-minute film's shot at `seconds`."""
+    return colours_of(30)[int((seconds + 0.05) // SHOT)]
 
 
 def clean_windows(media: Path, index: Path) -> list[tuple[str, str | None, float, float, bytes]]:
@@ -86,9 +94,7 @@ def clean_windows(media: Path, index: Path) -> list[tuple[str, str | None, float
     return sorted(windows(index).values())
 
 
-def test_a_film_killed_part_way_goes_on_without_encoding_its_committed_windows_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_film_killed_part_way_goes_on_without_encoding_its_committed_windows_again(tmp_path: Path) -> None:
     media = tmp_path / "media"
     path = long_film(media / "film.mp4")
     for attempt in range(3):
@@ -117,21 +123,20 @@ def test_a_film_killed_part_way_goes_on_without_encoding_its_committed_windows_a
                 yield block
         return embed_recording(self, counted())
 
-    monkeypatch.setattr(HashEncoder, "embed_images", count_images)
-    monkeypatch.setattr(HashAudioEncoder, "embed_recording", count_sound)
-    with Library.open(index) as lib:
+    with pytest.MonkeyPatch.context() as patch, Library.open(index) as lib:
+        patch.setattr(HashEncoder, "embed_images", count_images)
+        patch.setattr(HashAudioEncoder, "embed_recording", count_sound)
         report = lib.index([media])
         assert (report.resumed, report.updated, report.failed) == (1, 1, 0)
         assert lib.item(path).indexed_until is None  # whole now
 
-        # The search finds the right moments, before and after the kill.
-        hit = lib.search("yellow", kinds=["video"], k=1)[0]
-        assert hit.path == str(path) and shot_colour(hit.start) == "yellow"
-        starts = [hit.start, *(start for start, _, _ in hit.moments)]
-        assert all(shot_colour(s) == "yellow" for s in starts)
-        assert any(s >= until for s in starts) and any(s < until for s in starts)
-    monkeypatch.undo()
-    monkeypatch.setenv("MMSEARCH_VIDEO_COMMIT_SECONDS", str(PART))
+        # The search finds the right moments, before the kill point and after it.
+        first, last = (lib.search(colour, kinds=["video"], k=1)[0] for colour in ("gray", "white"))
+        assert (first.start, first.end) == pytest.approx((0.0, 6.0), abs=0.2)
+        assert (last.start, last.end) == pytest.approx((174.0, 180.0), abs=0.2)
+        yellow = lib.search("yellow", kinds=["video"], k=1)[0]
+        starts = [yellow.start, *(start for start, _, _ in yellow.moments)]
+        assert yellow.moments and all(shot_colour(s) == "yellow" for s in starts)
 
     final = windows(index)
     # The windows committed before the kill are the same rows (never encoded again) ...
@@ -144,18 +149,18 @@ def test_a_film_killed_part_way_goes_on_without_encoding_its_committed_windows_a
     assert sorted(final.values()) == clean_windows(media, tmp_path / "clean")
     assert len(set(final.values())) == len(final)
     assert keyframes[0][0] == 0.0 and keyframes[-1][1] == pytest.approx(180.0, abs=0.1)
-    assert all(a[1] == b[0] for a, b in zip(keyframes, keyframes[1:]))
+    assert all(a[1] == b[0] for a, b in pairwise(keyframes))
     sound = sorted((t0, t1) for space, _, t0, t1, _ in final.values() if space == "acoustic")
     assert sound[0][0] == 0.0 and sound[-1][1] == pytest.approx(180.0, abs=0.1)
-    assert all(b[0] <= a[1] and b[0] > a[0] for a, b in zip(sound, sound[1:]))
+    assert all(b[0] <= a[1] and b[0] > a[0] for a, b in pairwise(sound))
 
 
 class PowerCut(Exception):
     """The process dies here: what was committed stays, nothing after it is written."""
 
 
-def cut_after(monkeypatch: pytest.MonkeyPatch, commits: int) -> None:
-    """Let `commits` commits through, then fail the run as a power cut would end it."""
+def index_until_power_cut(media: Path, index: Path, commits: int) -> None:
+    """Index `media`, the process dying after `commits` commits (what they wrote stays)."""
     real = CatalogWriter.commit
     done: list[int] = []
 
@@ -165,25 +170,22 @@ def cut_after(monkeypatch: pytest.MonkeyPatch, commits: int) -> None:
         done.append(1)
         real(self, batch, replaced)
 
-    monkeypatch.setattr(CatalogWriter, "commit", commit)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(PowerCut):
+        patch.setattr(CatalogWriter, "commit", commit)
+        with Library.open(index, model="hash-test") as lib:
+            lib.index([media])
 
 
-def test_a_film_left_part_way_is_searchable_for_what_is_in_and_shown_as_part_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_film_left_part_way_is_searchable_for_what_is_in_and_shown_as_part_way(tmp_path: Path) -> None:
     media = tmp_path / "media"
     path = long_film(media / "film.mp4")
     index = tmp_path / "idx"
-    cut_after(monkeypatch, 2)
-    with Library.open(index, model="hash-test") as lib, pytest.raises(PowerCut):
-        lib.index([media])
-    monkeypatch.undo()
-    monkeypatch.setenv("MMSEARCH_VIDEO_COMMIT_SECONDS", str(PART))
+    index_until_power_cut(media, index, 2)
     with Library.open(index, readonly=True) as lib:
         assert lib.item(path).indexed_until == 2 * PART
         assert lib.stats().partial == [(str(path), 2 * PART, pytest.approx(180.0, abs=0.1))]
-        blue = lib.search("blue", kinds=["video"], k=1)[0]  # shots at 6 s and 42 s: one is in
-        assert blue.path == str(path) and 6.0 - 0.2 <= blue.start < 12.0 and not blue.moments
+        blue = lib.search("blue", kinds=["video"], k=1)[0]  # shots at 12 s and 48 s: one is in
+        assert blue.path == str(path) and 12.0 - 0.2 <= blue.start < 18.0 and not blue.moments
     item = CliRunner().invoke(app, ["info", str(path), "--index", str(index)])
     assert "indexed:  part-way, 00:40 of 03:00" in item.stdout, item.output
     summary = CliRunner().invoke(app, ["info", "--index", str(index)])
@@ -198,17 +200,11 @@ def test_a_film_left_part_way_is_searchable_for_what_is_in_and_shown_as_part_way
     assert sorted(windows(index).values()) == clean_windows(media, tmp_path / "clean")
 
 
-def test_a_film_changed_after_a_partial_run_starts_again_from_the_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_film_changed_after_a_partial_run_starts_again_from_the_start(tmp_path: Path) -> None:
     media = tmp_path / "media"
     path = long_film(media / "film.mp4")
     index = tmp_path / "idx"
-    cut_after(monkeypatch, 3)
-    with Library.open(index, model="hash-test") as lib, pytest.raises(PowerCut):
-        lib.index([media])
-    monkeypatch.undo()
-    monkeypatch.setenv("MMSEARCH_VIDEO_COMMIT_SECONDS", str(PART))
+    index_until_power_cut(media, index, 3)
     assert indexed_until(index) == 3 * PART
     # Replaced by another film, shorter, other shots: nothing of the old one may survive.
     long_film(path, shots=10, colours=["green", "purple"])
@@ -249,3 +245,15 @@ def test_parts_split_a_soundtrack_without_losing_or_repeating_a_sample() -> None
     assert np.array_equal(np.concatenate(cut), signal_)
     resumed = _SoundParts(blocks, 100, 6.0)
     assert np.array_equal(np.concatenate(list(resumed.until(None))), signal_[600:])
+
+
+def test_keyframes_from_a_mark_are_those_a_whole_pass_chooses_there(tmp_path: Path) -> None:
+    from mmsearch.media.video import keyframes
+
+    path = long_film(tmp_path / "film.mp4", shots=12)  # 72 s; x264 puts a keyframe every 25 s
+    whole = [(k.time, np.asarray(k.image)) for k in keyframes(str(path), part=PART)]
+    for mark in (20.0, 40.0, 60.0):  # decoded from the keyframe before the mark, then dropped
+        later = [(k.time, np.asarray(k.image)) for k in keyframes(str(path), start=mark, part=PART)]
+        expected = [(t, image) for t, image in whole if t >= mark]
+        assert [t for t, _ in later] == [t for t, _ in expected] and later[0][0] == mark
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(later, expected))

@@ -310,8 +310,9 @@ def keyframes(
             log.debug("cannot skip non-reference frames of %s", path)
         origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         if start > 0:
-            _seek(media, stream, start + origin, path)
-        frames = _frames(media, stream, path)
+            frames = _frames_from(media, stream, path, start + origin)
+        else:
+            frames = _frames(media, stream, path)
         yield from _choose(frames, choice, side, origin, begin=start, part=part)
     finally:
         media.close()
@@ -323,12 +324,27 @@ def part_end(at: float, part: float) -> float:
     return part * (math.floor(at / part + 1e-6) + 1)
 
 
-def _seek(media: Any, stream: Any, seconds: float, path: str) -> None:
-    """To the keyframe at or before `seconds` (stream time); unseekable files decode from 0."""
+def _frames_from(media: Any, stream: Any, path: str, seconds: float) -> Iterator[Any]:
+    """Decoded frames from the keyframe at or before `seconds` (stream time): a seek, then
+    decoding on from there (the caller drops the frames before the mark). A container that
+    cannot seek, or lands past the mark (which would lose frames), is decoded from its start."""
     try:
         media.seek(int(seconds / stream.time_base), stream=stream, backward=True)
     except Exception:  # noqa: BLE001 - unseekable: the frames before are decoded and dropped
         log.debug("cannot seek in %s", path)
+    frames = _frames(media, stream, path)
+    first = next(frames, None)
+    if first is not None and first.time is not None and float(first.time) > seconds + 1e-3:
+        log.debug("seeking in %s landed past %.2f s; decoding from the start", path, seconds)
+        try:
+            media.seek(stream.start_time or 0, stream=stream, backward=True)
+        except Exception:  # noqa: BLE001 - then what the seek gave is all there is
+            log.debug("cannot seek back to the start of %s", path)
+        else:
+            first, frames = None, _frames(media, stream, path)
+    if first is not None:
+        yield first
+    yield from frames
 
 
 def _frames(media: Any, stream: Any, path: str) -> Iterator[Any]:
