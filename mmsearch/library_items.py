@@ -11,7 +11,7 @@ from mmsearch.errors import NotIndexedError
 from mmsearch.library_open import CATALOG
 from mmsearch.media.kinds import VIDEO
 from mmsearch.media.paths import canonical_path
-from mmsearch.results import ItemInfo, Stats
+from mmsearch.results import ItemInfo, PartialFilm, Stats
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.manifest import read_manifest
 
@@ -74,5 +74,5 @@ def index_stats(catalog: Catalog, folder: Path, model: str) -> Stats:
         catalog_bytes=catalog_bytes,
         index_bytes=index_bytes,
         media_bytes=catalog.total_bytes(),
-        partial=catalog.partial_items(),
+        partial=[PartialFilm(*row) for row in catalog.partial_items()],
     )

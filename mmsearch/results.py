@@ -132,6 +132,16 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class PartialFilm:
+    """A film an interrupted indexing run left part-way (see `Stats.partial`)."""
+
+    path: str
+    indexed_until: float
+    """Seconds from its start that are indexed and searchable."""
+    duration: float | None
+
+
+@dataclass(frozen=True)
 class Stats:
     """What an index holds (`mmsearch info`)."""
 
@@ -148,9 +158,9 @@ class Stats:
     catalog_bytes: int
     index_bytes: int
     media_bytes: int
-    partial: list[tuple[str, float, float | None]] = field(default_factory=list)
-    """Films an interrupted run left part-way: (path, seconds indexed, length), searchable for
-    what is indexed; the next `index` run goes on where each stopped."""
+    partial: list[PartialFilm] = field(default_factory=list)
+    """Films an interrupted run left part-way, searchable for what is indexed; the next
+    `index` run goes on where each stopped."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

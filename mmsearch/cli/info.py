@@ -72,7 +72,8 @@ def stats_lines(stats: Any) -> list[str]:
     ]
     if stats.partial:
         lines.append("part-way: " + "\n          ".join(
-            f"{escape(path)}  {_done(until, length)}" for path, until, length in stats.partial
+            f"{escape(film.path)}  {_done(film.indexed_until, film.duration)}"
+            for film in stats.partial
         ) + "\n          (searchable for that much; `mmsearch index` goes on where each stopped)")
     if stats.exclusions:
         lines.append("excluded: " + "\n          ".join(escape(e) for e in stats.exclusions))
