@@ -219,6 +219,20 @@ def test_a_film_changed_after_a_partial_run_starts_again_from_the_start(tmp_path
     assert sorted(windows(index).values()) == clean_windows(media, tmp_path / "clean")
 
 
+def test_a_film_moved_while_part_way_goes_on_at_its_new_path(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = long_film(media / "film.mp4", shots=12)
+    index = tmp_path / "idx"
+    index_until_power_cut(media, index, 1)
+    (media / "kept").mkdir()
+    moved = path.rename(media / "kept" / "film.mp4")
+    with Library.open(index) as lib:
+        report = lib.index([media])
+        assert (report.moved, report.resumed, report.removed) == (1, 1, 0)
+        assert lib.item(moved).indexed_until is None and lib.stats().items == {"video": 1}
+    assert sorted(windows(index).values()) == clean_windows(media, tmp_path / "clean")
+
+
 def test_an_older_catalog_is_upgraded_in_place_with_its_items_whole(tmp_path: Path) -> None:
     from mmsearch.store.catalog_items import ItemFacts
 
