@@ -89,6 +89,9 @@ class Settings(SettingsPaths, BaseSettings):
     video_scene_change: float = Field(0.10, gt=0.0, le=1.0)
     """Mean colour change (0-1) between two looks a quarter second apart that counts as a
     cut to a new shot."""
+    video_commit_seconds: float = Field(120.0, ge=5.0, le=86_400.0)
+    """A longer video is committed to the index a part of this many seconds at a time, so a
+    run interrupted part-way (kill -9, power loss) goes on from the last part it committed."""
     vector_store: Literal["faiss", "milvus"] = "faiss"
     """Where vector indexes live: FAISS files in the index folder, or Milvus collections."""
     milvus_uri: str | None = None

@@ -20,6 +20,7 @@ FIELDS: dict[str, tuple[str, bool, Any, dict[str, Any]]] = {
     'read_text_in_images': ('bool', False, False, {}),
     'video_keyframe_seconds': ('float', False, 10.0, {'ge': 0.5, 'le': 3600.0}),
     'video_scene_change': ('float', False, 0.1, {'gt': 0.0, 'le': 1.0}),
+    'video_commit_seconds': ('float', False, 120.0, {'ge': 5.0, 'le': 86400.0}),
     'vector_store': ('choice', False, 'faiss', {'choices': ['faiss', 'milvus']}),
     'milvus_uri': ('str', True, None, {}),
     'milvus_token': ('str', True, None, {}),

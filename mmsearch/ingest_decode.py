@@ -83,7 +83,10 @@ class Decoder:
             )
             with self._lock:
                 if self._video_stage is None:
-                    self._video_stage = VideoStage(choice, self.frame_side, _DECODE_WHOLE_SECONDS)
+                    self._video_stage = VideoStage(
+                        choice, self.frame_side, _DECODE_WHOLE_SECONDS,
+                        self.settings.video_commit_seconds,
+                    )
         return self._video_stage
 
     def frame_side(self, encoder: Encoder) -> int | None:
@@ -113,16 +116,17 @@ class Decoder:
             self._state.stage("read_text", t)
 
     def prepare(
-        self, encoder: Encoder, entry: FoundFile, root: str
+        self, encoder: Encoder, entry: FoundFile, root: str, resume_at: float | None = None
     ) -> Prepared | tuple[ItemFacts, str]:
-        """Runs in reader threads: read, hash, decode and prepare one file for the model."""
+        """Runs in reader threads: read, hash, decode and prepare one file for the model
+        (`resume_at`: a film an interrupted run left part-way goes on from there)."""
         t = time.perf_counter()
         digest = None
         try:
             if entry.kind == AUDIO:
                 return self._prepare_audio(encoder, entry, root)
             if entry.kind == VIDEO:
-                facts, video = self.videos.prepare(encoder, entry, root)
+                facts, video = self.videos.prepare(encoder, entry, root, start=resume_at or 0.0)
                 return Prepared(facts, video=video)
             data = read_bytes(entry.path)
             digest = file_hash(data)

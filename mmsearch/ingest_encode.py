@@ -5,10 +5,10 @@ and each batch is handed to a `Writer`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from mmsearch.store.catalog_items import ItemFacts
 
 if TYPE_CHECKING:
     from mmsearch.encoders.video import VideoEmbedding
+    from mmsearch.ingest_video import EmbeddedVideo
 
 
 class EncodeStage:
@@ -49,13 +50,15 @@ class EncodeStage:
         replaced = {job.file.path for job in jobs if job.row is not None}
 
         def prepare(job: Job) -> Prepared | tuple[ItemFacts, str]:
-            return self.decoder.prepare(encoder, job.file, job.root)
+            return self.decoder.prepare(encoder, job.file, job.root, job.resume_at)
 
         done = 0
         for result in ordered_map(pool, prepare, jobs, window=4 * batch_size):
             done += 1
             if isinstance(result, tuple):
                 self.writer.fail(*result)
+            elif result.video is not None and self.decoder.videos.in_parts(result.video):
+                self._write_video_parts(encoder, result, replaced)
             elif result.video is not None:
                 embedded = self._embed_video(encoder, result)
                 if embedded is not None:
@@ -121,17 +124,58 @@ class EncodeStage:
         """A video's keyframes and soundtrack through the model; None when skipped (recorded
         with the reason). Its facts gain tags and transcript; its decoded frames are freed."""
         assert prepared.video is not None
-        decoder = self.decoder
         t = time.perf_counter()
         try:
-            outcome = decoder.videos.embed(
+            outcome = self.decoder.videos.embed(
                 encoder, prepared.facts, prepared.video, batch_size=self.settings.batch_size,
-                read_text=(lambda image: " ".join(w.text for w in decoder.read_text(image)))
-                if decoder.reader else None,
+                read_text=self._video_text(),
             )
         finally:
             self._state.stage("encode", t)
         prepared.video = None  # frames and samples are no longer needed
+        return self._video_outcome(prepared, outcome)
+
+    def _write_video_parts(self, encoder: Encoder, prepared: Prepared, replaced: set[str]) -> None:
+        """A long film through the model and into the catalog a part at a time, so a run
+        killed part-way goes on from the last part committed; asked to stop, it stops between
+        two parts (the film is then left part-way, and the next run goes on from there)."""
+        video = prepared.video
+        assert video is not None
+        if video.start:
+            self._state.report.resumed += 1
+            self._state.report.notes.append(
+                f"{prepared.facts.path}: went on from {video.start:.0f} s, where an interrupted "
+                "run stopped (what came before was kept, not encoded again)"
+            )
+        parts = self.decoder.videos.embed_parts(
+            encoder, prepared.facts, video, batch_size=self.settings.batch_size,
+            read_text=self._video_text(),
+        )
+        while True:
+            t = time.perf_counter()
+            try:
+                outcome = next(parts, None)
+            finally:
+                self._state.stage("encode", t)
+            if outcome is None:
+                return
+            embedded = self._video_outcome(prepared, outcome)
+            if embedded is not None:
+                self._write_sounds([(prepared, embedded)], replaced)
+            if self._state.cancelled():
+                parts.close()
+                return
+
+    def _video_text(self) -> Callable[[Any], str] | None:
+        """How the words in a keyframe are read, when the run reads text."""
+        decoder = self.decoder
+        if not decoder.reader:
+            return None
+        return lambda image: " ".join(w.text for w in decoder.read_text(image))
+
+    def _video_outcome(self, prepared: Prepared, outcome: EmbeddedVideo) -> VideoEmbedding | None:
+        """The embedding of a video (or of one part of it) with its facts set on `prepared`;
+        None when it is skipped, which is recorded with the reason."""
         if outcome.skipped is not None:
             self.writer.fail(prepared.facts, outcome.skipped)
             return None

@@ -8,7 +8,7 @@ import os
 import shlex
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mmsearch.errors import MediaError
 from mmsearch.ingest_run import RunState, ordered_map
@@ -28,6 +28,8 @@ class Job:
     file: FoundFile
     root: str
     row: ItemRow | None
+    resume_at: float | None = None
+    """A film an interrupted run committed in part, unchanged since: the seconds to go on from."""
 
 
 @dataclass
@@ -154,7 +156,7 @@ class Planner:
         for path, (entry, root) in found.items():
             row = known.get(path)
             same_stat = row is not None and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns)
-            if same_stat and not verify:
+            if same_stat and not verify and not (row is not None and row.partial):
                 self.report.unchanged += 1
             else:
                 plan.to_encode.append(Job(entry, root, row))
@@ -201,6 +203,9 @@ class Planner:
             if digest is None:
                 still.append(job)
                 continue
+            if row is not None and row.hash == digest and row.status == "ok" and row.partial:
+                still.append(replace(job, resume_at=row.indexed_until))  # the same film: go on
+                continue
             if row is not None and row.hash == digest and row.status == "ok":
                 if (row.size, row.mtime_ns) != (entry.size, entry.mtime_ns):
                     touches.append((row.id, entry.size, entry.mtime_ns))
@@ -216,6 +221,8 @@ class Planner:
                 plan.missing.pop(moved.path, None)
                 plan.offline.pop(moved.path, None)
                 self.report.moved += 1
+                if moved.partial:  # a film moved part-way: go on at its new path
+                    still.append(Job(entry, job.root, moved, moved.indexed_until))
                 continue
             still.append(job)
         still += self._offline_moves(plan, from_offline, moves)

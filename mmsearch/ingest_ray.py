@@ -107,9 +107,11 @@ class EncodeWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         jobs = [
-            Job(FoundFile(str(path), int(size), int(mtime), str(kind)), str(root), None)
-            for path, size, mtime, kind, root in zip(
-                batch["path"], batch["size"], batch["mtime_ns"], batch["kind"], batch["root"]
+            Job(FoundFile(str(path), int(size), int(mtime), str(kind)), str(root), None,
+                float(start) or None)
+            for path, size, mtime, kind, root, start in zip(
+                batch["path"], batch["size"], batch["mtime_ns"], batch["kind"], batch["root"],
+                batch["resume_at"],
             )
         ]
         state, capture = RunState(), _Capture()
@@ -144,7 +146,7 @@ class RayRunner:
         self._check_nodes(ray, jobs)
         t = time.perf_counter()
         replaced = {job.file.path for job in jobs if job.row is not None}
-        committed: set[str] = set()
+        committed: set[tuple[str, float | None]] = set()
         done = 0
         state = ingest.state
         state.progress(Progress("encode", 0, len(jobs)))
@@ -247,6 +249,7 @@ class RayRunner:
             "mtime_ns": pa.array([j.file.mtime_ns for j in jobs], pa.int64()),
             "kind": [j.file.kind for j in jobs],
             "root": [j.root for j in jobs],
+            "resume_at": pa.array([j.resume_at or 0.0 for j in jobs], pa.float64()),
         })
         blocks = [table.slice(i, per_call) for i in range(0, len(jobs), per_call)]
         # No more actors than blocks: an actor with nothing to do would still load the model.
@@ -293,21 +296,23 @@ class RayRunner:
 
     @staticmethod
     def _replay(
-        ingest: Ingest, record: tuple[Any, ...], replaced: set[str], committed: set[str]
+        ingest: Ingest, record: tuple[Any, ...], replaced: set[str],
+        committed: set[tuple[str, float | None]],
     ) -> None:
         """Write one captured record on the driver, as the local run would have. A batch a
-        retried task sent again is written once."""
+        retried task sent again is written once (a film's parts are each a commit of their
+        own, told apart by where they start)."""
         if record[0] == "fail":
             _, facts, reason = record
-            if facts.path not in committed:
-                committed.add(facts.path)
+            if (facts.path, None) not in committed:
+                committed.add((facts.path, None))
                 ingest.writer.fail(facts, reason)
             return
         batch: Encoded = record[1]
-        keep = [i for i, f in enumerate(batch.facts) if f.path not in committed]
+        keep = [i for i, f in enumerate(batch.facts) if (f.path, f.part_start) not in committed]
         if not keep:
             return
-        committed.update(batch.facts[i].path for i in keep)
+        committed.update((batch.facts[i].path, batch.facts[i].part_start) for i in keep)
         ingest.writer.commit(batch.only(keep), replaced)
 
 

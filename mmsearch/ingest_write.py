@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mmsearch.encoders.base import Span
+from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME, Span
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.ingest_run import RunState
 from mmsearch.media import Unreadable
@@ -76,13 +76,16 @@ class CatalogWriter:
         with self.catalog.write():
             rows = zip(batch.facts, batch.vectors, spans, sources)
             for n, (facts, vectors, times, made_by) in enumerate(rows):
+                first = self._keyframes_held(facts)
                 item_id, old, _ = self.catalog.write_item(facts, vectors, times, made_by)
                 if batch.regions is not None:  # images: what each region shows, for the reranker
                     self.catalog.write_regions(item_id, batch.regions[n])
                 frames = batch.frame_regions[n] if batch.frame_regions is not None else None
                 if frames is not None:  # videos: per keyframe
-                    self.catalog.write_frame_regions(item_id, frames)
+                    self.catalog.write_frame_regions(item_id, frames, first)
                 old_ids += old
+                if facts.indexed_until is not None:
+                    continue  # a film committed in part: counted once its last part is in
                 if facts.path in replaced:
                     self.report.updated += 1
                 else:
@@ -93,6 +96,14 @@ class CatalogWriter:
         self.spaces.remove(old_ids)
         self.spaces.refresh()
         self._state.stage("write", t)
+
+    def _keyframes_held(self, facts: ItemFacts) -> int:
+        """How many keyframes the earlier parts of a film hold (0 unless `facts` is a later
+        part): its keyframes' regions are numbered on from there."""
+        if facts.part_start is None:
+            return 0
+        row = self.catalog.item_by_path(facts.path)
+        return len(self.catalog.item_spans(row.id, SEMANTIC, VIDEO_FRAME)) if row else 0
 
     def fail(self, facts: ItemFacts, reason: str) -> None:
         """Record a file that could not be indexed, with the reason (its old vectors go)."""

@@ -11,7 +11,7 @@ from mmsearch.errors import NotIndexedError
 from mmsearch.library_open import CATALOG
 from mmsearch.media.kinds import VIDEO
 from mmsearch.media.paths import canonical_path
-from mmsearch.results import ItemInfo, Stats
+from mmsearch.results import ItemInfo, PartialFilm, Stats
 from mmsearch.store.catalog import Catalog
 from mmsearch.store.manifest import read_manifest
 
@@ -46,7 +46,7 @@ def item_info(catalog: Catalog, folder: Path, path_or_id: str | os.PathLike[str]
         taken_at=full["taken_at"], duration=full["duration"], sample_rate=full["sample_rate"],
         channels=full["channels"], codec=full["codec"], tags=tags, transcript=transcript,
         read_text=read, frame_rate=full.get("frame_rate"), rotation=full.get("rotation"),
-        moments=moments,
+        moments=moments, indexed_until=full.get("indexed_until"),
     )
 
 
@@ -74,4 +74,5 @@ def index_stats(catalog: Catalog, folder: Path, model: str) -> Stats:
         catalog_bytes=catalog_bytes,
         index_bytes=index_bytes,
         media_bytes=catalog.total_bytes(),
+        partial=[PartialFilm(*row) for row in catalog.partial_items()],
     )

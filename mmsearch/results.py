@@ -72,6 +72,8 @@ class IndexReport:
     failed: int = 0
     encoded: int = 0
     """Files that went through the model (added + updated, minus failures)."""
+    resumed: int = 0
+    """Films an interrupted run left part-way that went on from where it stopped."""
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -113,6 +115,9 @@ class ItemInfo:
     """Videos: degrees turned clockwise for display (width and height are as shown)."""
     moments: list[tuple[float, float]] = field(default_factory=list)
     """Videos: the time ranges of the keyframes that stand for its shots, in order."""
+    indexed_until: float | None = None
+    """A film an interrupted run left part-way: the seconds from its start that are indexed
+    (and searchable); the next `index` run goes on from there. None: the whole file."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +129,16 @@ class Skipped:
 
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class PartialFilm:
+    """A film an interrupted indexing run left part-way (see `Stats.partial`)."""
+
+    path: str
+    indexed_until: float
+    """Seconds from its start that are indexed and searchable."""
+    duration: float | None
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,9 @@ class Stats:
     catalog_bytes: int
     index_bytes: int
     media_bytes: int
+    partial: list[PartialFilm] = field(default_factory=list)
+    """Films an interrupted run left part-way, searchable for what is indexed; the next
+    `index` run goes on where each stopped."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

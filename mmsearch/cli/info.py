@@ -70,6 +70,11 @@ def stats_lines(stats: Any) -> list[str]:
         f"skipped:  {stats.failed}" + ("  (mmsearch info --errors)" if stats.failed else ""),
         "folders:  " + ("\n          ".join(_root_line(r, stats) for r in stats.roots) or "none"),
     ]
+    if stats.partial:
+        lines.append("part-way: " + "\n          ".join(
+            f"{escape(film.path)}  {_done(film.indexed_until, film.duration)}"
+            for film in stats.partial
+        ) + "\n          (searchable for that much; `mmsearch index` goes on where each stopped)")
     if stats.exclusions:
         lines.append("excluded: " + "\n          ".join(escape(e) for e in stats.exclusions))
     for name, space in sorted(stats.spaces.items()):
@@ -119,11 +124,22 @@ def _video_lines(item: Any) -> list[str]:
     if item.codec:
         parts.append(escape(item.codec))
     lines = ["video:    " + ", ".join(parts)]
+    if item.indexed_until is not None:
+        lines.append(
+            f"indexed:  part-way, {_done(item.indexed_until, item.duration)} (an interrupted run; "
+            "searchable for that much, and `mmsearch index` goes on from there)"
+        )
     if item.moments:
         shown = "  ".join(clock(start, hours=long) for start, _ in item.moments[:12])
         more = f"  (+{len(item.moments) - 12} more)" if len(item.moments) > 12 else ""
         lines.append(f"shots:    {len(item.moments)} keyframes at {shown}{more}")
     return lines
+
+
+def _done(until: float, length: float | None) -> str:
+    """How far a film is indexed: "00:40 of 03:00"."""
+    long = (length or until) >= 3600
+    return f"{clock(until, hours=long)} of {clock(length or 0.0, hours=long)}"
 
 
 def _root_line(root: str, stats: Any) -> str:

@@ -72,11 +72,15 @@ def embed_video(
     *,
     batch_size: int = 32,
     read_text: Callable[[Keyframe], str] | None = None,
+    sound_start: float = 0.0,
 ) -> VideoEmbedding:
     """Rows for every keyframe (each image space; `semantic` also for the words read in it
     when `read_text` is given) and for the soundtrack (`sound`: mono blocks at the audio
-    side's rate, None for a film without sound or a model without an audio side)."""
-    import time
+    side's rate, None for a film without sound or a model without an audio side).
+
+    One part of a film (committed in parts) passes its keyframes, `duration` as where the part
+    ends (its last keyframe's range ends there), and `sound` from `sound_start` seconds on.
+    """
 
     out = VideoEmbedding()
     seconds = out.seconds
@@ -117,12 +121,15 @@ def embed_video(
     if sound is not None and encoder.audio is not None:
         t = time.perf_counter()
         heard = encoder.audio.embed_recording(sound)
+        at = sound_start
         for space, rows in heard.vectors.items():
             sources = [
                 VIDEO_SOUND if source == AUDIO_BRIDGE else source
                 for source in heard.sources.get(space) or [None] * len(rows)
             ]
-            _append(out, space, rows, list(heard.spans.get(space, [])), sources)
-        out.tags, out.transcript = heard.tags, heard.transcript
+            spans = [(at + t0, at + t1) for t0, t1 in heard.spans.get(space, [])]
+            _append(out, space, rows, spans, sources)
+        out.tags = heard.tags
+        out.transcript = [(at + t0, at + t1, text) for t0, t1, text in heard.transcript]
         seconds["audio"] = time.perf_counter() - t
     return out

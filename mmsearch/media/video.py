@@ -15,6 +15,7 @@ sampled every `sample` seconds does not need them. No torch and no models here.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -282,13 +283,21 @@ def _sized(frame: Any, side: int | None) -> Image.Image:
 
 
 def keyframes(
-    path: str, choice: FrameChoice = FrameChoice(), side: int | None = None
+    path: str, choice: FrameChoice = FrameChoice(), side: int | None = None, *,
+    start: float = 0.0, part: float | None = None,
 ) -> Iterator[Keyframe]:
     """The frames of a video worth searching, in order, as they are decoded.
 
     One per shot (the sharpest look within `choice.settle` seconds after the cut) and one at
     least every `choice.every` seconds within a shot, except blank frames and repeats of the
     last keyframe. A file damaged part-way gives the frames before the damage.
+
+    Args:
+        start: Seconds into the film to begin at (a run going on where an interrupted one
+            stopped): decoding seeks to the keyframe before it, and frames before it are dropped.
+        part: The choice starts afresh at every multiple of `part` seconds (`part_end`), as for
+            a film committed in parts: a run that begins at a part's start then chooses exactly
+            what an uninterrupted run chose there.
 
     Raises:
         MediaError: Not readable as video, or no picture stream.
@@ -303,10 +312,43 @@ def keyframes(
             stream.codec_context.skip_frame = "NONREF"
         except Exception:  # noqa: BLE001 - a decoder without the option decodes every frame
             log.debug("cannot skip non-reference frames of %s", path)
-        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        yield from _choose(_frames(media, stream, path), choice, side, start)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        if start > 0:
+            frames = _frames_from(media, stream, path, start + origin)
+        else:
+            frames = _frames(media, stream, path)
+        yield from _choose(frames, choice, side, origin, begin=start, part=part)
     finally:
         media.close()
+
+
+def part_end(at: float, part: float) -> float:
+    """Where the part of a film holding second `at` ends: parts of `part` seconds from 0, the
+    same numbers in every run (a resumed run begins exactly where an earlier one's part ended)."""
+    return part * (math.floor(at / part + 1e-6) + 1)
+
+
+def _frames_from(media: Any, stream: Any, path: str, seconds: float) -> Iterator[Any]:
+    """Decoded frames from the keyframe at or before `seconds` (stream time): a seek, then
+    decoding on from there (the caller drops the frames before the mark). A container that
+    cannot seek, or lands past the mark (which would lose frames), is decoded from its start."""
+    try:
+        media.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+    except Exception:  # noqa: BLE001 - unseekable: the frames before are decoded and dropped
+        log.debug("cannot seek in %s", path)
+    frames = _frames(media, stream, path)
+    first = next(frames, None)
+    if first is not None and first.time is not None and float(first.time) > seconds + 1e-3:
+        log.debug("seeking in %s landed past %.2f s; decoding from the start", path, seconds)
+        try:
+            media.seek(stream.start_time or 0, stream=stream, backward=True)
+        except Exception:  # noqa: BLE001 - then what the seek gave is all there is
+            log.debug("cannot seek back to the start of %s", path)
+        else:
+            first, frames = None, _frames(media, stream, path)
+    if first is not None:
+        yield first
+    yield from frames
 
 
 def _frames(media: Any, stream: Any, path: str) -> Iterator[Any]:
@@ -326,8 +368,11 @@ def _frames(media: Any, stream: Any, path: str) -> Iterator[Any]:
 
 
 def _choose(
-    frames: Iterator[Any], choice: FrameChoice, side: int | None, start: float
+    frames: Iterator[Any], choice: FrameChoice, side: int | None, origin: float, *,
+    begin: float = 0.0, part: float | None = None,
 ) -> Iterator[Keyframe]:
+    """Keyframes from `begin` on; with `part`, chosen afresh in each part (`part_end`)."""
+    boundary = part_end(begin, part) if part else math.inf
     last_look: np.ndarray | None = None
     last_look_at = -1e9
     kept: np.ndarray | None = None
@@ -351,7 +396,15 @@ def _choose(
     for frame in frames:
         if frame.time is None:
             continue
-        at = max(0.0, float(frame.time) - start)
+        at = max(0.0, float(frame.time) - origin)
+        if at < begin - 1e-6:
+            continue  # decoded from the keyframe before `begin`: not this run's to choose
+        if at >= boundary - 1e-6:
+            made = finish()
+            if made is not None:
+                yield made
+            kept, kept_at, last_look, last_look_at = None, -1e9, None, -1e9
+            boundary = part_end(at, part) if part else math.inf
         if at - last_look_at < choice.sample and window_end is None:
             continue
         if rotation is None:

@@ -114,6 +114,9 @@ class ItemOut(BaseModel):
     moments: list[list[float]] = Field(default_factory=list)
     """Videos: each keyframe's shot as [start, end] seconds, in order (`/items/{id}/thumbnail?t=`
     shows one)."""
+    indexed_until: float | None = None
+    """Videos an interrupted run left part-way: the seconds from the start that are indexed
+    (and searchable); the next indexing run goes on from there. Null: the whole file."""
 
 
 class Limits(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,15 @@ class ItemRow:
     hash: str | None
     status: str
     error: str | None
+    indexed_until: float | None = None
+    """A film an interrupted run committed in part: the seconds its windows reach (None: all)."""
+
+    @property
+    def partial(self) -> bool:
+        return self.indexed_until is not None
+
+
+_ROW = "SELECT id, path, kind, size, mtime_ns, hash, status, error, indexed_until FROM items"
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,12 @@ class ItemFacts:
     """Videos: frames per second (the container's average)."""
     rotation: int | None = None
     """Videos: degrees the picture turns clockwise for display (`width`/`height` are as shown)."""
+    indexed_until: float | None = None
+    """A film committed in parts: the seconds its windows reach after this commit while more
+    of it is to come (None: the whole file is indexed)."""
+    part_start: float | None = None
+    """A later part of a film: its windows join those the catalog holds (which reach this far)
+    instead of replacing them; its tags and transcript join the earlier parts' too."""
 
 
 class ItemTables(CatalogConnection):
@@ -69,17 +84,13 @@ class ItemTables(CatalogConnection):
         """Every item whose path is `root` or lies below it, keyed by path."""
         prefix = root.rstrip("/") + "/"
         rows = self.db.execute(
-            "SELECT id, path, kind, size, mtime_ns, hash, status, error FROM items "
-            "WHERE path = ? OR substr(path, 1, ?) = ?",
+            f"{_ROW} WHERE path = ? OR substr(path, 1, ?) = ?",
             [root, len(prefix), prefix],
         )
         return {r[1]: ItemRow(*r) for r in rows}
 
     def item_by_path(self, path: str) -> ItemRow | None:
-        row = self.db.execute(
-            "SELECT id, path, kind, size, mtime_ns, hash, status, error FROM items WHERE path = ?",
-            [path],
-        ).fetchone()
+        row = self.db.execute(f"{_ROW} WHERE path = ?", [path]).fetchone()
         return ItemRow(*row) if row else None
 
     def items_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -106,16 +117,24 @@ class ItemTables(CatalogConnection):
         (start, end) seconds each chunk covers; `sources`, space -> what made each chunk when
         its scores need calibrating (see `vector_owners`). Returns the item id, the ids of vectors it
         replaced (to remove from vector indexes) and the new vector ids per space.
+
+        A later part of a film (`facts.part_start` set) keeps the vectors held and adds its own
+        after them; its tags and transcript join the earlier parts' (see `_after_earlier_parts`).
         """
         with self.write():
-            item_id, old = self._upsert_item(facts, status=OK, error=None)
+            appending = facts.part_start is not None
+            if appending:
+                facts = self._after_earlier_parts(facts)
+            item_id, old = self._upsert_item(facts, status=OK, error=None, keep_vectors=appending)
+            held = self._chunks_held(item_id) if appending else {}
             added: dict[str, list[int]] = {}
             for space, rows in (vectors or {}).items():
                 rows = np.ascontiguousarray(rows, dtype=np.float32)
                 times = (spans or {}).get(space) or [(None, None)] * len(rows)
                 made_by = (sources or {}).get(space) or [None] * len(rows)
                 ids = []
-                for chunk, (row, (start, end), source) in enumerate(zip(rows, times, made_by)):
+                first = held.get(space, 0)
+                for chunk, (row, (start, end), source) in enumerate(zip(rows, times, made_by), first):
                     cur = self.db.execute(
                         "INSERT INTO vectors(item_id, space, chunk, vector, t_start, t_end, source) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -168,6 +187,41 @@ class ItemTables(CatalogConnection):
                 self._bump_generation()
         return item_id, old, added
 
+    def _after_earlier_parts(self, facts: ItemFacts) -> ItemFacts:
+        """A later part's facts with what the earlier parts of the film hold: their transcript
+        before its own, each sound label at the best score any part gave it, their words."""
+        row = self.db.execute("SELECT id FROM items WHERE path = ?", [facts.path]).fetchone()
+        if row is None:
+            return facts
+        item_id = int(row[0])
+        best: dict[str, float] = {}
+        for label, score in [
+            *self.db.execute("SELECT label, score FROM tags WHERE item_id = ?", [item_id]),
+            *facts.tags,
+        ]:
+            best[label] = max(float(score), best.get(label, float("-inf")))
+        said = self.db.execute(
+            "SELECT t_start, t_end, text FROM transcripts WHERE item_id = ? ORDER BY t_start",
+            [item_id],
+        ).fetchall()
+        text = self.db.execute("SELECT content FROM texts WHERE item_id = ?", [item_id]).fetchone()
+        content = " ".join(part for part in ((text[0] if text else ""), facts.content) if part)
+        return replace(
+            facts,
+            tags=tuple(sorted(best.items(), key=lambda tag: -tag[1])),
+            transcript=(*((float(a), float(b), t) for a, b, t in said), *facts.transcript),
+            content=content,
+        )
+
+    def _chunks_held(self, item_id: int) -> dict[str, int]:
+        """Space -> how many vectors the item holds there (a further part numbers on from it)."""
+        return {
+            space: int(n)
+            for space, n in self.db.execute(
+                "SELECT space, count(*) FROM vectors WHERE item_id = ? GROUP BY space", [item_id]
+            )
+        }
+
     def write_error(self, facts: ItemFacts, reason: str) -> list[int]:
         """Record a file that could not be indexed; drops vectors of an older good version."""
         with self.write():
@@ -180,7 +234,9 @@ class ItemTables(CatalogConnection):
                 self._bump_generation()
         return old
 
-    def _upsert_item(self, facts: ItemFacts, *, status: str, error: str | None) -> tuple[int, list[int]]:
+    def _upsert_item(
+        self, facts: ItemFacts, *, status: str, error: str | None, keep_vectors: bool = False
+    ) -> tuple[int, list[int]]:
         path = Path(facts.path)
         values = {
             "path": facts.path,
@@ -203,6 +259,7 @@ class ItemTables(CatalogConnection):
             "rotation": facts.rotation,
             "status": status,
             "error": error,
+            "indexed_until": facts.indexed_until,
             "indexed_at": time.time(),
         }
         existing = self.db.execute("SELECT id FROM items WHERE path = ?", [facts.path]).fetchone()
@@ -216,6 +273,8 @@ class ItemTables(CatalogConnection):
         item_id = int(existing[0])
         sets = ",".join(f"{c} = ?" for c in values)
         self.db.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
+        if keep_vectors:
+            return item_id, []
         old = [r[0] for r in self.db.execute("SELECT id FROM vectors WHERE item_id = ?", [item_id])]
         self.db.execute("DELETE FROM vectors WHERE item_id = ?", [item_id])
         return item_id, old

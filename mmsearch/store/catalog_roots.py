@@ -94,6 +94,16 @@ class RootTables(CatalogConnection):
         row = self.db.execute("SELECT coalesce(sum(size), 0) FROM items WHERE status = 'ok'").fetchone()
         return int(row[0])
 
+    def partial_items(self) -> list[tuple[str, float, float | None]]:
+        """Films committed in part: (path, seconds indexed, length), by path."""
+        return [
+            (r[0], float(r[1]), r[2])
+            for r in self.db.execute(
+                "SELECT path, indexed_until, duration FROM items WHERE indexed_until IS NOT NULL "
+                "ORDER BY path"
+            )
+        ]
+
     def errors(self) -> list[tuple[str, str]]:
         return [
             (r[0], r[1])

@@ -12,7 +12,7 @@ from mmsearch.media.text import unspaced_grams
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -169,6 +169,15 @@ def fill_text_grams(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v7_to_v8(db: sqlite_utils.Database) -> None:
+    """Films committed in parts: how far into its file an item's windows reach while a run
+    that was interrupted (kill -9, power loss) has more of it to do. NULL: the whole file is
+    indexed (every item before this version). The item stays searchable for what it holds."""
+    # Checked first: a catalog rolled back to an older version by hand keeps the column.
+    if "indexed_until" not in db["items"].columns_dict:
+        db.execute("ALTER TABLE items ADD COLUMN indexed_until REAL")
+
+
 # MIGRATIONS[n] brings a catalog from schema version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
@@ -178,5 +187,6 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     4: _v4_to_v5,
     5: _v5_to_v6,
     6: _v6_to_v7,
+    7: _v7_to_v8,
 }
 

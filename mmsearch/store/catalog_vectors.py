@@ -129,14 +129,20 @@ class VectorTables(CatalogConnection):
             out.setdefault(int(item), []).append((int(vid), np.frombuffer(blob, dtype=np.float32)))
         return out
 
-    def write_frame_regions(self, item_id: int, codes: Sequence[RegionCodes | None]) -> None:
-        """Replace a video's keyframes' regions (joins the caller's transaction, if any)."""
+    def write_frame_regions(
+        self, item_id: int, codes: Sequence[RegionCodes | None], first: int = 0
+    ) -> None:
+        """Replace a video's keyframes' regions from keyframe number `first` on (a later part
+        of a film keeps the earlier parts'); joins the caller's transaction, if any."""
         with self.write():
-            self.db.execute("DELETE FROM frame_regions WHERE item_id = ?", [item_id])
+            self.db.execute(
+                "DELETE FROM frame_regions WHERE item_id = ? AND frame >= ?", [item_id, first]
+            )
             self.db.conn.executemany(
                 "INSERT INTO frame_regions(item_id, frame, format, count, width, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(item_id, n, c.format, c.count, c.width, c.data) for n, c in enumerate(codes) if c is not None],
+                [(item_id, n, c.format, c.count, c.width, c.data)
+                 for n, c in enumerate(codes, first) if c is not None],
             )
 
     def write_regions(self, item_id: int, codes: RegionCodes | None) -> None:
