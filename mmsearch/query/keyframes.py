@@ -22,6 +22,15 @@ from mmsearch.store.catalog import Catalog
 KEYFRAMES_PER_VIDEO = 4
 """A video's best keyframes (by first-stage score) that join the second stage's candidates."""
 
+SOUNDTRACK_COVERAGE = 0.21
+"""A video found by its soundtrack keeps its place in the second stage when the soundtrack
+covers the query's words this well (`Reranker.soundtrack_scores`: the mean over the words of
+each word's best cosine with its windows); below, its keyframes judge it. Sound queries cover
+0.25-0.5 ("the sound of a pig": sound 0.29, pig 0.57), captions a wrong soundtrack 0.05-0.15.
+Chosen on `scripts/eval_video.py`'s fit half, with the soundtrack's map (`query.calibration`):
+caption R@1 0.400 -> 0.438, sound R@1 0.750 either way; check half 0.429 -> 0.450 (0.91x the
+photos'), sound 0.583 -> 0.667."""
+
 Candidate = tuple[Any, float, dict[str, float]]
 """(item id, or (video id, keyframe number) for a keyframe; score; per-space scores)."""
 
@@ -33,7 +42,7 @@ class Keyframes:
         self, catalog: Catalog, scale: ScoreScale, vector: np.ndarray, videos: Sequence[int],
         kind: str,
     ) -> None:
-        rows = catalog.keyframe_rows(list(videos), SEMANTIC, VIDEO_FRAME)
+        rows = catalog.source_rows(list(videos), SEMANTIC, VIDEO_FRAME)
         self.rows: dict[int, list[tuple[int, float]]] = {
             item: [(vid, scale.score(SEMANTIC, kind, VIDEO_FRAME, float(v @ vector))) for vid, v in found]
             for item, found in rows.items()

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.encoders.base import Encoder
+from mmsearch.encoders.base import SEMANTIC, VIDEO_SOUND, Encoder
 from mmsearch.encoders.regions import RegionCodes
 from mmsearch.query.head import TOP_REGIONS
 from mmsearch.query.proposals import (
@@ -54,8 +54,10 @@ from mmsearch.query.words import (
     image_word_texts,
     image_word_vectors,
     one_blas_thread,
+    word_vectors,
     zscore,
 )
+from mmsearch.media.kinds import AUDIO
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -260,6 +262,21 @@ class Reranker:
         if self.region_weight > 0:
             out[RERANK] = _best_per_owner(self._region_scores(text, stored), owner)
         return out
+
+    def soundtrack_scores(self, text: str, videos: Sequence[int]) -> dict[int, float]:
+        """How well each video's soundtrack covers the query's words: each content word's best
+        cosine with the soundtrack's windows (their sound-label mixes), averaged over the
+        words. Videos without soundtrack rows are left out."""
+        words = content_words(text)
+        rows = self.catalog.source_rows(list(videos), SEMANTIC, VIDEO_SOUND) if words else {}
+        if not rows:
+            return {}
+        encoder = self._encoder()
+        vectors = word_vectors(encoder, [encoder.word_template(AUDIO).format(name=w) for w in words])
+        return {
+            item: float((vectors @ np.stack([v for _, v in found]).T).max(axis=1).mean())
+            for item, found in rows.items()
+        }
 
     def _wider_scores(self, query_vector: np.ndarray, stored: dict[int, RegionCodes]) -> dict[int, float]:
         """The cosine of the query with each image's broader label mix: images indexed before

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder
+from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VIDEO_SOUND, VISUAL, Encoder
 from mmsearch.errors import QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds
@@ -34,7 +34,7 @@ from mmsearch.query.fusion import (
     lift_keyword_matches,
     scores_by_item,
 )
-from mmsearch.query.keyframes import Keyframes
+from mmsearch.query.keyframes import SOUNDTRACK_COVERAGE, Keyframes
 from mmsearch.query.keywords import fts_expression, substring_expression, unspaced_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
@@ -268,14 +268,19 @@ class Searcher:
         text query), a video's best keyframes are its candidates (`query/keyframes.py`), and
         the best of them gives the video its place and its moment."""
         assert self.reranker is not None
-        # A video the words found by its soundtrack or its speech is not judged by its
-        # keyframes (a film whose soundtrack barks shows no dog) and keeps its place. With the
-        # frames judging every video, "the sound of a dog barking" found its film first for 1
-        # of 12 check-half films, against 8 of 12 so (scripts/eval_video.py).
-        heard = {
-            item for item, _, _ in fused
-            if self._video_source.get((SEMANTIC, item), VIDEO_FRAME) != VIDEO_FRAME
-        }  # videos only: a photo or a sound in it would void the keyword matches' places
+        # A video the words found by what is said or written in it is not judged by its
+        # keyframes (a lecture's slides need not show what is said) and keeps its place. One
+        # found by its soundtrack keeps its place only where the soundtrack covers the words
+        # ("the sound of a dog barking", not "a dog asleep on a sofa": a barking film need not
+        # show a sofa); otherwise its keyframes judge it, as photos (`SOUNDTRACK_COVERAGE`).
+        source = {item: self._video_source.get((SEMANTIC, item), VIDEO_FRAME) for item, _, _ in fused}
+        # videos only: a photo or a sound in it would void the keyword matches' places
+        heard = {item for item, made in source.items() if made not in (VIDEO_FRAME, VIDEO_SOUND)}
+        sounding = [item for item, made in source.items() if made == VIDEO_SOUND]
+        if sounding:
+            coverage = self.reranker.soundtrack_scores(words, sounding)
+            # No content words to weigh: the first stage's word stands.
+            heard |= {item for item in sounding if coverage.get(item, 1.0) >= SOUNDTRACK_COVERAGE}
         head: list[Any] = fused[: self.reranker.top_n]
         frames = None
         if by_keyframe:

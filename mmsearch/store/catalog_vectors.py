@@ -117,7 +117,7 @@ class VectorTables(CatalogConnection):
             if (row[0], row[1]) in wanted
         }
 
-    def keyframe_rows(self, item_ids: Sequence[int], space: str, source: str) -> dict[int, list[tuple[int, np.ndarray]]]:
+    def source_rows(self, item_ids: Sequence[int], space: str, source: str) -> dict[int, list[tuple[int, np.ndarray]]]:
         """video item id -> (vector id, vector) of its rows of one space and source, in time
         order: the n-th `frame` row of `semantic` is keyframe n (as `frame_regions` numbers them)."""
         out: dict[int, list[tuple[int, np.ndarray]]] = {}
