@@ -42,12 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import DATA, espeak, read_manifest
 from videokit import soundtrack, write_video
 
-import mmsearch.library_search as library_search
-import mmsearch.query.calibration as calibration
-import mmsearch.query.search as search
-from mmsearch import Library
+from mmsearch import Library, library_search
 from mmsearch.encoders.base import AUDIO_BRIDGE, SEMANTIC, VIDEO_SOUND
 from mmsearch.media.audio import decode_audio
+from mmsearch.query import calibration, search
 
 RATE = 16_000
 SOUND_TEMPLATE = "the sound of a {label}"

@@ -5,7 +5,8 @@ Judged whole (its first-stage score from its best row, its region scores from wh
 keyframe scored best on each), a video mixed the evidence of different shots, and its moment
 stayed the first stage's even when the reranker preferred another shot. As candidates, a
 video's keyframes compete as the photos they show: on `scripts/eval_video.py`'s fit half,
-caption R@1 of the right video and moment 0.346 -> see ARCHITECTURE.md, "Video".
+caption R@1 of the right video and moment 0.346 -> 0.371, together with frames shrunk by a
+whole factor (`media/video.py`; ARCHITECTURE.md, "Video").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from mmsearch.encoders.base import SEMANTIC, VIDEO_FRAME
 from mmsearch.query.calibration import ScoreScale
+from mmsearch.query.rerank import Candidate
 from mmsearch.store.catalog import Catalog
 
 KEYFRAMES_PER_VIDEO = 4
@@ -30,9 +32,6 @@ each word's best cosine with its windows); below, its keyframes judge it. Sound 
 Chosen on `scripts/eval_video.py`'s fit half, with the soundtrack's map (`query.calibration`):
 caption R@1 0.400 -> 0.438, sound R@1 0.750 either way; check half 0.429 -> 0.450 (0.91x the
 photos'), sound 0.583 -> 0.667."""
-
-Candidate = tuple[Any, float, dict[str, float]]
-"""(item id, or (video id, keyframe number) for a keyframe; score; per-space scores)."""
 
 
 class Keyframes:

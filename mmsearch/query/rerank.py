@@ -42,6 +42,7 @@ import numpy as np
 
 from mmsearch.encoders.base import SEMANTIC, VIDEO_SOUND, Encoder
 from mmsearch.encoders.regions import RegionCodes
+from mmsearch.media.kinds import AUDIO
 from mmsearch.query.head import TOP_REGIONS
 from mmsearch.query.proposals import (
     ADAPTER_PROPOSALS,
@@ -57,7 +58,6 @@ from mmsearch.query.words import (
     word_vectors,
     zscore,
 )
-from mmsearch.media.kinds import AUDIO
 from mmsearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ ADAPTER_WORD_SHARE = 0.5
 the adapter's score (see `Reranker.adapter_scores`); chosen on flickr8k_1k folds."""
 
 
-Candidate = tuple[int, float, dict[str, float]]
-"""(item id, score, per-space scores), as `Searcher._fuse` returns them."""
+Candidate = tuple[Any, float, dict[str, float]]
+"""(item id, score, per-space scores), as `Searcher._fuse` returns them; the item id may be a
+(video id, keyframe number) pair, a keyframe in the second stage (`query/keyframes.py`)."""
 
 
 class Reranker:
@@ -160,8 +161,11 @@ class Reranker:
                 captions, image mAP 0.493 with keyword evidence alone fell to 0.468 when the
                 regions could bury matches, and to 0.476 when they could only not count
                 against them).
-            heard: videos the first stage found by their soundtrack or speech; they are not
+            heard: videos the first stage found by what is said or written in them, or by a
+                soundtrack that covers the query's words (`soundtrack_scores`); they are not
                 judged by their keyframes and keep their places, as keyword matches do.
+            head_size: how many candidates the second stage judges (default `top_n`; more
+                when videos stand there as their keyframes).
         """
         size = self.top_n if head_size is None else head_size
         head, tail = candidates[:size], candidates[size:]
