@@ -40,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.encoders.base import Encoder
+from mmsearch.encoders.base import SEMANTIC, VIDEO_SOUND, Encoder
 from mmsearch.encoders.regions import RegionCodes
+from mmsearch.media.kinds import AUDIO
 from mmsearch.query.head import TOP_REGIONS
 from mmsearch.query.proposals import (
     ADAPTER_PROPOSALS,
@@ -54,6 +55,7 @@ from mmsearch.query.words import (
     image_word_texts,
     image_word_vectors,
     one_blas_thread,
+    word_vectors,
     zscore,
 )
 from mmsearch.store.catalog import Catalog
@@ -76,8 +78,9 @@ ADAPTER_WORD_SHARE = 0.5
 the adapter's score (see `Reranker.adapter_scores`); chosen on flickr8k_1k folds."""
 
 
-Candidate = tuple[int, float, dict[str, float]]
-"""(item id, score, per-space scores), as `Searcher._fuse` returns them."""
+Candidate = tuple[Any, float, dict[str, float]]
+"""(item id, score, per-space scores), as `Searcher._fuse` returns them; the item id may be a
+(video id, keyframe number) pair, a keyframe in the second stage (`query/keyframes.py`)."""
 
 
 class Reranker:
@@ -140,8 +143,10 @@ class Reranker:
         self, text: str, query_vector: np.ndarray | None, candidates: list[Candidate],
         keyword_matches: Collection[int] = (), proposed: Sequence[Candidate] = (),
         heard: Collection[int] = (),
+        head_size: int | None = None,
     ) -> list[Candidate]:
-        """`candidates` with the first `top_n` reordered and rescored; the rest unchanged.
+        """`candidates` with the first `top_n` (or `head_size`) reordered and rescored; the
+        rest unchanged.
 
         Args:
             text: the query's positive words.
@@ -156,10 +161,14 @@ class Reranker:
                 captions, image mAP 0.493 with keyword evidence alone fell to 0.468 when the
                 regions could bury matches, and to 0.476 when they could only not count
                 against them).
-            heard: videos the first stage found by their soundtrack or speech; they are not
+            heard: videos the first stage found by what is said or written in them, or by a
+                soundtrack that covers the query's words (`soundtrack_scores`); they are not
                 judged by their keyframes and keep their places, as keyword matches do.
+            head_size: how many candidates the second stage judges (default `top_n`; more
+                when videos stand there as their keyframes).
         """
-        head, tail = candidates[: self.top_n], candidates[self.top_n :]
+        size = self.top_n if head_size is None else head_size
+        head, tail = candidates[:size], candidates[size:]
         extra: list[Candidate] = []
         if proposed:
             joined = {item for item, _, _ in head}
@@ -238,17 +247,40 @@ class Reranker:
         out: dict[str, dict[int, float]] = {}
         if self.region_weight <= 0 and query_vector is None:
             return out
-        stored: dict[Any, RegionCodes] = dict(self.catalog.item_regions(items))
-        # A video is judged by its best keyframe: each frame is scored as an image would be,
-        # and the video takes the best of its frames' scores.
-        seen = [i for i in items if i not in stored and i not in heard]
-        for item, frames in self.catalog.item_frame_regions(seen).items():
-            stored.update({(item, n): codes for n, codes in enumerate(frames)})
+        whole = [i for i in items if not isinstance(i, tuple)]
+        stored: dict[Any, RegionCodes] = dict(self.catalog.item_regions(whole))
+        owner: dict[Any, Any] = {key: key for key in stored}
+        # A keyframe candidate ((video, n): see `query/keyframes.py`) is judged as a photo.
+        frames = self.catalog.frame_regions([k for k in items if isinstance(k, tuple)])
+        stored.update(frames)
+        owner.update({key: key for key in frames})
+        # A video given whole is judged by its best keyframe: each frame is scored as an image
+        # would be, and the video takes the best of its frames' scores.
+        seen = [i for i in whole if i not in stored and i not in heard]
+        for item, codes in self.catalog.item_frame_regions(seen).items():
+            for n, frame in enumerate(codes):
+                stored[("whole", item, n)] = frame
+                owner[("whole", item, n)] = item
         if query_vector is not None:
-            out[WIDER] = _best_per_item(self._wider_scores(query_vector, stored))
+            out[WIDER] = _best_per_owner(self._wider_scores(query_vector, stored), owner)
         if self.region_weight > 0:
-            out[RERANK] = _best_per_item(self._region_scores(text, stored))
+            out[RERANK] = _best_per_owner(self._region_scores(text, stored), owner)
         return out
+
+    def soundtrack_scores(self, text: str, videos: Sequence[int]) -> dict[int, float]:
+        """How well each video's soundtrack covers the query's words: each content word's best
+        cosine with the soundtrack's windows (their sound-label mixes), averaged over the
+        words. Videos without soundtrack rows are left out."""
+        words = content_words(text)
+        rows = self.catalog.source_rows(list(videos), SEMANTIC, VIDEO_SOUND) if words else {}
+        if not rows:
+            return {}
+        encoder = self._encoder()
+        vectors = word_vectors(encoder, [encoder.word_template(AUDIO).format(name=w) for w in words])
+        return {
+            item: float((vectors @ np.stack([v for _, v in found]).T).max(axis=1).mean())
+            for item, found in rows.items()
+        }
 
     def _wider_scores(self, query_vector: np.ndarray, stored: dict[int, RegionCodes]) -> dict[int, float]:
         """The cosine of the query with each image's broader label mix: images indexed before
@@ -330,13 +362,13 @@ class Reranker:
         return np.array([(raw[i] - mean) / spread if i in raw else 0.0 for i in items])
 
 
-def _best_per_item(scores: dict[Any, float]) -> dict[int, float]:
-    """Scores keyed by item or by (item, keyframe) -> by item, a video's best keyframe's."""
-    out: dict[int, float] = {}
+def _best_per_owner(scores: dict[Any, float], owner: dict[Any, Any]) -> dict[Any, float]:
+    """Scores of region keys -> of the candidates they judge (a whole video: its best keyframe's)."""
+    out: dict[Any, float] = {}
     for key, value in scores.items():
-        item = key[0] if isinstance(key, tuple) else key
-        if item not in out or value > out[item]:
-            out[item] = value
+        judged = owner[key]
+        if judged not in out or value > out[judged]:
+            out[judged] = value
     return out
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VISUAL, Encoder
+from mmsearch.encoders.base import ACOUSTIC, SEMANTIC, VIDEO_FRAME, VIDEO_SOUND, VISUAL, Encoder
 from mmsearch.errors import QueryError
 from mmsearch.media import AUDIO, IMAGE, TEXT, VIDEO
 from mmsearch.query.calibration import ScoreScale, from_log_odds, log_odds
@@ -34,6 +34,7 @@ from mmsearch.query.fusion import (
     lift_keyword_matches,
     scores_by_item,
 )
+from mmsearch.query.keyframes import SOUNDTRACK_COVERAGE, Keyframes
 from mmsearch.query.keywords import fts_expression, substring_expression, unspaced_expression
 from mmsearch.query.parse import ParsedQuery, Term, parse_query
 from mmsearch.query.rerank import Reranker
@@ -197,7 +198,9 @@ class Searcher:
             matches = set(keyword_cosines) | {item for item, _ in ranked.get(KEYWORD, ())}
             words = " ".join(t.text for t in terms if not t.negative)
             proposed = self._proposed(words, wanted, fused, query)
-            fused = self._reranked(words, wanted[SEMANTIC][0], fused, matches, proposed)
+            fused = self._reranked(
+                words, wanted[SEMANTIC][0], fused, matches, proposed, list(wanted) == [SEMANTIC]
+            )
         passed = {item for item, _, _ in fused}  # above the cut-off
         # A few spare candidates: items deleted since the vector index was saved drop out here.
         fused = fused[: query.k * 2 + 8]
@@ -256,28 +259,52 @@ class Searcher:
         fused: list[tuple[int, float, dict[str, float]]],
         keyword_matches: set[int],
         proposed: list[tuple[int, float, dict[str, float]]],
+        by_keyframe: bool = False,
     ) -> list[tuple[int, float, dict[str, float]]]:
         """The reranker's order and scores. It adds z-scores and maps the sum back onto the
         first stage's mean and spread; calibrated scores go to it as log-odds, where adding
         evidence is what it means (probabilities bunch up near 1 and lose the first stage's
-        keyword evidence in a z-score), and come back as 0-1 scores."""
+        keyword evidence in a z-score), and come back as 0-1 scores. With `by_keyframe` (a
+        text query), a video's best keyframes are its candidates (`query/keyframes.py`), and
+        the best of them gives the video its place and its moment."""
         assert self.reranker is not None
-        # A video the words found by its soundtrack or its speech is not judged by its
-        # keyframes (a film whose soundtrack barks shows no dog) and keeps its place. With the
-        # frames judging every video, "the sound of a dog barking" found its film first for 1
-        # of 12 check-half films, against 8 of 12 so (scripts/eval_video.py).
-        heard = {
-            item for item, _, _ in fused
-            if self._video_source.get((SEMANTIC, item), VIDEO_FRAME) != VIDEO_FRAME
-        }  # videos only: a photo or a sound in it would void the keyword matches' places
-        if not self.scale.calibrated:
-            return self.reranker.rerank(words, vector, fused, keyword_matches, proposed, heard)
+        # A video the words found by what is said or written in it is not judged by its
+        # keyframes (a lecture's slides need not show what is said) and keeps its place. One
+        # found by its soundtrack keeps its place only where the soundtrack covers the words
+        # ("the sound of a dog barking", not "a dog asleep on a sofa": a barking film need not
+        # show a sofa); otherwise its keyframes judge it, as photos (`SOUNDTRACK_COVERAGE`).
+        source = {item: self._video_source.get((SEMANTIC, item), VIDEO_FRAME) for item, _, _ in fused}
+        # videos only: a photo or a sound in it would void the keyword matches' places
+        heard = {item for item, made in source.items() if made not in (VIDEO_FRAME, VIDEO_SOUND)}
+        sounding = [item for item, made in source.items() if made == VIDEO_SOUND]
+        if sounding:
+            coverage = self.reranker.soundtrack_scores(words, sounding)
+            # No content words to weigh: the first stage's word stands.
+            heard |= {item for item in sounding if coverage.get(item, 1.0) >= SOUNDTRACK_COVERAGE}
+        head: list[Any] = fused[: self.reranker.top_n]
+        frames = None
+        if by_keyframe:
+            videos = [
+                item for item, _, _ in head
+                if (SEMANTIC, item) in self._video_source and item not in keyword_matches
+            ]
+            if videos:
+                frames = Keyframes(self.catalog, self.scale, vector, videos, VIDEO)
+                head = frames.expand(head, heard)
+        to, back = (log_odds, from_log_odds) if self.scale.calibrated else (float, float)
         reranked = self.reranker.rerank(
-            words, vector, [(item, log_odds(score), per) for item, score, per in fused],
-            keyword_matches, [(item, log_odds(score), per) for item, score, per in proposed],
-            heard,
+            words, vector,
+            [(key, to(score), per) for key, score, per in head + fused[self.reranker.top_n :]],
+            keyword_matches, [(item, to(score), per) for item, score, per in proposed],
+            heard, head_size=len(head),
         )
-        return [(item, from_log_odds(value), per) for item, value, per in reranked]
+        out = [(key, back(value), per) for key, value, per in reranked]
+        if frames is None:
+            return out
+        out, moments = frames.regroup(out)
+        for item, vector_id in moments.items():
+            self._best_vector[(SEMANTIC, item)] = vector_id
+        return out
 
     def _proposed(
         self,

@@ -104,6 +104,31 @@ class VectorTables(CatalogConnection):
             out.setdefault(row[0], []).append(RegionCodes(row[1], int(row[2]), int(row[3]), bytes(row[4])))
         return out
 
+    def frame_regions(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], RegionCodes]:
+        """(video item id, keyframe number) -> that keyframe's regions; keys without are left out."""
+        wanted = set(keys)
+        sql = (
+            "SELECT item_id, frame, format, count, width, data FROM frame_regions WHERE item_id "
+            "IN ({marks})"
+        )
+        return {
+            (row[0], row[1]): RegionCodes(row[2], int(row[3]), int(row[4]), bytes(row[5]))
+            for row in self._rows_for_ids(sql, sorted({item for item, _ in wanted}))
+            if (row[0], row[1]) in wanted
+        }
+
+    def source_rows(self, item_ids: Sequence[int], space: str, source: str) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """video item id -> (vector id, vector) of its rows of one space and source, in time
+        order: the n-th `frame` row of `semantic` is keyframe n (as `frame_regions` numbers them)."""
+        out: dict[int, list[tuple[int, np.ndarray]]] = {}
+        sql = (
+            "SELECT item_id, id, vector FROM vectors WHERE space = ? AND source = ? AND item_id "
+            "IN ({marks}) ORDER BY item_id, t_start, chunk"
+        )
+        for item, vid, blob in self._rows_for_ids(sql, item_ids, [space, source]):
+            out.setdefault(int(item), []).append((int(vid), np.frombuffer(blob, dtype=np.float32)))
+        return out
+
     def write_frame_regions(
         self, item_id: int, codes: Sequence[RegionCodes | None], first: int = 0
     ) -> None:
