@@ -44,7 +44,13 @@ The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
 zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
 the single-modality index >= 0.90, flickr8k zero-shot rerank R@1 >= 0.12 and R@10 >= 0.40 and
-a tuning gain >= 0.05 R@1. The exit status is 1 when one of them fails.
+a tuning gain >= 0.05 R@1, and on flickr8k's check half (photos no setting was chosen on)
+zero-shot R@1 >= 0.14 and R@10 >= 0.45 (not met yet). The exit status is 1 when one of them fails.
+
+The staged tasks also report each stage on the two halves of the photos (`benchkit.half`, a
+hash of the manifest path; a caption belongs to its photo's half, the index holds them all):
+the reranker's and proposals' settings are chosen on the fit half, the check half tells what
+they do on photos they were not chosen on.
 
 Usage:
     .venv/bin/python scripts/eval_retrieval.py [--model offline-default] [--data ../shared/data]
@@ -871,7 +877,10 @@ def eval_flickr8k(args: argparse.Namespace) -> list[Result]:
     root = args.data / "flickr8k_1k"
     return eval_staged(
         "flickr8k_1k", root, read_manifest(root / "manifest.csv"), args,
-        {"zero R@1": 0.12, "zero R@10": 0.40, "tuned gain": 0.05},
+        {"zero R@1": 0.12, "zero R@10": 0.40, "tuned gain": 0.05,
+         # issue 20: on the photos no setting was chosen on (not met yet: ARCHITECTURE.md,
+         # "Settings chosen on one half of the photos")
+         "zero check R@1": 0.14, "zero check R@10": 0.45},
     )
 
 
