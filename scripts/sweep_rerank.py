@@ -25,7 +25,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class Setting:
     kr: int = 10
     wide_t: float = 4.0
     wide_share: float = 3.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def index_side(self) -> tuple[float, int, float, float]:
         return self.tr, self.kr, self.wide_t, self.wide_share
