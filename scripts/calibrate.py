@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_multilingual import TRANSLATIONS, half  # scripts are not a package
+from benchkit import half  # scripts are not a package
+from eval_multilingual import TRANSLATIONS
 
 from mmsearch import Library
 from mmsearch.config import Settings

@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import shutil
@@ -37,18 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import DATA, ROOT, read_manifest, real, recall_at  # scripts are not a package
+from benchkit import DATA, ROOT, half, read_manifest, real, recall_at  # scripts are not a package
 
 from mmsearch import Library, QueryError
 
 TRANSLATIONS = ROOT / "tests" / "data" / "coco_mini_translations.csv"
 LANGUAGES = ("en", "zh", "fr")
 COLUMNS = {"en": "caption", "zh": "zh", "fr": "fr"}
-
-
-def half(path: str) -> str:
-    """"fit" or "check": a photo's half, the same in every script (a hash of its path)."""
-    return "fit" if hashlib.sha1(path.encode()).digest()[0] % 2 == 0 else "check"
 
 
 @dataclass

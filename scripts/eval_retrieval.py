@@ -44,11 +44,17 @@ The reranker, stage by stage (k = 50, the reranker's N; see `eval_staged`):
 Targets (offline-default): coco R@1 >= 0.30 and R@10 >= 0.80, neardup R@1 >= 0.99, esc50
 zero-shot accuracy >= 0.60 and sound -> sound P@5 >= 0.50, fsdd R@1 >= 0.90, mixed ratios to
 the single-modality index >= 0.90, flickr8k zero-shot rerank R@1 >= 0.12 and R@10 >= 0.40 and
-a tuning gain >= 0.05 R@1. The exit status is 1 when one of them fails.
+a tuning gain >= 0.05 R@1, and on flickr8k's check half (photos no setting was chosen on)
+zero-shot R@1 >= 0.14 and R@10 >= 0.45 (not met yet). The exit status is 1 when one of them fails.
+
+The staged tasks also report each stage on the two halves of the photos (`benchkit.half`, a
+hash of the manifest path; a caption belongs to its photo's half, the index holds them all):
+the reranker's and proposals' settings are chosen on the fit half, the check half tells what
+they do on photos they were not chosen on.
 
 Usage:
     .venv/bin/python scripts/eval_retrieval.py [--model offline-default] [--data ../shared/data]
-        [--work DIR] [--keep] [--only coco,neardup,esc50] [--json results.json]
+        [--work DIR] [--keep] [--only coco,neardup,esc50] [--json results.json] [--zero-shot]
 
     --work DIR   where the indexes go (default: a temporary folder, deleted afterwards)
     --keep       reuse indexes already in --work (brought up to date by the same
@@ -83,6 +89,7 @@ from mmsearch.query.parse import parse_text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # scripts are not a package
     average_precision,
+    half,
     mean_or_nan,
     precision_at,
     rank_of,
@@ -775,7 +782,7 @@ def eval_staged(
     fold_of = {path: n % FOLDS for n, path in enumerate(images)}
     tuned_ranking: dict[str, list[str]] = {}
     outcomes, tune_seconds, tuned_ms = [], [], []
-    for fold in range(FOLDS):
+    for fold in range(0 if args.zero_shot else FOLDS):
         train = [(real(root / r["path"]), r["caption"]) for r in rows
                  if real(root / r["path"]) in fold_of and fold_of[real(root / r["path"])] != fold]
         test = [c for c in queries if all(fold_of[p] == fold for p in relevant[c])]
@@ -805,6 +812,14 @@ def eval_staged(
              ("first stage = vectors alone (the searcher's keyword list emptied); + keyword "
               "fusion = the product's first stage (FTS5/BM25 matches of names and text lifted)")]
     label = f"{name} caption->image"
+    # A caption belongs to its photos' half (fit or check, `benchkit.half`); the index still
+    # holds every photo, as a user's would. Settings are chosen on the fit half.
+    half_of = {real(root / row["path"]): half(row["path"]) for row in rows}
+    halves = {c: {half_of[p] for p in relevant[c]} for c in queries}
+    split = {part: [i for i, c in enumerate(queries) if halves[c] == {part}] for part in ("fit", "check")}
+    notes.append(f"halves (by photo, `benchkit.half`): fit {len(split['fit'])} captions, check "
+                 f"{len(split['check'])}; {len(queries) - len(split['fit']) - len(split['check'])} "
+                 "captions with photos in both are in neither")
     results = []
     for stage, title, t in (("vectors", "first stage", "first"),
                             ("keyword", "+ keyword fusion", "keyword"),
@@ -814,6 +829,14 @@ def eval_staged(
             staged_metrics(rankings[stage], [relevant[c] for c in queries], targets, t),
             len(indexed), report, statistics.median(times[stage]), command,
             notes if stage == "vectors" else []))
+        for part, rows_of in split.items():
+            results.append(Result(
+                f"{label} {title} [{part} half]", len(rows_of),
+                staged_metrics([rankings[stage][i] for i in rows_of],
+                               [relevant[queries[i]] for i in rows_of], targets, f"{t} {part}"),
+                len(indexed), report, statistics.median(times[stage]), command))
+    if args.zero_shot:
+        return results
     tuned = staged_metrics([tuned_ranking[queries[i]] for i in held],
                            [relevant[queries[i]] for i in held], targets, "tuned")
     zero_held = staged_metrics([rankings["zero"][i] for i in held],
@@ -840,6 +863,13 @@ def eval_staged(
           f"{statistics.median(tuned_ms):.1f} ms median, timed apart from the stages above "
           "(not interleaved with them)")],
     ))
+    for part, rows_of in split.items():
+        kept = [i for i in held if i in set(rows_of)]
+        results.append(Result(
+            f"{label} + tuned rerank [{part} half]", len(kept),
+            staged_metrics([tuned_ranking[queries[i]] for i in kept],
+                           [relevant[queries[i]] for i in kept], targets, f"tuned {part}"),
+            len(indexed), report, statistics.median(tuned_ms), command))
     return results
 
 
@@ -847,7 +877,10 @@ def eval_flickr8k(args: argparse.Namespace) -> list[Result]:
     root = args.data / "flickr8k_1k"
     return eval_staged(
         "flickr8k_1k", root, read_manifest(root / "manifest.csv"), args,
-        {"zero R@1": 0.12, "zero R@10": 0.40, "tuned gain": 0.05},
+        {"zero R@1": 0.12, "zero R@10": 0.40, "tuned gain": 0.05,
+         # issue 20: on the photos no setting was chosen on (not met yet: ARCHITECTURE.md,
+         # "Settings chosen on one half of the photos")
+         "zero check R@1": 0.14, "zero check R@10": 0.45},
     )
 
 
@@ -999,6 +1032,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(DATASETS),
                         help=f"comma-separated subset of {','.join(DATASETS)}")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="staged tasks: leave out the tuned stage (5 `tune` runs, the "
+                             "longest part: 4-9 min each for flickr8k_1k on a busy machine)")
     args = parser.parse_args(argv)
     args.only = [ALIASES.get(n.strip(), n.strip()) for n in args.only.split(",") if n.strip()]
     unknown = [n for n in args.only if n not in EVALUATORS]
