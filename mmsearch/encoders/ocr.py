@@ -74,8 +74,10 @@ class TextReader:
             # to 736 px, which made every read of a small photo cost seconds). Images reach it
             # already shrunk to GLANCE_SIDE or READ_SIDE, so one engine serves both.
             engine = self._local.engine = RapidOCR(
-                det_limit_side_len=READ_SIDE, det_limit_type="max",
-                intra_op_num_threads=1, inter_op_num_threads=1,
+                det_limit_side_len=READ_SIDE,
+                det_limit_type="max",
+                intra_op_num_threads=1,
+                inter_op_num_threads=1,
             )
         return engine
 
