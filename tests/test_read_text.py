@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import COLOURS, make_image
 from PIL import Image, ImageDraw, ImageFont
@@ -119,3 +120,47 @@ def test_a_large_photo_indexed_small_is_still_read(tmp_path: Path) -> None:
         lib.index([media])
         assert lib.item(media / "DSC_0042.jpg").read_text == ["Observatory"]
         assert Path(lib.search("observatory", k=1)[0].path).name == "DSC_0042.jpg"
+
+
+def test_each_reader_thread_reads_on_one_core() -> None:
+    """The reader threads already keep every core busy: each of RapidOCR's sessions must run
+    one thread (its per-model thread settings are silently dropped; left at its default the
+    glance cost twice the CPU)."""
+    from mmsearch.encoders.ocr import TextReader
+
+    engine = TextReader()._engine()
+    for session in (engine.text_det.infer.session, engine.text_rec.session.session):
+        options = session.get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+
+
+def test_a_plain_photo_gets_one_glance_and_is_not_read(tmp_path: Path) -> None:
+    """Indexing with reading on: a photo without text costs one small detector pass and is
+    never decoded again nor read; a photo with a sign is decoded again and read."""
+    from mmsearch.encoders.ocr import TextReader
+    from mmsearch.ingest_decode import Decoder
+
+    media = tmp_path / "media"
+    sign(media / "IMG_0001.png", "Lighthouse", (90, 140, 60))
+    make_image(media / "IMG_0002.png", COLOURS["red"], size=(480, 320))
+    glances: list[int] = []
+    decoded_again: list[str] = []
+    glance, detailed = TextReader.has_text, Decoder._detailed
+
+    def counted_glance(self: TextReader, image: np.ndarray) -> bool:
+        glances.append(max(image.shape[:2]))
+        return glance(self, image)
+
+    def counted_detail(self: Decoder, data: bytes, path: str) -> object:
+        decoded_again.append(Path(path).name)
+        return detailed(self, data, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TextReader, "has_text", counted_glance)
+        patch.setattr(Decoder, "_detailed", counted_detail)
+        settings = Settings(read_text_in_images=True)
+        with Library.open(tmp_path / "ix", model="hash-test", settings=settings) as lib:
+            lib.index([media])
+            assert lib.item(media / "IMG_0001.png").read_text == ["Lighthouse"]
+            assert lib.item(media / "IMG_0002.png").read_text == []
+    assert len(glances) == 2 and decoded_again == ["IMG_0001.png"]
