@@ -10,6 +10,9 @@ at 256 px, probability >= 0.5), in one process on one thread, CPU time per photo
                 of the grey 256 px copy (morphological gradient, thin-stroke top/black-hat,
                 edge transitions across and down, local contrast); the photo's score is its
                 best cell. Its threshold is the lowest score of a text image of the fitting set.
+  features      (with --features) a logistic regression on the offline default's own pooled
+                `visual` vector of the photo (free at index time: the model computes it anyway),
+                thresholded like the cell probe.
   cnn           (with --cnn-epochs N) a 30k-parameter CNN on the grey 256 px copy, one logit per
                 16 px cell, trained (torch, one thread) to reproduce where the glance's map is
                 >= 0.5; the photo's score is its best cell, thresholded like the cell probe.
@@ -356,6 +359,19 @@ def cell_grid(detector: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grey, padded.reshape(rows, CELL, cols, CELL).max(axis=(1, 3)) >= GLANCE_MIN_PROBABILITY
 
 
+def visual_features(items: list[dict[str, Any]]) -> np.ndarray:
+    """The offline default's pooled `visual` vector of each image, as indexing computes it."""
+    from mmsearch.encoders.base import VISUAL
+    from mmsearch.encoders.registry import load_encoder, resolve_model
+
+    encoder = load_encoder(resolve_model("offline-default"))
+    rows = []
+    for start in range(0, len(items), 32):
+        batch = [encoder.prepare_image(Image.fromarray(i["rgb"])) for i in items[start : start + 32]]
+        rows.append(np.asarray(encoder.embed_images(batch)[VISUAL]))
+    return np.concatenate(rows)
+
+
 def cpu_ms(fn: Any, items: list[dict[str, Any]]) -> tuple[list[Any], float]:
     started = time.process_time()
     values = [fn(item["rgb"]) for item in items]
@@ -370,6 +386,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--cnn-epochs", type=int, default=0, help="also train and measure the CNN gate"
+    )
+    parser.add_argument(
+        "--features", action="store_true",
+        help="also measure a probe on the offline default's pooled visual vectors",
     )
     args = parser.parse_args()
     from sklearn.linear_model import LogisticRegression
@@ -414,6 +434,18 @@ def main() -> None:
     print(
         f"| cell-probe (threshold {threshold:.3f}) | {ms:.1f} + the probe | {passed[text].mean():.3f} | {passed[plain].mean():.3f} |"
     )
+    if args.features:
+        features = visual_features(items)
+        probe = make_pipeline(
+            StandardScaler(), LogisticRegression(C=0.01, max_iter=5000, class_weight="balanced")
+        )
+        probe.fit(features[fit], seen[fit])
+        score = probe.predict_proba(features)[:, 1]
+        threshold = score[fit & seen].min()
+        passed = score >= threshold
+        print(
+            f"| features (threshold {threshold:.3f}) | free (the model's own vector) | {passed[text].mean():.3f} | {passed[plain].mean():.3f} |"
+        )
     if args.cnn_epochs:
         grids = [cell_grid(detector, item["rgb"]) for item, f in zip(items, fit) if f]
         cnn = train_cnn([g for g, _ in grids], [t for _, t in grids], args.cnn_epochs)
